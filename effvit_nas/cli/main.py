@@ -1,0 +1,58 @@
+"""Entry point of ``effnas``. Registers the commands and turns user errors into one line and exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from types import ModuleType
+
+from ..errors import EffNasError
+from . import arch_cmd, space_cmd
+
+# Each module has ``register(subparsers)``, which sets ``handler`` on its parsers.
+COMMANDS: tuple[ModuleType, ...] = (arch_cmd, space_cmd)
+USAGE_ERROR = 2
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse prints the whole usage on a bad flag; a user needs the one line that says what is wrong."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        sys.stderr.write(f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+        sys.exit(USAGE_ERROR)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = OneLineParser(
+        prog="effnas",
+        description="Hardware-aware architecture search for EfficientViT (Liu et al., CVPR 2023).",
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    for command in COMMANDS:
+        command.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return USAGE_ERROR if args.command is None else 0
+    try:
+        return int(handler(args) or 0)
+    except EffNasError as exc:
+        if args.debug:
+            raise
+        sys.stderr.write(f"effnas: error: {exc}\n")
+        return USAGE_ERROR
+    except KeyboardInterrupt:
+        sys.stderr.write("effnas: interrupted\n")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

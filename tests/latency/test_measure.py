@@ -1,0 +1,59 @@
+import pytest
+import torch
+
+from effvit_nas import Arch, EffNasError, UnknownNameError, build_model
+from effvit_nas.latency.measure import RuntimeConfig, Timing, create_runtime, hardware_info, measure_interleaved
+
+
+def small_model():
+    arch = Arch.preset("m0").replace(resolution=64)
+    return arch, build_model(arch, num_classes=10).eval().fuse()
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "torch"])
+def test_cpu_runtimes_time_a_real_model(runtime):
+    arch, model = small_model()
+    forward = create_runtime(RuntimeConfig(runtime=runtime, threads=1)).prepare(model, (1, 3, 64, 64))
+    timings = measure_interleaved({"m": forward}, rounds=3, calls_per_round=5, warmup_calls=2)
+    t = timings["m"]
+    assert t.samples == 15 and 0 < t.p25_ms <= t.median_ms <= t.p75_ms
+
+
+def test_interleaving_ranks_a_bigger_model_slower():
+    small = create_runtime(RuntimeConfig(threads=1)).prepare(small_model()[1], (1, 3, 64, 64))
+    big_arch = Arch.preset("m0")
+    big = create_runtime(RuntimeConfig(threads=1)).prepare(build_model(big_arch).eval().fuse(), (1, 3, 224, 224))
+    timings = measure_interleaved({"small": small, "big": big}, rounds=3, calls_per_round=5)
+    assert timings["big"].median_ms > 2 * timings["small"].median_ms
+
+
+def test_timing_statistics():
+    t = Timing.of([1.0, 2.0, 3.0, 4.0, 100.0])
+    assert t.median_ms == 3.0 and t.p25_ms == 2.0 and t.p75_ms == 4.0 and t.spread == pytest.approx(2 / 3)
+
+
+def test_unknown_runtime_and_bad_settings_are_refused():
+    with pytest.raises(UnknownNameError, match=r"runtime must be one of \['onnxruntime', 'torch'\]"):
+        create_runtime(RuntimeConfig(runtime="tvm"))
+    with pytest.raises(EffNasError, match="threads and batch size must be at least 1"):
+        create_runtime(RuntimeConfig(threads=0))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
+def test_cuda_without_a_gpu_is_refused_clearly():
+    with pytest.raises(EffNasError, match="device 'cuda' needs the torch runtime and a visible CUDA GPU"):
+        create_runtime(RuntimeConfig(runtime="torch", device="cuda"))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_fp16_runtime_times_a_model():
+    arch, model = small_model()
+    forward = create_runtime(RuntimeConfig(runtime="torch", device="cuda", dtype="float16")).prepare(
+        model, (8, 3, 64, 64)
+    )
+    assert measure_interleaved({"m": forward}, rounds=2, calls_per_round=3)["m"].median_ms > 0
+
+
+def test_hardware_info_names_the_cpu():
+    info = hardware_info()
+    assert info["cores"] >= 1 and info["cpu_model"]

@@ -1,0 +1,34 @@
+"""The repository keeps its promises to a newcomer: the README's commands, CI running exactly the
+README's test command, and ruff-clean code."""
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def readme_commands() -> list[str]:
+    """The first two shell commands of README.md (the first fenced block holds them)."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("```bash\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line and not line.startswith("#")]
+
+
+def test_readme_starts_with_the_install_and_test_commands():
+    install_and_run, test = readme_commands()[:2]
+    assert install_and_run.startswith("pip install -e .") and "effnas " in install_and_run
+    assert "pytest" in test
+
+
+def test_ci_runs_exactly_the_readmes_test_command():
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert readme_commands()[1] in ci
+
+
+@pytest.mark.skipif(shutil.which("ruff") is None, reason="ruff comes with the dev extra")
+def test_ruff_is_clean():
+    result = subprocess.run(["ruff", "check", str(ROOT)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout
