@@ -9,10 +9,18 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .arch import Arch
-from .errors import ConfigFileError, EffNasError, InvalidArchError, InvalidSpaceError, UnknownNameError
+from .errors import (
+    ConfigFileError,
+    EffNasError,
+    InvalidArchError,
+    InvalidSpaceError,
+    TableError,
+    UnknownNameError,
+)
 from .space import SearchSpace
 
 if TYPE_CHECKING:
+    from .latency.table import LatencyTable
     from .model import build_model
 
 __version__ = "0.1.0"
@@ -25,6 +33,8 @@ __all__ = [
     "InvalidArchError",
     "InvalidSpaceError",
     "UnknownNameError",
+    "TableError",
+    "LatencyTable",
 ]
 
 
@@ -33,4 +43,8 @@ def __getattr__(name: str) -> Any:
         from .model import build_model
 
         return build_model
+    if name == "LatencyTable":  # imports numpy
+        from .latency.table import LatencyTable
+
+        return LatencyTable
     raise AttributeError(f"module 'effvit_nas' has no attribute {name!r}")

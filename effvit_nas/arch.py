@@ -21,7 +21,7 @@ from typing import Any
 from ._io import atomic_write_text, check_keys, load_yaml_mapping
 from .errors import ConfigFileError, InvalidArchError, UnknownNameError
 
-__all__ = ["Arch", "NUM_STAGES", "PRESETS", "stem_output_size", "downsampled_size"]
+__all__ = ["Arch", "NUM_STAGES", "PRESETS", "stem_output_size", "downsampled_size", "stage_sizes"]
 
 NUM_STAGES = 3
 ARCH_SCHEMA_VERSION = 1
@@ -52,7 +52,8 @@ def stem_output_size(resolution: int) -> int:
     return resolution
 
 
-def _stage_resolutions(resolution: int) -> tuple[int, ...]:
+def stage_sizes(resolution: int) -> tuple[int, ...]:
+    """Feature-map side of each stage for an input of ``resolution`` pixels."""
     sizes = [stem_output_size(resolution)]
     for _ in range(NUM_STAGES - 1):
         sizes.append(downsampled_size(sizes[-1]))
@@ -114,7 +115,7 @@ class Arch:
         kernels = kernels[: max(per_stage["heads"])]
         # Likewise a window larger than the feature map is the feature map (attention over all of it),
         # so windows are stored clamped: window 7 and 14 on a 4x4 map are one network.
-        sizes = _stage_resolutions(res)
+        sizes = stage_sizes(res)
         per_stage["window_sizes"] = tuple(min(w, r) for w, r in zip(per_stage["window_sizes"], sizes))
         object.__setattr__(self, "resolution", res)
         for name, values in per_stage.items():
@@ -162,7 +163,7 @@ class Arch:
     @property
     def stage_resolutions(self) -> tuple[int, ...]:
         """Feature-map side per stage: stem /16, then a stride-2 subsample before stages 2 and 3."""
-        return _stage_resolutions(self.resolution)
+        return stage_sizes(self.resolution)
 
     @property
     def value_dims(self) -> tuple[int, ...]:

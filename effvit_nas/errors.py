@@ -9,6 +9,7 @@ __all__ = [
     "InvalidArchError",
     "InvalidSpaceError",
     "UnknownNameError",
+    "TableError",
 ]
 
 
@@ -30,3 +31,7 @@ class InvalidSpaceError(EffNasError):
 
 class UnknownNameError(EffNasError):
     """A name (preset, estimator, runtime, ...) is not registered; the message lists the valid ones."""
+
+
+class TableError(EffNasError):
+    """A latency table cannot be used here: corrupted, for another space, or for other hardware."""

@@ -92,14 +92,13 @@ def onnx_max_abs_diff(path: str | os.PathLike, model: torch.nn.Module, resolutio
                       seed: int = 0) -> float:
     """Largest |torch - onnxruntime| over the outputs for one random input."""
     import numpy as np
-    import onnxruntime as ort
     import torch
+
+    from .latency.measure import onnx_session
 
     x = torch.randn(batch_size, 3, resolution, resolution, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
         expected = model.eval()(x).numpy()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    session = onnx_session(path)
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     return float(np.abs(got - expected).max())

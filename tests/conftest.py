@@ -2,11 +2,48 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 from effvit_nas import SearchSpace
+
+DATA = Path(__file__).parent / "data"
 
 
 @pytest.fixture(scope="session")
 def space() -> SearchSpace:
     return SearchSpace.default()
+
+
+@pytest.fixture(scope="session")
+def ort_threads() -> int:
+    """onnxruntime's pool is sized once per process; every timing test asks for that size."""
+    from effvit_nas.latency.measure import onnx_pool_threads
+
+    return onnx_pool_threads() or min(2, os.cpu_count() or 1)
+
+
+@pytest.fixture(scope="session")
+def tiny_space() -> SearchSpace:
+    return SearchSpace.from_yaml(DATA / "tiny_space.yaml")
+
+
+@pytest.fixture(scope="session")
+def tiny_table_path(tmp_path_factory, tiny_space, ort_threads):
+    """A real table of the tiny space, measured here once per test session (a few seconds)."""
+    from effvit_nas.latency.build import build_table
+    from effvit_nas.latency.measure import RuntimeConfig
+
+    path = tmp_path_factory.mktemp("tables") / "tiny.json"
+    build_table("tiny", path, RuntimeConfig(threads=ort_threads), tiny_space, tiny_settings())
+    return path
+
+
+def tiny_settings():
+    from effvit_nas.latency.build import BuildSettings
+    from effvit_nas.latency.measure import MeasureProtocol
+
+    return BuildSettings(quota=(("attention", 10), ("merge", 6)), calibration_archs=8, chunk_size=8,
+                         protocol=MeasureProtocol(rounds=3, max_calls=5))

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from ..errors import EffNasError
-from . import arch_cmd, space_cmd
+from . import arch_cmd, space_cmd, table_cmd
 
 # Each module has ``register(subparsers)``, which sets ``handler`` on its parsers.
-COMMANDS: tuple[ModuleType, ...] = (arch_cmd, space_cmd)
+COMMANDS: tuple[ModuleType, ...] = (arch_cmd, space_cmd, table_cmd)
 USAGE_ERROR = 2
 
 
@@ -50,7 +50,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"effnas: error: {exc}\n")
         return USAGE_ERROR
     except KeyboardInterrupt:
-        sys.stderr.write("effnas: interrupted\n")
+        sys.stderr.write("effnas: interrupted; what finished is saved, rerun the same command to continue\n")
         return 130
 
 

@@ -33,6 +33,8 @@ __all__ = [
     "RUNTIMES",
     "create_runtime",
     "measure_interleaved",
+    "warm_up",
+    "calls_within",
     "hardware_info",
 ]
 
@@ -111,6 +113,42 @@ def _random_input(shape: tuple[int, ...]) -> np.ndarray:
     return np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
 
 
+_ORT_POOL_THREADS: int | None = None
+
+
+def onnx_session(path: str | os.PathLike, threads: int | None = None) -> Any:
+    """An onnxruntime CPU session on the process-wide thread pool.
+
+    Every session shares one intra-op pool, sized once per process (by the first caller, or the core
+    count). With per-session pools, each session's idle threads spin after a run and steal the cores
+    of the next session, which wrecks interleaved timing (seen here: a 1.6 ms network at 58 ms);
+    disabling spinning instead makes every op pay a thread wake-up. A shared, spinning pool is what
+    one deployed model sees: M0 runs at 0.87 ms with it here, and steadily.
+    """
+    import onnxruntime as ort
+
+    global _ORT_POOL_THREADS
+    if _ORT_POOL_THREADS is None:
+        _ORT_POOL_THREADS = threads or os.cpu_count() or 1
+        ort.set_global_thread_pool_sizes(_ORT_POOL_THREADS, 1)
+    elif threads is not None and threads != _ORT_POOL_THREADS:
+        raise EffNasError(
+            f"onnxruntime's thread pool is shared by every session of a process and must keep its size, "
+            f"but it has {_ORT_POOL_THREADS} threads and {threads} were asked; use --threads {_ORT_POOL_THREADS} "
+            "or run in a new process"
+        )
+    options = ort.SessionOptions()
+    options.use_per_session_threads = False
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def onnx_pool_threads() -> int | None:
+    """Size of this process's onnxruntime pool, or None before the first session."""
+    return _ORT_POOL_THREADS
+
+
 @register_runtime
 class OnnxRuntimeCPU(Runtime):
     """onnxruntime's CPU provider: how a model is usually deployed on a CPU server."""
@@ -123,18 +161,11 @@ class OnnxRuntimeCPU(Runtime):
         return onnxruntime.__version__
 
     def prepare(self, module: torch.nn.Module, input_shape: tuple[int, ...]) -> Forward:
-        import onnxruntime as ort
-
         from ..export import export_onnx
 
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = self.config.threads
-        options.inter_op_num_threads = 1
-        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         with tempfile.TemporaryDirectory() as tmp:
             path = export_onnx(module, Path(tmp) / "m.onnx", input_shape=input_shape)
-            session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+            session = onnx_session(path, self.config.threads)
         feeds = {session.get_inputs()[0].name: _random_input(input_shape)}
         return lambda: session.run(None, feeds)
 
@@ -185,29 +216,57 @@ class Timing:
         """Interquartile range relative to the median: 0.05 means the middle half lies within 5%."""
         return (self.p75_ms - self.p25_ms) / self.median_ms if self.median_ms > 0 else 0.0
 
+    def to_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+    def value(self, statistic: str) -> float:
+        """The figure a table uses: ``median`` or ``p25`` (first quartile)."""
+        return {"median": self.median_ms, "p25": self.p25_ms}[statistic]
+
     @classmethod
     def of(cls, times_ms: list[float]) -> Timing:
+        if len(times_ms) == 1:
+            return cls(times_ms[0], times_ms[0], times_ms[0], 1)
         q = statistics.quantiles(times_ms, n=4, method="inclusive")
         return cls(median_ms=statistics.median(times_ms), p25_ms=q[0], p75_ms=q[2], samples=len(times_ms))
+
+
+def warm_up(forwards: Mapping[Hashable, Forward], calls: int) -> dict[Hashable, float]:
+    """Run each callable ``calls`` times untimed; return each one's mean time per call (ms)."""
+    clock = time.perf_counter
+    per_call = {}
+    for key, forward in forwards.items():
+        start = clock()
+        for _ in range(calls):
+            forward()
+        per_call[key] = (clock() - start) * 1e3 / max(calls, 1)
+    return per_call
+
+
+def calls_within(per_call_ms: Mapping[Hashable, float], budget_ms: float, max_calls: int) -> dict[Hashable, int]:
+    """As many calls per round as fit in ``budget_ms``, between 1 and ``max_calls``: tiny blocks get
+    many samples, big networks at large batch a few, and the whole stays fast."""
+    return {k: max(1, min(max_calls, int(budget_ms / max(ms, 1e-6)))) for k, ms in per_call_ms.items()}
 
 
 def measure_interleaved(
     forwards: Mapping[Hashable, Forward],
     *,
     rounds: int = 10,
-    calls_per_round: int = 10,
+    calls_per_round: int | Mapping[Hashable, int] = 10,
     warmup_calls: int = 5,
     seed: int = 0,
     on_round: Callable[[int], None] | None = None,
 ) -> dict[Hashable, Timing]:
-    """Time every callable ``rounds x calls_per_round`` times, one round of each in turn (order
-    shuffled per round), after ``warmup_calls`` untimed calls each. Returns the median per callable."""
+    """Time every callable in ``rounds`` rounds: per round, each callable in turn (order shuffled)
+    runs a burst of ``calls_per_round`` timed calls. Returns the median per callable.
+
+    """
     import random
 
     order = list(forwards)
-    for key in order:
-        for _ in range(warmup_calls):
-            forwards[key]()
+    warm_up(forwards, warmup_calls)
+    calls = calls_per_round if isinstance(calls_per_round, Mapping) else dict.fromkeys(order, calls_per_round)
     samples: dict[Hashable, list[float]] = {key: [] for key in order}
     rng = random.Random(seed)
     clock = time.perf_counter
@@ -215,7 +274,7 @@ def measure_interleaved(
         rng.shuffle(order)
         for key in order:
             forward = forwards[key]
-            for _ in range(calls_per_round):
+            for _ in range(calls[key]):
                 start = clock()
                 forward()
                 samples[key].append((clock() - start) * 1e3)
@@ -251,3 +310,46 @@ def _cpu_model() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+@dataclass(frozen=True)
+class MeasureProtocol:
+    """How blocks and networks are timed: the same in ``table build``, ``validate`` and ``verify``.
+
+    Everything is timed warm, in bursts, as a deployed network runs back to back (timing a block
+    cold, one call among others, adds a per-call cost the network does not pay: measured here, it
+    made block sums 1.75x the network and far less additive). The speed reference gets the same
+    treatment everywhere, so the drift it reports is the machine's, not the context's.
+    """
+
+    rounds: int = 5
+    max_calls: int = 10
+    budget_ms: float = 20.0  # per callable per round: fewer calls for slow ones
+    warmup_calls: int = 3
+    # The first quartile of all calls, not the median: on a shared machine a neighbour's burst
+    # slows a stretch of calls, never speeds any up, so the lower quartile tracks the machine's own
+    # speed (what a dedicated deployment sees) and moves less between runs. On a quiet machine the
+    # two differ by the spread, a few percent.
+    statistic: str = "p25"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+REFERENCE_KEY = "__reference__"
+
+
+def measure_chunk(
+    reference: Forward,
+    forwards: Mapping[Hashable, Forward],
+    protocol: MeasureProtocol = MeasureProtocol(),
+    *,
+    seed: int = 0,
+) -> tuple[float, dict[Hashable, Timing]]:
+    """Time ``forwards`` interleaved with the speed reference; returns (reference ms, timings)."""
+    everything = {REFERENCE_KEY: reference, **forwards}
+    per_call = warm_up(everything, protocol.warmup_calls)
+    calls = calls_within(per_call, protocol.budget_ms, protocol.max_calls)
+    timings = measure_interleaved(everything, rounds=protocol.rounds, calls_per_round=calls, warmup_calls=0,
+                                  seed=seed)
+    return timings.pop(REFERENCE_KEY).value(protocol.statistic), timings

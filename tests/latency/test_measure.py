@@ -11,18 +11,19 @@ def small_model():
 
 
 @pytest.mark.parametrize("runtime", ["onnxruntime", "torch"])
-def test_cpu_runtimes_time_a_real_model(runtime):
+def test_cpu_runtimes_time_a_real_model(runtime, ort_threads):
     arch, model = small_model()
-    forward = create_runtime(RuntimeConfig(runtime=runtime, threads=1)).prepare(model, (1, 3, 64, 64))
+    forward = create_runtime(RuntimeConfig(runtime=runtime, threads=ort_threads)).prepare(model, (1, 3, 64, 64))
     timings = measure_interleaved({"m": forward}, rounds=3, calls_per_round=5, warmup_calls=2)
     t = timings["m"]
     assert t.samples == 15 and 0 < t.p25_ms <= t.median_ms <= t.p75_ms
 
 
-def test_interleaving_ranks_a_bigger_model_slower():
-    small = create_runtime(RuntimeConfig(threads=1)).prepare(small_model()[1], (1, 3, 64, 64))
+def test_interleaving_ranks_a_bigger_model_slower(ort_threads):
+    small = create_runtime(RuntimeConfig(threads=ort_threads)).prepare(small_model()[1], (1, 3, 64, 64))
     big_arch = Arch.preset("m0")
-    big = create_runtime(RuntimeConfig(threads=1)).prepare(build_model(big_arch).eval().fuse(), (1, 3, 224, 224))
+    big_model = build_model(big_arch).eval().fuse()
+    big = create_runtime(RuntimeConfig(threads=ort_threads)).prepare(big_model, (1, 3, 224, 224))
     timings = measure_interleaved({"small": small, "big": big}, rounds=3, calls_per_round=5)
     assert timings["big"].median_ms > 2 * timings["small"].median_ms
 
