@@ -17,6 +17,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--space", default=None, help="search space YAML to check membership in (default: the built-in one)"
     )
     info.add_argument("--num-classes", type=int, default=1000, help="classifier size for the counts (default 1000)")
+    info.add_argument("--target", action="append", default=[],
+                      help="latency table (name or .json) to predict the latency on; repeatable")
     info.set_defaults(handler=run_info)
 
 
@@ -41,6 +43,13 @@ def run_info(args: argparse.Namespace) -> int:
         ("MACs", f"{human(cost.macs)} ({cost.macs:,})"),
         (f"in space {space.name}", "yes" if reason is None else f"no: {reason}"),
     ]
+    for target in args.target:
+        from ..latency.table import LatencyTable
+
+        table = LatencyTable.load(target)
+        r = table.runtime
+        rows.append((f"latency on {table.target}", f"{table.predict_ms(arch):.3f} ms predicted "
+                     f"({r.runtime} {r.device}, batch {r.batch_size}, {r.threads} threads)"))
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         print(f"{key:<{width}}  {value}")

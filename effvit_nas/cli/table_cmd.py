@@ -33,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--dtype", choices=["float32", "float16"], default=None, help="default: float16 on CUDA")
     build.add_argument("--space", default=None, help="search space YAML (default: the built-in one)")
     build.add_argument("--calibration-archs", type=int, default=150, help="whole networks measured for calibration")
+    build.add_argument("--max-wait", type=float, default=120.0,
+                       help="seconds the build may wait in all for the machine to return to its usual speed")
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--overwrite", action="store_true", help="replace an existing complete table")
     build.set_defaults(handler=run_build)
@@ -48,6 +50,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     validate.add_argument("--target", required=True, help="table name or .json path")
     validate.add_argument("--samples", type=int, default=30, help="random archs, none used by the calibration")
     validate.add_argument("--seed", type=int, default=0)
+    validate.add_argument("--max-wait", type=float, default=120.0,
+                          help="seconds to wait in all for the machine to return to its build-time speed")
     validate.add_argument("--out", default=None, help="folder for report.json and scatter.png "
                           "(default: validation/<target>)")
     validate.set_defaults(handler=run_validate)
@@ -83,7 +87,7 @@ def run_build(args: argparse.Namespace) -> int:
         batch_size=args.batch_size or defaults["batch_size"], dtype=args.dtype or defaults["dtype"],
     )
     space = load_space(args.space)
-    settings = BuildSettings(calibration_archs=args.calibration_archs, seed=args.seed)
+    settings = BuildSettings(calibration_archs=args.calibration_archs, seed=args.seed, max_wait_s=args.max_wait)
     with progress_bar("measuring") as progress:
         table = build_table(name, path, config, space, settings, progress=progress)
     cal = table.calibration
@@ -128,11 +132,16 @@ def run_validate(args: argparse.Namespace) -> int:
     table = LatencyTable.load(args.target)
     out = Path(args.out) if args.out else Path("validation") / table.target
     with progress_bar("validating") as progress:
-        report = validate_table(table, args.samples, seed=args.seed, progress=progress)
+        report = validate_table(table, args.samples, seed=args.seed, max_wait_s=args.max_wait, progress=progress)
     atomic_write_text(out / "report.json", json.dumps(report.to_dict(), indent=1) + "\n")
     plot = report.plot(out / "scatter.png")
-    print(f"{table.table_id}: {args.samples} unseen archs, drift x{report.drift:.3f} "
-          "(reference now / at build; >1 means this machine is slower now)")
+    print(f"{table.table_id}: {args.samples} unseen archs; reference now / at build x{report.reference_ratio:.3f}, "
+          f"drift correction applied x{report.drift:.3f} (1 when within the reference's own noise)")
+    if report.waited_s:
+        print(f"waited {report.waited_s:.0f} s for the machine to return to its build-time speed")
+    if abs(report.reference_ratio - 1) > 0.15:
+        print("warning: this machine runs far from its speed during the build; the raw figures mix table "
+              "error with that change, and the corrected ones assume it slows every operator alike")
     print(f"{'':<34} {'±5%':>6} {'±10%':>6} {'median':>7} {'worst':>7} {'Spearman':>9}")
     for label, s in report.stats().items():
         print(f"{label:<34} {s['within_5pct']:>6.0%} {s['within_10pct']:>6.0%} {s['median_abs_err']:>7.1%} "

@@ -36,7 +36,15 @@ from ..provenance import git_revision, library_versions, utc_now
 from ..space import SearchSpace
 from .fit import Calibration, fit_block_model, fit_calibration
 from .keys import KEY_KINDS, BlockKey, DwFfnKey, HeadKey, StemKey, block_keys, parse_key
-from .measure import MeasureProtocol, RuntimeConfig, Timing, create_runtime, hardware_info, measure_chunk
+from .measure import (
+    MeasureProtocol,
+    RuntimeConfig,
+    Timing,
+    create_runtime,
+    hardware_info,
+    measure_chunk,
+    wait_for_speed,
+)
 from .table import TABLE_SCHEMA_VERSION, LatencyTable
 
 __all__ = ["BuildSettings", "build_table", "plan_keys", "plan_calibration_archs", "REFERENCE_ARCH"]
@@ -55,6 +63,7 @@ class BuildSettings:
     max_spread: float = 0.15  # an entry whose IQR/median exceeds this is measured again ...
     max_retries: int = 2  # ... at most this many times, keeping the tightest measurement
     max_drift: float = 0.10  # a chunk whose reference is this much slower than usual is measured again
+    max_wait_s: float = 120.0  # total time the build may wait for the machine to return to its usual speed
     # Blocks drawn from random archs per kind; stems, heads and DW+FFN blocks are all measured (few
     # enough, and DW+FFN latency steps where onnxruntime starts splitting an op across threads,
     # which no smooth model captures). Attention and merge keys are too many to measure them all.
@@ -102,7 +111,10 @@ def plan_calibration_archs(space: SearchSpace, settings: BuildSettings) -> list[
     """Random archs for the calibration; ``validate`` draws from another seed stream."""
     rng = np.random.default_rng([settings.seed, 2])
     archs: dict[Arch, None] = {}
-    while len(archs) < settings.calibration_archs:
+    wanted = min(settings.calibration_archs, space.size())
+    for _ in range(100 * wanted):  # bounded: a tiny space has few distinct archs
+        if len(archs) >= wanted:
+            break
         archs[space.sample(rng)] = None
     return list(archs)
 
@@ -225,6 +237,14 @@ class _Measurer:
         self.reference_forward = self.runtime.prepare(
             build_model(reference).eval().fuse(), (self.batch, 3, reference.resolution, reference.resolution)
         )
+        self.waited_s = 0.0
+
+    def wait_for_usual_speed(self, usual_ms: float | None) -> None:
+        if usual_ms is None:
+            return
+        self.waited_s += wait_for_speed(self.reference_forward, usual_ms, max_drift=self.settings.max_drift,
+                                        max_wait_s=self.settings.max_wait_s - self.waited_s,
+                                        statistic=self.settings.protocol.statistic)
 
     def blocks(self, keys: list[BlockKey]) -> tuple[float, dict[str, Timing], float]:
         from .blocks import build_block
@@ -264,8 +284,10 @@ def build_table(
     torch.manual_seed(settings.seed)
     keys = plan_keys(space, config.batch_size, settings)
     calibration_archs = plan_calibration_archs(space, settings)
+    # how long to wait for the machine may change between a run and its resume; nothing else may
+    measured_with = {k: v for k, v in settings.to_dict().items() if k != "max_wait_s"}
     header = {"target": target, "runtime": config.to_dict(), "space_hash": space.content_hash,
-              "settings": settings.to_dict(), "hardware": hardware_info()}
+              "settings": measured_with, "hardware": hardware_info()}
     partial = PartialBuild(out_path.with_name(out_path.name + ".partial"), header)
     measurer = _Measurer(config, settings)
     total = len(keys) + len(calibration_archs)
@@ -275,9 +297,13 @@ def build_table(
             done = len(partial.best_entries()) + len(partial.arch_results())
             progress(min(done, total), total, what)
 
+    def usual_ms() -> float | None:
+        return partial.state_reference() if len(partial.references()) >= 5 else None
+
     report("blocks")
     todo = [k for k in keys if str(k) not in partial.best_entries()]
     for chunk in _chunks(todo, settings.chunk_size):
+        measurer.wait_for_usual_speed(usual_ms())
         partial.add_blocks(*measurer.blocks(chunk))
         report("blocks")
     drift = settings.max_drift
@@ -289,6 +315,7 @@ def build_table(
             break
         log.info("measuring %d noisy or off-state entries again", len(again))
         for chunk in _chunks(again, settings.chunk_size):
+            measurer.wait_for_usual_speed(usual_ms())
             partial.add_blocks(*measurer.blocks(chunk))
             report("noisy blocks again")
     for attempt in range(settings.max_retries + 1):
@@ -298,18 +325,27 @@ def build_table(
         if not todo_archs:
             break
         for chunk in _chunks(todo_archs, settings.network_chunk_size):
+            measurer.wait_for_usual_speed(usual_ms())
             reference_ms, timings, seconds = measurer.archs(chunk)
             partial.add_archs(reference_ms, timings, {a.arch_id: a for a in chunk}, seconds)
             report("calibration networks")
 
-    table = _finalise(target, config, measurer.runtime.version(), space, settings, partial, header["hardware"])
+    table = _finalise(target, config, measurer.runtime.version(), space, settings, partial, header["hardware"],
+                      measurer.waited_s)
     table.save(out_path)
     partial.path.unlink(missing_ok=True)
     return table
 
 
+def _relative_iqr(values: list[float]) -> float:
+    if len(values) < 4:
+        return 0.0
+    q = statistics.quantiles(values, n=4, method="inclusive")
+    return (q[2] - q[0]) / statistics.median(values)
+
+
 def _finalise(target: str, config: RuntimeConfig, runtime_version: str, space: SearchSpace,
-              settings: BuildSettings, partial: PartialBuild, hardware: dict) -> LatencyTable:
+              settings: BuildSettings, partial: PartialBuild, hardware: dict, waited_s: float) -> LatencyTable:
     statistic = settings.protocol.statistic
     drift = settings.max_drift
     in_state = [r for r in partial.references() if not partial.off_state(r, drift)]
@@ -337,18 +373,22 @@ def _finalise(target: str, config: RuntimeConfig, runtime_version: str, space: S
         "reference": {"arch": Arch.preset(REFERENCE_ARCH).to_dict(), "median_ms": reference_ms,
                       "chunk_min_ms": min(partial.references()), "chunk_max_ms": max(partial.references()),
                       "chunks": len(partial.references()),
+                      # relative interquartile range of the in-state chunks' reference: how far the
+                      # reference moves with no real change of machine speed
+                      "noise": _relative_iqr(in_state),
                       "chunks_off_state": len(partial.references()) - len(in_state)},
         "calibration": Calibration().to_dict(),
         "models": models,
         "entries": entries,
-        "build": {"seconds": round(partial.seconds(), 1), "blocks_measured": len(entries),
+        "build": {"seconds": round(partial.seconds(), 1), "waited_for_usual_speed_s": waited_s,
+                  "blocks_measured": len(entries),
                   "git_revision": git_revision(), "versions": library_versions()},
     }
     uncalibrated = LatencyTable.from_dict(data)
     points = []
     for arch, t, chunk_ref in partial.arch_results(drift).values():
         block_sum, features = uncalibrated.calibration_inputs(arch)
-        points.append({"arch_id": arch.arch_id, "block_sum_ms": block_sum, "features": features,
+        points.append({"arch": arch.to_dict(), "block_sum_ms": block_sum, "features": features,
                        "measured_ms": t.value(statistic) * reference_ms / chunk_ref})
     calibration = fit_calibration([p["features"] for p in points], [p["block_sum_ms"] for p in points],
                                   [p["measured_ms"] for p in points], seed=settings.seed)

@@ -58,17 +58,22 @@ def fit_block_model(feature_names: Sequence[str], features: np.ndarray, latency_
 
 
 CALIBRATION_FEATURES = ("log_block_sum_ms", "log_mparams", "log_gmacs", "blocks", "stage1_width", "resolution",
-                        "log_stage1_mactivations")
+                        "log_stage1_mactivations", "log_attention_mentries")
 
 
 def calibration_features(arch: Arch, block_sum_ms: float, blocks: int) -> tuple[float, ...]:
-    """What decides how far a network strays from the sum of its isolated blocks: its weights and
-    activations against the caches (a block alone keeps its weights hot; the network streams them),
-    and how many block boundaries it has."""
+    """What decides how far a network strays from the sum of its isolated blocks: its weights,
+    activations and attention maps against the caches (a block alone keeps its weights hot; the
+    network streams them), and how many block boundaries it has."""
     cost = count(arch)
     stage1_activations = arch.stage_resolutions[0] ** 2 * arch.widths[0] * max(arch.ffn_ratios[0], 1)
+    attention_entries = sum(  # attention-map entries per image: windows * heads * tokens^2
+        depth * heads * math.ceil(size / window) ** 2 * window**4
+        for depth, heads, size, window in zip(arch.depths, arch.heads, arch.stage_resolutions, arch.window_sizes)
+    )
     return (math.log(block_sum_ms), math.log(cost.params / 1e6), math.log(cost.macs / 1e9), float(blocks),
-            float(arch.widths[0]), float(arch.resolution), math.log(stage1_activations / 1e6))
+            float(arch.widths[0]), float(arch.resolution), math.log(stage1_activations / 1e6),
+            math.log(attention_entries / 1e6))
 
 
 @dataclass(frozen=True)

@@ -151,6 +151,15 @@ class LatencyTable:
     def reference_ms(self) -> float:
         return self.data["reference"]["median_ms"]
 
+    def drift_factor(self, reference_now_ms: float) -> float:
+        """How much slower this machine runs now than during the build (the reference's ratio).
+
+        A ratio within the reference's own noise during the build (at least 3%) is reported as 1:
+        correcting by it would add noise, not remove drift."""
+        ratio = reference_now_ms / self.reference_ms
+        noise = max(self.data["reference"].get("noise", 0.0), 0.03)
+        return 1.0 if abs(ratio - 1) <= noise else ratio
+
     @property
     def reference_arch(self) -> Arch:
         return Arch.from_dict(self.data["reference"]["arch"])

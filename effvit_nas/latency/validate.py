@@ -18,9 +18,10 @@ from typing import Any
 import numpy as np
 
 from ..arch import Arch
+from ..errors import EffNasError
 from .build import BuildSettings, plan_calibration_archs
 from .fit import relative_errors
-from .measure import MeasureProtocol, create_runtime, hardware_info, measure_chunk
+from .measure import MeasureProtocol, create_runtime, hardware_info, measure_chunk, wait_for_speed
 from .table import LatencyTable
 
 __all__ = ["ValidationReport", "validate_table", "sample_validation_archs", "error_stats"]
@@ -34,10 +35,15 @@ def sample_validation_archs(table: LatencyTable, samples: int, seed: int) -> lis
                                                            calibration_archs=method["calibration_archs"])))
     rng = np.random.default_rng([seed, 3])
     archs: dict[Arch, None] = {}
-    while len(archs) < samples:
+    for _ in range(1000 * samples):  # bounded: a tiny space may have fewer unseen archs than asked
+        if len(archs) >= samples:
+            break
         arch = space.sample(rng)
         if arch not in seen:
             archs[arch] = None
+    if len(archs) < samples:
+        raise EffNasError(f"--samples must not exceed the archs of {space.name!r} that the calibration did not "
+                          f"use, but only {len(archs)} were found; ask for fewer")
     return list(archs)
 
 
@@ -57,8 +63,10 @@ def error_stats(predicted: list[float], measured: list[float]) -> dict[str, floa
 @dataclass
 class ValidationReport:
     table_id: str
-    drift: float  # reference now / reference at build time (>1: the machine is slower now)
+    drift: float  # applied correction: reference now / at build, or 1 within the reference's noise
+    reference_ratio: float  # reference now / at build, as measured
     rows: list[dict[str, Any]]  # per arch: predicted, plain sum, measured raw and corrected
+    waited_s: float = 0.0  # time spent waiting for the machine to return to its build-time speed
 
     def stats(self) -> dict[str, dict[str, float]]:
         cols = {k: [r[k] for r in self.rows] for k in ("predicted_ms", "block_sum_ms", "measured_ms",
@@ -71,7 +79,9 @@ class ValidationReport:
         }
 
     def to_dict(self) -> dict[str, Any]:
-        return {"table_id": self.table_id, "drift": self.drift, "stats": self.stats(), "rows": self.rows}
+        return {"table_id": self.table_id, "drift": self.drift, "reference_ratio": self.reference_ratio,
+                "waited_s": self.waited_s,
+                "stats": self.stats(), "rows": self.rows}
 
     def plot(self, path: Path) -> Path:
         import matplotlib
@@ -107,6 +117,7 @@ def validate_table(
     *,
     seed: int = 0,
     chunk_size: int = 6,
+    max_wait_s: float = 120.0,
     progress: Callable[[int, int, str], None] | None = None,
 ) -> ValidationReport:
     """Measure ``samples`` unseen archs end to end and compare with the table's predictions."""
@@ -120,15 +131,20 @@ def validate_table(
     ref_forward = runtime.prepare(build_model(reference).eval().fuse(),
                                   (batch, 3, reference.resolution, reference.resolution))
     archs = sample_validation_archs(table, samples, seed)
-    rows, drifts = [], []
+    rows, drifts, ratios = [], [], []
+    waited = 0.0
     for start in range(0, len(archs), chunk_size):
         chunk = archs[start:start + chunk_size]
+        # measure the machine as it was during the build when it comes back within the wait budget
+        waited += wait_for_speed(ref_forward, table.reference_ms, max_drift=0.10, max_wait_s=max_wait_s - waited,
+                                 statistic=protocol.statistic)
         forwards = {}
         for arch in chunk:
             forwards[arch.arch_id] = runtime.prepare(build_model(arch).eval().fuse(),
                                                      (batch, 3, arch.resolution, arch.resolution))
         reference_ms, timings = measure_chunk(ref_forward, forwards, protocol)
-        drift = reference_ms / table.reference_ms
+        drift = table.drift_factor(reference_ms)
+        ratios.append(reference_ms / table.reference_ms)
         drifts.append(drift)
         for arch in chunk:
             measured = timings[arch.arch_id].value(protocol.statistic)
@@ -138,4 +154,5 @@ def validate_table(
                          "measured_corrected_ms": measured / drift, "chunk_drift": drift})
         if progress:
             progress(len(rows), len(archs), "networks")
-    return ValidationReport(table.table_id, statistics.median(drifts), rows)
+    return ValidationReport(table.table_id, drift=statistics.median(drifts), reference_ratio=statistics.median(ratios),
+                            rows=rows, waited_s=waited)

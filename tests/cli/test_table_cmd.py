@@ -47,3 +47,18 @@ def test_validate_writes_report_and_plot(tiny_table_path, tmp_path):
     assert result.returncode == 0, result.stderr
     assert "calibrated, drift-corrected" in result.stdout
     assert (out / "report.json").exists() and (out / "scatter.png").exists()
+
+
+def test_build_through_the_cli_writes_a_table_and_arch_info_predicts_with_it(tmp_path, ort_threads):
+    from tests.conftest import DATA
+
+    path = tmp_path / "cli.json"
+    result = effnas("table", "build", "--target", str(path), "--space", str(DATA / "tiny_space.yaml"),
+                    "--threads", str(ort_threads), "--calibration-archs", "8")
+    assert result.returncode == 0, result.stderr
+    assert path.exists() and not path.with_name("cli.json.partial").exists()
+    assert "measuring" in result.stderr  # the progress bar
+    info = effnas("arch", "info", "m0", "--target", "amd-epyc-2core-ort-b1")
+    assert info.returncode == 0 and "ms predicted (onnxruntime cpu, batch 1" in info.stdout
+    outside = effnas("arch", "info", "m0", "--target", str(path))
+    assert_one_line_error(outside, "to be predicted, but resolution 224")

@@ -1,0 +1,58 @@
+"""``effnas search --target NAME --budget 2ms``: the main job."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..errors import EffNasError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("search", help="find the best archs under latency budgets")
+    parser.add_argument("--target", action="append", required=True,
+                        help="latency table (name or .json); repeat with one --budget each for several targets")
+    parser.add_argument("--budget", action="append", required=True,
+                        help="latency budget with a unit, e.g. 2ms; a list 1ms,2ms,4ms on one target makes a family")
+    parser.add_argument("--space", default=None, help="search space YAML (default: the built-in one)")
+    parser.add_argument("--trials", type=int, default=300, help="finished trials in total, M0-M5 included")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--sampler", default="tpe", help="tpe (default), nsga2 or random")
+    parser.add_argument("--estimator", default=None, help="accuracy estimator (default: size-prior)")
+    parser.add_argument("--out", default=None, help="output folder (default: runs/<target>-<budget>)")
+    parser.add_argument("--resume", action="store_true", help="continue the study in --out")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..estimators import create_estimator
+    from ..latency.table import LatencyTable
+    from ..search import SearchProblem, Target, run_search
+    from ..units import format_ms, parse_budgets_ms
+    from ._common import load_space, progress_bar
+
+    if len(args.budget) != len(args.target):
+        raise EffNasError(f"each --target needs one --budget, but got {len(args.target)} targets and "
+                          f"{len(args.budget)} budgets")
+    budgets = [parse_budgets_ms(b) for b in args.budget]
+    if len(args.target) > 1 and any(len(b) > 1 for b in budgets):
+        raise EffNasError("a family of budgets (1ms,2ms,...) needs a single --target, but got several targets")
+    if args.trials < 1:
+        raise EffNasError(f"--trials must be at least 1, but got {args.trials}")
+    space = load_space(args.space)
+    targets = [Target(LatencyTable.load(t), tuple(b)) for t, b in zip(args.target, budgets)]
+    problem = SearchProblem(space, targets, create_estimator(args.estimator))
+    out = Path(args.out) if args.out else Path("runs") / (
+        f"{targets[0].name}-" + "-".join(format_ms(b) for b in targets[0].budgets_ms))
+    with progress_bar("searching") as progress:
+        metadata = run_search(problem, out, trials=args.trials, seed=args.seed, sampler=args.sampler,
+                              resume=args.resume, progress=progress)
+    print(f"{metadata['trials_complete']} trials, {metadata['feasible']} feasible; results in {out}/")
+    for label, best in metadata["best"].items():
+        latency = ", ".join(f"{v:.3f} ms on {k}" for k, v in best["predicted_latency_ms"].items())
+        print(f"  {label:>7}: {best['name']}  score {best['score']:.2f}  {latency}  "
+              f"params {best['params'] / 1e6:.2f}M  MACs {best['macs'] / 1e6:.0f}M")
+    missing = [format_ms(b) for b in targets[0].budgets_ms if format_ms(b) not in metadata["best"]]
+    if missing:
+        print(f"  no feasible arch found for {', '.join(missing)}; raise --trials")
+    return 0

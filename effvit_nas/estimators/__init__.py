@@ -1,0 +1,13 @@
+"""Accuracy estimators: ``create_estimator(name).score(arch) -> float`` (higher is better).
+
+One base class, a registry, and implementations in private modules. The search talks to nothing
+else, so a better estimator (zero-cost proxies, a supernet, short training) drops in by name.
+"""
+
+from __future__ import annotations
+
+from ._base import DEFAULT_ESTIMATOR, ESTIMATORS, AccuracyEstimator, create_estimator, register_estimator
+from ._size_prior import SizePrior
+
+__all__ = ["AccuracyEstimator", "ESTIMATORS", "DEFAULT_ESTIMATOR", "create_estimator", "register_estimator",
+           "SizePrior"]

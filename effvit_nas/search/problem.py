@@ -1,0 +1,109 @@
+"""What a search optimises: an estimator's score, under latency budgets on one or more tables.
+
+The search never touches a network: it talks to ``estimator.score(arch)`` and to
+``table.predict_ms(arch)`` only, so estimators, tables and backends swap independently.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ..arch import PRESETS, Arch
+from ..errors import EffNasError
+from ..estimators import AccuracyEstimator
+from ..latency.table import LatencyTable
+from ..space import SearchSpace
+from ..units import format_ms
+
+__all__ = ["Target", "Evaluation", "SearchProblem"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A table and the budgets on it. Several budgets on one target make a family (M0..M5-like);
+    the search constraint is the largest, and each budget gets its own best arch."""
+
+    table: LatencyTable
+    budgets_ms: tuple[float, ...]
+
+    @property
+    def name(self) -> str:
+        return self.table.target
+
+    @property
+    def constraint_ms(self) -> float:
+        return max(self.budgets_ms)
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    score: float
+    latency_ms: dict[str, float]  # per target name
+    violations_ms: dict[str, float]  # latency - budget per target; feasible when all <= 0
+
+    @property
+    def feasible(self) -> bool:
+        return all(v <= 0 for v in self.violations_ms.values())
+
+
+@dataclass
+class SearchProblem:
+    space: SearchSpace
+    targets: list[Target]
+    estimator: AccuracyEstimator
+    _cache: dict[Arch, Evaluation] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if not self.targets:
+            raise EffNasError("a search needs at least one --target with a --budget")
+        names = [t.name for t in self.targets]
+        if len(set(names)) != len(names):
+            raise EffNasError(f"each --target must appear once, but got {names}")
+        for target in self.targets:
+            target.table.check_covers(self.space)
+        self.check_budgets()
+
+    @property
+    def primary(self) -> Target:
+        """The first target: its latency is the second objective and names the found variants."""
+        return self.targets[0]
+
+    def smallest_latency_ms(self, target: Target) -> float:
+        """The fastest the space gets on a target: its smallest arch, with each window choice
+        (a window that covers the map can beat a padded smaller one)."""
+        smallest = self.space.smallest()
+        candidates = {smallest}
+        for windows in {(w,) * 3 for s in self.space.stages for w in s.window_sizes}:
+            try:
+                candidate = smallest.replace(window_sizes=windows)
+            except EffNasError:
+                continue
+            if self.space.contains(candidate):
+                candidates.add(candidate)
+        return min(target.table.predict_ms(a) for a in candidates)
+
+    def check_budgets(self) -> None:
+        """Fail fast, with the number, when a budget is below what the space can reach."""
+        for target in self.targets:
+            floor = self.smallest_latency_ms(target)
+            low = [b for b in target.budgets_ms if b < floor]
+            if low:
+                raise EffNasError(
+                    f"budget must be at least the smallest latency the space reaches on {target.name!r} "
+                    f"({floor:.3f} ms, its smallest arch), but got {', '.join(format_ms(b) for b in low)}; "
+                    "raise the budget or search a space with smaller choices (--space)"
+                )
+
+    def evaluate(self, arch: Arch) -> Evaluation:
+        cached = self._cache.get(arch)
+        if cached is None:
+            latency = {t.name: t.table.predict_ms(arch) for t in self.targets}
+            violations = {t.name: latency[t.name] - t.constraint_ms for t in self.targets}
+            cached = Evaluation(self.estimator.score(arch), latency, violations)
+            self._cache[arch] = cached
+        return cached
+
+    def reference_archs(self) -> dict[str, Arch]:
+        """M0–M5 where the space contains them: seeded into every search and plotted beside it."""
+        presets = {name.upper(): Arch.preset(name) for name in PRESETS}
+        return {name: arch for name, arch in presets.items() if self.space.contains(arch)}

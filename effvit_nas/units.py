@@ -1,0 +1,41 @@
+"""Latency budgets with units: ``2ms``, ``500us``, ``0.002s``. A bare number is refused: a budget
+off by a factor of 1000 is the kind of mistake a unit catches."""
+
+from __future__ import annotations
+
+import re
+
+from .errors import EffNasError
+
+__all__ = ["parse_budget_ms", "parse_budgets_ms", "format_ms"]
+
+_UNITS_TO_MS = {"s": 1e3, "ms": 1.0, "us": 1e-3, "µs": 1e-3}
+_PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(s|ms|us|µs)\s*$")
+
+
+def parse_budget_ms(text: str) -> float:
+    """``"2ms"`` -> 2.0. Raises a one-line ``EffNasError`` naming the accepted form."""
+    match = _PATTERN.match(text)
+    if not match:
+        raise EffNasError(
+            f"budget must be a positive number with a unit (s, ms, us), such as 2ms or 500us, but got {text!r}"
+        )
+    value = float(match.group(1)) * _UNITS_TO_MS[match.group(2)]
+    if value <= 0:
+        raise EffNasError(f"budget must be positive, but got {text!r}")
+    return value
+
+
+def parse_budgets_ms(text: str) -> list[float]:
+    """``"1ms,2ms,4ms"`` -> [1.0, 2.0, 4.0] (sorted, duplicates refused)."""
+    budgets = [parse_budget_ms(part) for part in text.split(",")]
+    if len(set(budgets)) != len(budgets):
+        raise EffNasError(f"budgets must differ from each other, but got {text!r}")
+    return sorted(budgets)
+
+
+def format_ms(value_ms: float) -> str:
+    """Short label for names: 2.0 -> '2ms', 1.5 -> '1.5ms', 0.5 -> '500us'."""
+    if value_ms < 1:
+        return f"{value_ms * 1e3:g}us"
+    return f"{value_ms:g}ms"

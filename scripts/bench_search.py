@@ -1,0 +1,102 @@
+"""Search benchmarks: wall time of the main job, quality against random search, budget compliance
+measured end to end, and the M-series check.
+
+Run:  python scripts/bench_search.py [--target amd-epyc-2core-ort-b1] [--seeds 5] [--trials 150]
+
+Prints Markdown for docs/BENCHMARKS.md. The compliance part measures networks on this machine with
+the table's runtime and protocol (interleaved with the table's reference network, drift reported).
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from effvit_nas import Arch, SearchSpace, build_model
+from effvit_nas.estimators import create_estimator
+from effvit_nas.latency.measure import MeasureProtocol, create_runtime, measure_chunk, wait_for_speed
+from effvit_nas.latency.table import LatencyTable
+from effvit_nas.search import SearchProblem, Target, best_per_budget, feasible_candidates
+from effvit_nas.search.optuna_backend import run_optuna
+
+
+def best_under(target: str, budget: float, trials: int, seed: int, sampler: str):
+    problem = SearchProblem(SearchSpace.default(), [Target(LatencyTable.load(target), (budget,))],
+                            create_estimator())
+    with tempfile.TemporaryDirectory() as tmp:
+        study = run_optuna(problem, Path(tmp), trials=trials, seed=seed, sampler=sampler)
+        return best_per_budget(feasible_candidates(study, problem), problem)[budget]
+
+
+def main_job_seconds(target: str) -> float:
+    out = Path(tempfile.mkdtemp())
+    shutil.rmtree(out)
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "effvit_nas.cli.main", "search", "--target", target, "--budget", "2ms",
+                    "--out", str(out)], check=True, capture_output=True)
+    seconds = time.perf_counter() - start
+    shutil.rmtree(out)
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--target", default="amd-epyc-2core-ort-b1")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--trials", type=int, default=150)
+    args = parser.parse_args()
+    table = LatencyTable.load(args.target)
+
+    print(f"## `effnas search --target {args.target} --budget 2ms` (300 trials, default)\n")
+    print(f"wall time including start-up: {main_job_seconds(args.target):.1f} s\n")
+
+    print(f"## TPE against random search, {args.trials} trials, budget 2 ms, seeds 0..{args.seeds - 1}\n")
+    print("| seed | TPE best score | random best score |\n|---|---|---|")
+    tpe, rnd = [], []
+    for seed in range(args.seeds):
+        tpe.append(best_under(args.target, 2.0, args.trials, seed, "tpe").score)
+        rnd.append(best_under(args.target, 2.0, args.trials, seed, "random").score)
+        print(f"| {seed} | {tpe[-1]:.2f} | {rnd[-1]:.2f} |")
+    print(f"| **median** | **{statistics.median(tpe):.2f}** | **{statistics.median(rnd):.2f}** |\n")
+
+    print("## Budget compliance, measured end to end here (300 trials, seed 0)\n")
+    budgets = (1.5, 2.0, 3.0, 5.0)
+    best = {b: best_under(args.target, b, 300, 0, "tpe") for b in budgets}
+    runtime = create_runtime(table.runtime)
+    protocol = MeasureProtocol(**table.data["method"]["protocol"])
+    batch = table.runtime.batch_size
+    ref = table.reference_arch
+    reference = runtime.prepare(build_model(ref).eval().fuse(), (batch, 3, ref.resolution, ref.resolution))
+    forwards = {b: runtime.prepare(build_model(c.arch).eval().fuse(), (batch, 3, c.arch.resolution,
+                                                                      c.arch.resolution)) for b, c in best.items()}
+    waited = wait_for_speed(reference, table.reference_ms, max_drift=0.10, max_wait_s=600)
+    reference_ms, timings = measure_chunk(reference, forwards, protocol)
+    drift = table.drift_factor(reference_ms)
+    print(f"reference now / at build: x{reference_ms / table.reference_ms:.3f} (correction applied x{drift:.3f}; "
+          f"waited {waited:.0f} s for the build-time speed)\n")
+    print("| budget | arch | predicted ms | measured ms | corrected ms | corrected / budget | predicted / budget |")
+    print("|---|---|---|---|---|---|---|")
+    for b, c in best.items():
+        measured = timings[b].value(protocol.statistic)
+        print(f"| {b} ms | `{c.arch.arch_id}` | {c.latency_ms[args.target]:.3f} | {measured:.3f} | "
+              f"{measured / drift:.3f} | {measured / drift / b:.2f} | {c.latency_ms[args.target] / b:.2f} |")
+
+    print("\n## Against the M-series: budget = the M model's predicted latency (300 trials, seed 0)\n")
+    estimator = create_estimator()
+    print("| model | budget ms | M score | best found score | best found ms |\n|---|---|---|---|---|")
+    for name in ("m0", "m1", "m2", "m3", "m4", "m5"):
+        arch = Arch.preset(name)
+        budget = table.predict_ms(arch)
+        found = best_under(args.target, budget, 300, 0, "tpe")
+        print(f"| {name.upper()} | {budget:.3f} | {estimator.score(arch):.2f} | {found.score:.2f} | "
+              f"{found.latency_ms[args.target]:.3f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,88 @@
+import json
+
+import pytest
+
+from effvit_nas import Arch
+from tests.cli.helpers import assert_one_line_error, effnas
+
+TABLE = "amd-epyc-2core-ort-b1"
+
+
+def test_the_main_job_runs_and_writes_its_outputs(tmp_path):
+    out = tmp_path / "run"
+    result = effnas("search", "--target", TABLE, "--budget", "2ms", "--trials", "40", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    assert "searching" in result.stderr  # progress bar
+    assert f"effvit-{TABLE}-2ms" in result.stdout
+    for name in ("best.yaml", "pareto.json", "pareto.png", "metadata.json", "study.db"):
+        assert (out / name).exists(), name
+    arch = Arch.from_yaml(out / "best.yaml")
+    assert arch.name == f"effvit-{TABLE}-2ms"
+    export = effnas("export", str(out / "best.yaml"), "--onnx", str(tmp_path / "best.onnx"))
+    assert export.returncode == 0, export.stderr
+    assert "onnx.checker passed" in export.stdout and (tmp_path / "best.onnx").exists()
+
+
+def test_a_family_in_one_run(tmp_path):
+    out = tmp_path / "family"
+    result = effnas("search", "--target", TABLE, "--budget", "1ms,2ms,4ms", "--trials", "60", "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    metadata = json.loads((out / "metadata.json").read_text())
+    assert sorted(metadata["best"]) == ["1ms", "2ms", "4ms"]
+    assert (out / "best-1ms.yaml").exists() and (out / "best-4ms.yaml").exists()
+
+
+def test_export_prints_timm_kwargs_for_the_paper_family():
+    result = effnas("export", "m1")
+    assert result.returncode == 0, result.stderr
+    assert "EfficientVitMsra(**{'img_size': 224, 'embed_dim': (128, 144, 192)" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "args, fragments",
+    [
+        (["--target", "nope", "--budget", "2ms"], ["effnas table build --target nope", TABLE]),
+        (["--target", TABLE, "--budget", "2"], ["budget must be a positive number with a unit", "'2'"]),
+        (["--target", TABLE, "--budget", "0ms"], ["budget must be positive", "'0ms'"]),
+        (["--target", TABLE, "--budget=-1ms"], ["budget must be a positive number with a unit"]),
+        (["--target", TABLE, "--budget", "0.01ms"], ["smallest latency the space reaches", "but got 10us"]),
+        (["--target", TABLE, "--budget", "2ms", "--trials", "0"], ["--trials must be at least 1, but got 0"]),
+        (["--target", TABLE, "--budget", "2ms", "--sampler", "cmaes"], ["sampler must be one of"]),
+        (["--target", TABLE, "--budget", "2ms", "--estimator", "oracle"], ["estimator must be one of"]),
+        (["--target", TABLE, "--budget", "2ms", "--budget", "3ms"], ["each --target needs one --budget"]),
+    ],
+)
+def test_bad_search_input_is_one_line_and_writes_nothing(tmp_path, args, fragments):
+    out = tmp_path / "out"
+    assert_one_line_error(effnas("search", *args, "--out", str(out)), *fragments)
+    assert not out.exists() or not any(out.iterdir())
+
+
+def test_malformed_space_and_resume_and_non_empty_out(tmp_path):
+    bad = tmp_path / "space.yaml"
+    bad.write_text("name: [\n")
+    assert_one_line_error(effnas("search", "--target", TABLE, "--budget", "2ms", "--space", str(bad),
+                                 "--out", str(tmp_path / "a")), "must be valid YAML")
+    assert_one_line_error(effnas("search", "--target", TABLE, "--budget", "2ms", "--resume",
+                                 "--out", str(tmp_path / "b")), "--resume needs a study")
+    full = tmp_path / "full"
+    full.mkdir()
+    (full / "something.txt").write_text("x")
+    assert_one_line_error(effnas("search", "--target", TABLE, "--budget", "2ms", "--out", str(full)),
+                          "--out must be a new or empty folder")
+
+
+def test_export_refuses_a_checkpoint_for_another_arch(tmp_path):
+    import torch
+
+    from effvit_nas import build_model
+
+    ckpt = tmp_path / "m0.pt"
+    torch.save(build_model(Arch.preset("m0")).state_dict(), ckpt)
+    assert_one_line_error(effnas("export", "m1", "--onnx", str(tmp_path / "x.onnx"), "--checkpoint", str(ckpt)),
+                          "--checkpoint must match the arch")
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"not a checkpoint")
+    assert_one_line_error(effnas("export", "m0", "--onnx", str(tmp_path / "y.onnx"), "--checkpoint", str(corrupt)),
+                          "could not be read")
+    assert not (tmp_path / "x.onnx").exists() and not (tmp_path / "y.onnx").exists()

@@ -1,0 +1,123 @@
+"""Real Optuna studies in SQLite over the shipped table (predictions only: fast)."""
+
+import json
+
+import optuna
+import pytest
+
+from effvit_nas import Arch, EffNasError, SearchSpace
+from effvit_nas.estimators import create_estimator
+from effvit_nas.latency.table import LatencyTable
+from effvit_nas.search import SearchProblem, Target, best_per_budget, feasible_candidates, run_search
+from effvit_nas.search.optuna_backend import STUDY_NAME, run_optuna, storage_url
+
+TABLE = "amd-epyc-2core-ort-b1"
+
+
+def problem(*budgets_ms, space=None):
+    return SearchProblem(space or SearchSpace.default(), [Target(LatencyTable.load(TABLE), tuple(budgets_ms))],
+                         create_estimator())
+
+
+def m_latency(name):
+    return LatencyTable.load(TABLE).predict_ms(Arch.preset(name))
+
+
+def test_search_writes_a_feasible_best_arch_and_its_records(tmp_path):
+    budget = 2 * m_latency("m0")
+    metadata = run_search(problem(budget), tmp_path / "run", trials=60, seed=0)
+    out = tmp_path / "run"
+    best = Arch.from_yaml(out / "best.yaml")
+    assert best.name.startswith(f"effvit-{TABLE}-")
+    table = LatencyTable.load(TABLE)
+    assert table.predict_ms(best) <= budget
+    info = metadata["best"][next(iter(metadata["best"]))]
+    assert info["predicted_latency_ms"][TABLE] == pytest.approx(table.predict_ms(best))
+    pareto = json.loads((out / "pareto.json").read_text())
+    latencies = [p["latency_ms"][TABLE] for p in pareto["front"]]
+    scores = [p["score"] for p in pareto["front"]]
+    assert latencies == sorted(latencies) and scores == sorted(scores)  # a front: faster is worse
+    assert all(lat <= budget for lat in latencies)
+    assert set(pareto["references"]) == {"M0", "M1", "M2", "M3", "M4", "M5"}
+    recorded = json.loads((out / "metadata.json").read_text())
+    for key in ("seed", "git_revision", "versions", "tables", "space", "estimator"):
+        assert key in recorded
+    assert recorded["tables"][TABLE] == table.table_id
+    assert (out / "pareto.png").stat().st_size > 10_000
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage_url(out))
+    assert len(study.trials) == 60
+    assert Arch.from_dict(study.trials[0].user_attrs["arch"]) == Arch.preset("m0")  # M-series go first
+
+
+def test_seeded_searches_reproduce(tmp_path):
+    budget = 1.5 * m_latency("m0")
+    first = run_search(problem(budget), tmp_path / "a", trials=40, seed=3)
+    second = run_search(problem(budget), tmp_path / "b", trials=40, seed=3)
+    assert (tmp_path / "a" / "best.yaml").read_text() == (tmp_path / "b" / "best.yaml").read_text()
+    assert first["best"] == {k: {**v, "files": [f.replace("/b/", "/a/") for f in v["files"]]}
+                             for k, v in second["best"].items()}
+
+
+def test_a_family_gets_one_variant_per_budget(tmp_path):
+    budgets = (m_latency("m0"), 2 * m_latency("m0"), 4 * m_latency("m0"))
+    metadata = run_search(problem(*budgets), tmp_path / "fam", trials=80, seed=0)
+    assert len(metadata["best"]) == 3
+    files = sorted(p.name for p in (tmp_path / "fam").glob("best*.yaml"))
+    assert len(files) == 4 and "best.yaml" in files
+    scores = [b["score"] for b in metadata["best"].values()]
+    assert scores == sorted(scores)  # a bigger budget never scores lower
+
+
+def test_two_targets_hold_both_budgets(tmp_path):
+    ort, torch_table = LatencyTable.load(TABLE), LatencyTable.load("amd-epyc-2core-torch-b16")
+    m0 = Arch.preset("m0")
+    targets = [Target(ort, (1.5 * ort.predict_ms(m0),)), Target(torch_table, (1.2 * torch_table.predict_ms(m0),))]
+    p = SearchProblem(SearchSpace.default(), targets, create_estimator())
+    run_search(p, tmp_path / "two", trials=50, seed=0)
+    best = Arch.from_yaml(tmp_path / "two" / "best.yaml")
+    assert ort.predict_ms(best) <= targets[0].budgets_ms[0]
+    assert torch_table.predict_ms(best) <= targets[1].budgets_ms[0]
+
+
+def test_a_search_resumes_after_an_interruption(tmp_path):
+    out = tmp_path / "resume"
+    calls = []
+
+    def stop_after_ten(done, total, what):
+        calls.append(done)
+        if done >= 10:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_search(problem(2.0), out, trials=30, seed=0, progress=stop_after_ten)
+    with pytest.raises(EffNasError, match="--out must be a new or empty folder"):
+        run_search(problem(2.0), out, trials=30, seed=0)
+    run_search(problem(2.0), out, trials=30, seed=0, resume=True)
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage_url(out))
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(complete) == 30
+    assert all(t.state != optuna.trial.TrialState.RUNNING for t in study.trials)
+
+
+def test_infeasible_budgets_fail_fast_with_the_floor():
+    floor = problem(5.0).smallest_latency_ms(problem(5.0).primary)
+    with pytest.raises(EffNasError, match=rf"smallest latency the space reaches .*\({floor:.3f} ms"):
+        problem(floor / 2)
+
+
+def test_resume_without_a_study_and_bad_counts_are_refused(tmp_path):
+    with pytest.raises(EffNasError, match="--resume needs a study"):
+        run_search(problem(2.0), tmp_path / "none", trials=5, seed=0, resume=True)
+    with pytest.raises(EffNasError, match="--trials must be at least 1"):
+        run_search(problem(2.0), tmp_path / "zero", trials=0, seed=0)
+
+
+def test_the_search_never_loses_to_the_m_series(tmp_path):
+    """With an M model's predicted latency as the budget, the best found scores at least as high."""
+    estimator = create_estimator()
+    for name in ("m0", "m2", "m4"):
+        budget = m_latency(name)
+        p = problem(budget)
+        study = run_optuna(p, tmp_path / name, trials=40, seed=0)
+        best = best_per_budget(feasible_candidates(study, p), p)[budget]
+        assert best.score >= estimator.score(Arch.preset(name))
