@@ -43,7 +43,8 @@ def test_build_refuses_to_overwrite_and_bad_settings(tiny_table_path, tmp_path):
 
 def test_validate_writes_report_and_plot(tiny_table_path, tmp_path):
     out = tmp_path / "val"
-    result = effnas("table", "validate", "--target", str(tiny_table_path), "--samples", "3", "--out", str(out))
+    result = effnas("table", "validate", "--target", str(tiny_table_path), "--samples", "3", "--out", str(out),
+                    "--max-wait", "0")
     assert result.returncode == 0, result.stderr
     assert "calibrated, drift-corrected" in result.stdout
     assert (out / "report.json").exists() and (out / "scatter.png").exists()
@@ -54,7 +55,7 @@ def test_build_through_the_cli_writes_a_table_and_arch_info_predicts_with_it(tmp
 
     path = tmp_path / "cli.json"
     result = effnas("table", "build", "--target", str(path), "--space", str(DATA / "tiny_space.yaml"),
-                    "--threads", str(ort_threads), "--calibration-archs", "8")
+                    "--threads", str(ort_threads), "--calibration-archs", "8", "--max-wait", "0")
     assert result.returncode == 0, result.stderr
     assert path.exists() and not path.with_name("cli.json.partial").exists()
     assert "measuring" in result.stderr  # the progress bar
