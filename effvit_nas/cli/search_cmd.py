@@ -37,8 +37,6 @@ def run(args: argparse.Namespace) -> int:
     budgets = [parse_budgets_ms(b) for b in args.budget]
     if len(args.target) > 1 and any(len(b) > 1 for b in budgets):
         raise EffNasError("a family of budgets (1ms,2ms,...) needs a single --target, but got several targets")
-    if args.trials < 1:
-        raise EffNasError(f"--trials must be at least 1, but got {args.trials}")
     space = load_space(args.space)
     targets = [Target(LatencyTable.load(t), tuple(b)) for t, b in zip(args.target, budgets)]
     problem = SearchProblem(space, targets, create_estimator(args.estimator))

@@ -197,28 +197,37 @@ class PartialBuild:
         refs = sorted(self.references())
         return refs[int(0.2 * (len(refs) - 1))]
 
+    def slow_limit(self, max_drift: float) -> float:
+        """References above this mark a chunk measured off the usual state."""
+        return (1 + max_drift) * self.state_reference() if max_drift != float("inf") else float("inf")
+
     def off_state(self, chunk_reference_ms: float, max_drift: float) -> bool:
-        return chunk_reference_ms > (1 + max_drift) * self.state_reference()
+        return chunk_reference_ms > self.slow_limit(max_drift)
+
+    def measured(self) -> int:
+        """Distinct blocks and networks measured so far (what the progress bar counts)."""
+        return len(self.measure_counts()) + len({a for c in self.arch_chunks for a in c["archs"]})
 
     def best_entries(self, max_drift: float = float("inf")) -> dict[str, tuple[Timing, float]]:
         """Per key, the measurement taken nearest the usual state, then the tightest."""
+        limit = self.slow_limit(max_drift)
         best: dict[str, tuple[Timing, float]] = {}
         for chunk in self.block_chunks:
             ref = chunk["reference_ms"]
             for key, t in chunk["entries"].items():
                 timing = Timing(**t)
-                rank = (self.off_state(ref, max_drift), timing.spread)
-                if key not in best or rank < (self.off_state(best[key][1], max_drift), best[key][0].spread):
+                rank = (ref > limit, timing.spread)
+                if key not in best or rank < (best[key][1] > limit, best[key][0].spread):
                     best[key] = (timing, ref)
         return best
 
     def arch_results(self, max_drift: float = float("inf")) -> dict[str, tuple[Arch, Timing, float]]:
+        limit = self.slow_limit(max_drift)
         out: dict[str, tuple[Arch, Timing, float]] = {}
         for chunk in self.arch_chunks:
             ref = chunk["reference_ms"]
             for arch_id, record in chunk["archs"].items():
-                if arch_id in out and not (self.off_state(out[arch_id][2], max_drift)
-                                           and not self.off_state(ref, max_drift)):
+                if arch_id in out and not (out[arch_id][2] > limit >= ref):
                     continue  # keep the first in-state measurement
                 timing = Timing(**{k: v for k, v in record.items() if k != "arch"})
                 out[arch_id] = (Arch.from_dict(record["arch"]), timing, ref)
@@ -294,8 +303,7 @@ def build_table(
 
     def report(what: str) -> None:
         if progress:
-            done = len(partial.best_entries()) + len(partial.arch_results())
-            progress(min(done, total), total, what)
+            progress(min(partial.measured(), total), total, what)
 
     def usual_ms() -> float | None:
         return partial.state_reference() if len(partial.references()) >= 5 else None

@@ -6,6 +6,7 @@ relative thing: a 20 us error matters on a 0.1 ms block and not on a 2 ms one.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -132,7 +133,6 @@ def fit_calibration(features: Sequence[Sequence[float]], block_sums_ms: Sequence
                       "left": t.children_left.tolist(), "right": t.children_right.tolist(),
                       "value": t.value[:, 0, 0].tolist()})
     base = float(model.init_.constant_.ravel()[0])
-    calibration = Calibration(base, float(model.learning_rate), tuple(trees), len(measured), 0.0)
+    calibration = Calibration(base, float(model.learning_rate), tuple(trees), len(measured))
     errors = relative_errors([calibration.apply(s, f) for s, f in zip(sums, x)], measured)
-    return Calibration(base, float(model.learning_rate), tuple(trees), len(measured),
-                       float(np.median(np.abs(errors))))
+    return dataclasses.replace(calibration, median_abs_rel_err=float(np.median(np.abs(errors))))

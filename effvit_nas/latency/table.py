@@ -15,7 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -26,30 +25,15 @@ from ..errors import TableError, UnknownNameError
 from ..space import SearchSpace
 from .fit import BlockModel, Calibration, calibration_features
 from .keys import BlockKey, block_keys
-from .measure import RuntimeConfig
+from .measure import RuntimeConfig, Timing
 
-__all__ = ["LatencyTable", "Entry", "TABLES_DIR", "list_tables", "resolve_table_path", "TABLE_SCHEMA_VERSION"]
+__all__ = ["LatencyTable", "TABLES_DIR", "list_tables", "resolve_table_path", "TABLE_SCHEMA_VERSION"]
 
 TABLE_SCHEMA_VERSION = 1
 TABLES_DIR = Path(__file__).resolve().parents[2] / "latency_tables"
 _TOP_KEYS = ("schema_version", "target", "created", "hardware", "runtime", "space", "method", "reference",
              "calibration", "models", "entries", "build", "checksum")
 BUILD_HINT = "effnas table build --target {target}"
-
-
-@dataclass(frozen=True)
-class Entry:
-    median_ms: float
-    p25_ms: float
-    p75_ms: float
-    samples: int
-
-    @property
-    def spread(self) -> float:
-        return (self.p75_ms - self.p25_ms) / self.median_ms if self.median_ms > 0 else 0.0
-
-    def value(self, statistic: str) -> float:
-        return {"median": self.median_ms, "p25": self.p25_ms}[statistic]
 
 
 def list_tables(directory: Path = TABLES_DIR) -> list[str]:
@@ -86,7 +70,7 @@ class LatencyTable:
     def __init__(self, data: dict[str, Any], path: Path | None = None) -> None:
         self.data = data
         self.path = path
-        self.entries = {k: Entry(**v) for k, v in data["entries"].items()}
+        self.entries = {k: Timing(**v) for k, v in data["entries"].items()}
         self.models = {kind: BlockModel.from_dict(m) for kind, m in data["models"].items()}
         self.calibration = Calibration.from_dict(data["calibration"])
         self._block_cache: dict[BlockKey, float] = {}

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import EffNasError
-from .optuna_backend import SAMPLERS, run_optuna
+from .optuna_backend import SAMPLERS, check_sampler, run_optuna
 from .problem import Evaluation, SearchProblem, Target
 from .results import best_per_budget, feasible_candidates, pareto_front, write_results
 
@@ -45,8 +45,7 @@ def run_search(
 ) -> dict[str, Any]:
     if trials < 1:
         raise EffNasError(f"--trials must be at least 1, but got {trials}")
-    if sampler not in SAMPLERS:
-        raise EffNasError(f"--sampler must be one of {sorted(SAMPLERS)}, but got {sampler!r}")
+    check_sampler(sampler)  # before the out dir is touched
     prepare_out_dir(out_dir, resume)
     started = time.perf_counter()
     study = run_optuna(problem, out_dir, trials=trials, seed=seed, sampler=sampler, resume=resume,

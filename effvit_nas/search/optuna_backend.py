@@ -34,9 +34,13 @@ def storage_url(out_dir: Path) -> str:
     return f"sqlite:///{(out_dir / 'study.db').resolve()}"
 
 
-def _sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+def check_sampler(name: str) -> None:
     if name not in SAMPLERS:
         raise UnknownNameError(f"sampler must be one of {sorted(SAMPLERS)}, but got {name!r}")
+
+
+def _sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    check_sampler(name)
     return SAMPLERS[name](seed)
 
 

@@ -123,7 +123,7 @@ def plot_pareto(study: optuna.Study, problem: SearchProblem, front: list[Candida
     import matplotlib.pyplot as plt
 
     primary = problem.primary.name
-    trials = [t for t in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))]
+    trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     fig, ax = plt.subplots(figsize=(7, 5))
     ax.scatter([t.values[1] for t in trials], [t.values[0] for t in trials], s=8, color="0.75",
                label=f"trials ({len(trials)})")
