@@ -7,7 +7,7 @@ import re
 
 from .errors import EffNasError
 
-__all__ = ["parse_budget_ms", "parse_budgets_ms", "format_ms"]
+__all__ = ["parse_budget_ms", "parse_budgets_ms", "parse_percent", "format_ms"]
 
 _UNITS_TO_MS = {"s": 1e3, "ms": 1.0, "us": 1e-3, "µs": 1e-3}
 _PATTERN = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*(s|ms|us|µs)\s*$")
@@ -39,3 +39,11 @@ def format_ms(value_ms: float) -> str:
     if value_ms < 1:
         return f"{value_ms * 1e3:g}us"
     return f"{value_ms:g}ms"
+
+
+def parse_percent(text: str, flag: str) -> float:
+    """``"5%"`` or ``"5"`` -> 0.05."""
+    try:
+        return float(text.strip().removesuffix("%")) / 100
+    except ValueError:
+        raise EffNasError(f"{flag} must be a percentage such as 5% or 0, but got {text!r}") from None

@@ -48,3 +48,28 @@ def tiny_settings():
     # max_wait_s=0: tests measure whatever state the machine is in rather than wait for its usual speed
     return BuildSettings(quota=(("attention", 10), ("merge", 6)), calibration_archs=8, chunk_size=8,
                          protocol=MeasureProtocol(rounds=3, max_calls=5), max_wait_s=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_arch_yaml(tmp_path_factory, tiny_space) -> Path:
+    """The tiny space's smallest arch (64 px): trains on digits in about a second per epoch."""
+    path = tmp_path_factory.mktemp("archs") / "tiny.yaml"
+    tiny_space.smallest().replace(name="tiny").to_yaml(path)
+    return path
+
+
+def tiny_recipe(epochs: int = 2):
+    from effvit_nas.train.recipe import SMALL
+
+    return SMALL.updated({"epochs": str(epochs), "warmup_epochs": "0.5"})
+
+
+@pytest.fixture(scope="session")
+def trained_tiny(tmp_path_factory, tiny_arch_yaml) -> Path:
+    """A run directory of the tiny arch trained 2 epochs on digits (checkpoint, metrics, curves)."""
+    from effvit_nas import Arch
+    from effvit_nas.train import TrainSettings, train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    train(TrainSettings(arch=Arch.from_yaml(tiny_arch_yaml), data="digits", recipe=tiny_recipe(), out_dir=out))
+    return out

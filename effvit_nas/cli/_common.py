@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -33,23 +34,42 @@ def human(n: float) -> str:
     return str(n)
 
 
+class Progress:
+    """A tqdm bar on stderr driven by a library's (done, total, what) progress callback.
+
+    Off a terminal (CI logs, ``nohup``) the bar redraws every 10 s instead of 10 times a second."""
+
+    def __init__(self, description: str, enabled: bool = True) -> None:
+        self.description, self.enabled, self.bar = description, enabled, None
+
+    def __call__(self, done: int, total: int, what: str) -> None:
+        if not self.enabled:
+            return
+        if self.bar is None:
+            from tqdm import tqdm
+
+            self.bar = tqdm(total=total, desc=self.description, unit="item", dynamic_ncols=True,
+                            mininterval=0.1 if sys.stderr.isatty() else 10.0)
+        self.bar.total = total
+        self.bar.set_postfix_str(what, refresh=False)
+        self.bar.update(done - self.bar.n)
+
+    def write(self, line: str) -> None:
+        """Print a line without tearing the bar."""
+        if self.bar is not None:
+            self.bar.write(line)
+        elif self.enabled:
+            print(line, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
 @contextmanager
-def progress_bar(description: str) -> Iterator[Callable[[int, int, str], None]]:
-    """A tqdm bar on stderr driven by a library's (done, total, what) progress callback."""
-    from tqdm import tqdm
-
-    bar = None
-
-    def update(done: int, total: int, what: str) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, desc=description, unit="item", dynamic_ncols=True)
-        bar.total = total
-        bar.set_postfix_str(what, refresh=False)
-        bar.update(done - bar.n)
-
+def progress_bar(description: str, enabled: bool = True) -> Iterator[Progress]:
+    progress = Progress(description, enabled)
     try:
-        yield update
+        yield progress
     finally:
-        if bar is not None:
-            bar.close()
+        progress.close()

@@ -8,10 +8,10 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from ..errors import EffNasError
-from . import arch_cmd, export_cmd, search_cmd, space_cmd, table_cmd
+from . import arch_cmd, export_cmd, search_cmd, space_cmd, table_cmd, train_cmd, verify_cmd
 
 # Each module has ``register(subparsers)``, which sets ``handler`` on its parsers.
-COMMANDS: tuple[ModuleType, ...] = (search_cmd, table_cmd, export_cmd, arch_cmd, space_cmd)
+COMMANDS: tuple[ModuleType, ...] = (search_cmd, table_cmd, export_cmd, train_cmd, verify_cmd, arch_cmd, space_cmd)
 USAGE_ERROR = 2
 
 

@@ -14,6 +14,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="latency table (name or .json); repeat with one --budget each for several targets")
     parser.add_argument("--budget", action="append", required=True,
                         help="latency budget with a unit, e.g. 2ms; a list 1ms,2ms,4ms on one target makes a family")
+    parser.add_argument("--margin", default="5%",
+                        help="headroom below each budget for prediction error (default 5%%; 0 uses the budget as is)")
     parser.add_argument("--space", default=None, help="search space YAML (default: the built-in one)")
     parser.add_argument("--trials", type=int, default=300, help="finished trials in total, M0-M5 included")
     parser.add_argument("--seed", type=int, default=0)
@@ -28,7 +30,7 @@ def run(args: argparse.Namespace) -> int:
     from ..estimators import create_estimator
     from ..latency.table import LatencyTable
     from ..search import SearchProblem, Target, run_search
-    from ..units import format_ms, parse_budgets_ms
+    from ..units import format_ms, parse_budgets_ms, parse_percent
     from ._common import load_space, progress_bar
 
     if len(args.budget) != len(args.target):
@@ -38,7 +40,8 @@ def run(args: argparse.Namespace) -> int:
     if len(args.target) > 1 and any(len(b) > 1 for b in budgets):
         raise EffNasError("a family of budgets (1ms,2ms,...) needs a single --target, but got several targets")
     space = load_space(args.space)
-    targets = [Target(LatencyTable.load(t), tuple(b)) for t, b in zip(args.target, budgets)]
+    margin = parse_percent(args.margin, "--margin")
+    targets = [Target(LatencyTable.load(t), tuple(b), margin) for t, b in zip(args.target, budgets)]
     problem = SearchProblem(space, targets, create_estimator(args.estimator))
     out = Path(args.out) if args.out else Path("runs") / (
         f"{targets[0].name}-" + "-".join(format_ms(b) for b in targets[0].budgets_ms))

@@ -137,9 +137,10 @@ class EfficientViT(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
 
-    def no_weight_decay_keywords(self) -> set[str]:
-        """timm's optimizer factory reads this: attention bias tables get no weight decay."""
-        return {"attention_biases"}
+    def no_weight_decay(self) -> set[str]:
+        """Name patterns timm's ``create_optimizer_v2`` exempts from weight decay, on top of biases and
+        norms: the attention bias tables are 2-D but act like biases (the paper's recipe)."""
+        return {"*attention_biases"}
 
     @torch.no_grad()
     def fuse(self) -> EfficientViT:

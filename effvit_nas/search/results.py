@@ -61,7 +61,7 @@ def best_per_budget(candidates: list[Candidate], problem: SearchProblem) -> dict
     primary = problem.primary.name
     best = {}
     for budget in problem.primary.budgets_ms:
-        within = [c for c in candidates if c.latency_ms[primary] <= budget]
+        within = [c for c in candidates if c.latency_ms[primary] <= problem.primary.limit_ms(budget)]
         if within:
             best[budget] = max(within, key=lambda c: (c.score, -c.latency_ms[primary]))
     return best
@@ -86,6 +86,7 @@ def write_results(study: optuna.Study, problem: SearchProblem, out_dir: Path, ru
         "space": {"name": problem.space.name, "hash": problem.space.content_hash},
         "tables": {t.name: t.table.table_id for t in problem.targets},
         "budgets_ms": {t.name: list(t.budgets_ms) for t in problem.targets},
+        "margin": {t.name: t.margin for t in problem.targets},
         "estimator": problem.estimator.describe(),
         "trials_complete": len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))),
         "feasible": len(candidates),

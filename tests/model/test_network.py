@@ -42,7 +42,6 @@ def test_initialisation_follows_the_paper():
     # ... except the subsample's depthwise convs, which start at one
     assert torch.all(model.stages[1].downsample.res1[0].m.bn.weight == 1)
     assert model.head.linear.weight.std().item() == pytest.approx(0.02, rel=0.1)
-    assert "attention_biases" in model.no_weight_decay_keywords()
 
 
 @settings(max_examples=12, deadline=None)

@@ -1,0 +1,148 @@
+"""Training data: an ImageFolder tree for real use, scikit-learn's digits as the built-in set.
+
+Real data is ``PATH/train/<class>/*`` and ``PATH/val/<class>/*`` (torchvision's ImageFolder), checked
+up front so a wrong layout is one clear line, not a traceback from a worker process. The built-in
+``digits`` set ships inside scikit-learn (1,797 grey 8x8 images of 10 digits; nothing is
+downloaded): a fixed stratified 80/20 split, upscaled once to 32 px so random crops cut at
+sub-digit-pixel steps, then resized by the transforms like any other image.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from ..errors import EffNasError
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
+    from .recipe import Recipe
+
+__all__ = ["ImageData", "open_data", "BUILTIN_DATASETS", "DataError"]
+
+BUILTIN_DATASETS = ("digits",)
+DIGITS_BASE_PX = 32
+DIGITS_VAL_FRACTION = 0.2
+DIGITS_SPLIT_SEED = 0  # fixed: the held-out digits are the same in every run, study and test
+
+
+class DataError(EffNasError):
+    """--data does not name usable images."""
+
+
+@dataclass
+class ImageData:
+    """A train and a validation set with their class names; transforms are set by ``with_transforms``."""
+
+    source: str  # "digits" or the resolved directory
+    classes: tuple[str, ...]
+    train: Dataset
+    val: Dataset
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def describe(self) -> dict[str, Any]:
+        """What a checkpoint records, so a resume on other data is refused."""
+        return {"source": self.source, "classes": list(self.classes), "train_images": len(self.train),
+                "val_images": len(self.val)}
+
+    def with_transforms(self, recipe: Recipe, img_size: int) -> ImageData:
+        self.train.transform = train_transform(recipe, img_size)
+        self.val.transform = eval_transform(recipe, img_size)
+        return self
+
+
+class DigitsDataset:
+    """One split of scikit-learn's digits as RGB PIL images (a map-style torch dataset)."""
+
+    def __init__(self, split: str) -> None:
+        import numpy as np
+        from PIL import Image
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+
+        digits = load_digits()
+        indices = np.arange(len(digits.target))
+        train_idx, val_idx = train_test_split(indices, test_size=DIGITS_VAL_FRACTION, stratify=digits.target,
+                                              random_state=DIGITS_SPLIT_SEED)
+        chosen = train_idx if split == "train" else val_idx
+        pixels = np.round(digits.images * (255.0 / 16.0)).astype(np.uint8)  # 17 grey levels -> 0..255
+        size = (DIGITS_BASE_PX, DIGITS_BASE_PX)
+        self.images = [Image.fromarray(pixels[i]).resize(size, Image.BICUBIC).convert("RGB") for i in chosen]
+        self.targets = [int(digits.target[i]) for i in chosen]
+        self.transform = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, index: int) -> tuple[Any, int]:
+        image = self.images[index]
+        return (self.transform(image) if self.transform else image), self.targets[index]
+
+
+def open_data(spec: str) -> ImageData:
+    """``digits`` or an ImageFolder directory with ``train/`` and ``val/``."""
+    if spec in BUILTIN_DATASETS:
+        return ImageData("digits", tuple(str(d) for d in range(10)), DigitsDataset("train"), DigitsDataset("val"))
+    root = Path(spec)
+    if not root.is_dir():
+        raise DataError(f"--data must be {' or '.join(BUILTIN_DATASETS)} or an existing directory, but {spec!r} "
+                        f"{'is a file' if root.exists() else 'does not exist'}; pass --data digits to try the "
+                        "built-in set")
+    train_classes = _check_split(root, "train")
+    val_classes = _check_split(root, "val")
+    if train_classes != val_classes:
+        only_train = sorted(set(train_classes) - set(val_classes))
+        only_val = sorted(set(val_classes) - set(train_classes))
+        raise DataError(f"--data train/ and val/ must hold the same class folders, but only train/ has "
+                        f"{only_train or 'none'} and only val/ has {only_val or 'none'}; add or remove folders")
+    from torchvision.datasets import ImageFolder
+
+    return ImageData(str(root.resolve()), train_classes, ImageFolder(root / "train"), ImageFolder(root / "val"))
+
+
+def _check_split(root: Path, split: str) -> tuple[str, ...]:
+    """The split's class names, after checking every class folder holds at least one image."""
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    folder = root / split
+    if not folder.is_dir():
+        raise DataError(f"--data must have the ImageFolder layout DIR/train/<class>/*.jpg and DIR/val/<class>/*.jpg, "
+                        f"but {str(root)!r} has no {split}/ folder; move the images into that layout")
+    classes = tuple(sorted(entry.name for entry in os.scandir(folder) if entry.is_dir()))
+    if not classes:
+        raise DataError(f"--data {split}/ must hold one folder per class, but {str(folder)!r} has no sub-folders; "
+                        f"put each class's images in {split}/<class>/")
+    for name in classes:
+        if not any(_is_image(f, IMG_EXTENSIONS) for _, _, files in os.walk(folder / name) for f in files):
+            raise DataError(f"--data class folders must each hold at least one image ({', '.join(IMG_EXTENSIONS)}), "
+                            f"but {str(folder / name)!r} has none; add images or remove the folder")
+    return classes
+
+
+def _is_image(filename: str, extensions: tuple[str, ...]) -> bool:
+    return filename.lower().endswith(extensions)
+
+
+def train_transform(recipe: Recipe, img_size: int) -> Any:
+    """The paper's training transform through timm: random resized crop (bicubic), flip, RandAugment,
+    normalisation, random erasing; each piece's strength comes from the recipe."""
+    from timm.data import create_transform
+
+    return create_transform(
+        img_size, is_training=True, scale=tuple(recipe.crop_scale), hflip=recipe.hflip,
+        color_jitter=recipe.color_jitter, auto_augment=recipe.randaug or None, interpolation="bicubic",
+        re_prob=recipe.reprob, re_mode="pixel", re_count=1,
+    )
+
+
+def eval_transform(recipe: Recipe, img_size: int) -> Any:
+    """Resize to img_size / crop_pct and centre-crop img_size (the paper: 256 then 224)."""
+    from timm.data import create_transform
+
+    return create_transform(img_size, is_training=False, crop_pct=recipe.crop_pct, interpolation="bicubic")

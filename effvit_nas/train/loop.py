@@ -1,0 +1,298 @@
+"""The training loop: one epoch at a time, a checkpoint after each, exact resume, DDP-ready.
+
+Exact resume without saving random states: every epoch reseeds Python, NumPy and torch (and the
+data loader's generator, which seeds its workers) from (seed, epoch, rank), and the learning rate
+is a function of the update count. So epoch e runs the same whether it follows epoch e-1 in this
+process or a checkpoint written before a kill; the model, optimizer and EMA come from the
+checkpoint. A kill mid-epoch loses only that epoch's partial work.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..arch import Arch
+from ..errors import EffNasError
+from .checkpoint import load_weights, read_checkpoint, save_checkpoint
+from .data import ImageData, open_data
+from .distributed import Processes, start_processes, stop_processes
+from .metrics import write_metrics
+from .recipe import Recipe
+
+log = logging.getLogger(__name__)
+
+__all__ = ["TrainSettings", "TrainingError", "train", "CHECKPOINT_NAME", "METRICS_NAME", "CURVES_NAME"]
+
+CHECKPOINT_NAME = "checkpoint.pt"
+METRICS_NAME = "metrics.json"
+CURVES_NAME = "curves.png"
+
+Progress = Callable[[int, int, str], None]
+
+
+class TrainingError(EffNasError):
+    """Training cannot start or continue as asked."""
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    arch: Arch  # as found and deployed; checkpoints record it
+    data: str  # "digits" or an ImageFolder directory
+    recipe: Recipe
+    out_dir: Path
+    seed: int = 0
+    workers: int = 0
+    device: str = "auto"
+    init_from: str | None = None
+    resume: bool = False
+    deterministic: bool = False
+    img_size: int | None = None  # train at another resolution than the arch's (None: the arch's)
+    recipe_name: str = field(default="custom", compare=False)
+
+    @property
+    def train_arch(self) -> Arch:
+        """The network trained: the arch at the training resolution (windows clamp to smaller maps)."""
+        return self.arch if self.img_size is None else self.arch.replace(resolution=self.img_size)
+
+    def fingerprint(self, data: ImageData, world_size: int) -> dict[str, Any]:
+        """What must not change across a resume."""
+        return {"arch": self.arch.to_dict(), "img_size": self.train_arch.resolution, "data": data.describe(),
+                "recipe": self.recipe.to_dict(), "seed": self.seed, "world_size": world_size,
+                "workers": self.workers, "init_from": self.init_from}
+
+
+@dataclass
+class RunState:
+    epoch: int = 0  # completed epochs
+    step: int = 0  # optimizer updates so far
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+def train(settings: TrainSettings, *, progress: Progress | None = None,
+          on_epoch: Callable[[dict[str, float]], None] | None = None) -> dict[str, Any]:
+    """Train ``settings.arch``; returns the metrics also written to ``out_dir/metrics.json``."""
+    import torch
+
+    procs = start_processes(settings.device)
+    try:
+        recipe = settings.recipe
+        if recipe.batch_size % procs.world_size:
+            raise TrainingError(f"--batch-size must divide evenly over {procs.world_size} processes, but is "
+                                f"{recipe.batch_size}; use a multiple of {procs.world_size}")
+        if settings.deterministic:
+            torch.use_deterministic_algorithms(True)
+        data = open_data(settings.data).with_transforms(recipe, settings.train_arch.resolution)
+        fingerprint = settings.fingerprint(data, procs.world_size)
+        checkpoint_path = settings.out_dir / CHECKPOINT_NAME
+        _seed_everything(settings.seed, 0, 0)  # identical initial weights on every rank
+        model, ema, optimizer, state = _build(settings, data, procs, checkpoint_path, fingerprint)
+        loader = _train_loader(data, recipe, settings, procs)
+        if len(loader) == 0:
+            raise TrainingError(f"--batch-size must be at most the training images per process "
+                                f"({len(data.train) // procs.world_size}), but is {recipe.batch_size}")
+        runner = _EpochRunner(model, ema, optimizer, recipe, data, procs, len(loader), state.step)
+        if procs.is_main:
+            log.info("training %s on %s: %d epochs x %d steps, lr %.2e", settings.arch.arch_id, data.source,
+                     recipe.epochs, len(loader), recipe.scaled_lr())
+        for epoch in range(state.epoch, recipe.epochs):
+            _seed_everything(settings.seed, epoch, procs.rank)
+            loader.sampler.set_epoch(epoch)
+            loader.generator.manual_seed(_epoch_seed(settings.seed, epoch, procs.rank))
+            row = runner.run_epoch(epoch, loader, state, progress if procs.is_main else None)
+            state.history.append(row)
+            state.epoch = epoch + 1
+            if procs.is_main:
+                save_checkpoint(_checkpoint(model, ema, optimizer, state, settings, fingerprint, data), checkpoint_path)
+                write_metrics(settings.out_dir, state.history, settings, fingerprint)
+                if on_epoch:
+                    on_epoch(row)
+            procs.barrier()
+        return write_metrics(settings.out_dir, state.history, settings, fingerprint, write=procs.is_main)
+    finally:
+        stop_processes(procs)
+
+
+# --------------------------------------------------------------------------- setup
+def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
+    return (seed * 1_000_003 + epoch * 1_009 + rank) % 2**31
+
+
+def _seed_everything(seed: int, epoch: int, rank: int) -> None:
+    import numpy as np
+    import torch
+
+    value = _epoch_seed(seed, epoch, rank)
+    random.seed(value)
+    np.random.seed(value)
+    torch.manual_seed(value)
+
+
+def _build(settings: TrainSettings, data: ImageData, procs: Processes, checkpoint_path: Path,
+           fingerprint: dict[str, Any]) -> tuple[Any, Any, Any, RunState]:
+    from ..model import build_model
+
+    model = build_model(settings.train_arch, num_classes=data.num_classes).to(procs.device)
+    state = RunState()
+    saved = None
+    if checkpoint_path.exists():
+        if not settings.resume:
+            raise TrainingError(f"--out must not hold a run already, but {str(checkpoint_path)!r} exists; pass "
+                                "--resume to continue it or choose another --out")
+        saved = read_checkpoint(checkpoint_path, "--resume checkpoint")
+        _check_same_run(saved.get("settings", {}), fingerprint, settings.out_dir)
+    elif settings.init_from:
+        notes = load_weights(model, settings.train_arch, read_checkpoint(settings.init_from, "--init-from"),
+                             flag="--init-from", new_head_ok=True)
+        for note in notes:
+            log.info("--init-from: %s", note)
+    optimizer = settings.recipe.optimizer(model)
+    ema = None
+    if settings.recipe.ema_decay:
+        from timm.utils import ModelEmaV3
+
+        ema = ModelEmaV3(model, decay=settings.recipe.ema_decay, use_warmup=settings.recipe.ema_warmup)
+    if saved is not None:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        if ema is not None:
+            ema.module.load_state_dict(saved["model_ema"])
+        state = RunState(saved["epoch"], saved["step"], list(saved["history"]))
+        log.info("resuming after epoch %d (step %d)", state.epoch, state.step)
+    return model, ema, optimizer, state
+
+
+def _check_same_run(saved: dict[str, Any], now: dict[str, Any], out_dir: Path) -> None:
+    changed = []
+    for key in now:
+        old, new = saved.get(key), now[key]
+        if isinstance(new, dict) and isinstance(old, dict):
+            changed += [f"{key}.{k} was {old.get(k)!r}, now {v!r}" for k, v in new.items() if old.get(k) != v]
+        elif old != new:
+            changed.append(f"{key} was {old!r}, now {new!r}")
+    if changed:
+        raise TrainingError(f"--resume must continue the run in {str(out_dir)!r} with the same settings, but "
+                            f"{'; '.join(changed[:3])}; rerun with the original flags or choose another --out")
+
+
+def _train_loader(data: ImageData, recipe: Recipe, settings: TrainSettings, procs: Processes) -> Any:
+    import torch
+    from torch.utils.data import DataLoader, DistributedSampler
+
+    if recipe.repeated_aug:
+        from timm.data.distributed_sampler import RepeatAugSampler
+
+        sampler = RepeatAugSampler(data.train, num_replicas=procs.world_size, rank=procs.rank)
+    else:
+        sampler = DistributedSampler(data.train, num_replicas=procs.world_size, rank=procs.rank, shuffle=True,
+                                     seed=settings.seed, drop_last=True)
+    return DataLoader(data.train, batch_size=recipe.batch_size // procs.world_size, sampler=sampler,
+                      num_workers=settings.workers, drop_last=True, generator=torch.Generator(),
+                      pin_memory=procs.device.type == "cuda")
+
+
+def _checkpoint(model: Any, ema: Any, optimizer: Any, state: RunState, settings: TrainSettings,
+                fingerprint: dict[str, Any], data: ImageData) -> dict[str, Any]:
+    return {
+        "format": "effvit-nas-checkpoint/1",
+        "arch": settings.arch.to_dict(),
+        "img_size": settings.train_arch.resolution,
+        "classes": list(data.classes),
+        "model": model.state_dict(),
+        "model_ema": ema.module.state_dict() if ema is not None else None,
+        "optimizer": optimizer.state_dict(),
+        "epoch": state.epoch,
+        "step": state.step,
+        "history": state.history,
+        "settings": fingerprint,
+    }
+
+
+# --------------------------------------------------------------------------- epochs
+class _EpochRunner:
+    """Holds what every epoch uses; ``run_epoch`` trains one epoch and evaluates."""
+
+    def __init__(self, model: Any, ema: Any, optimizer: Any, recipe: Recipe, data: ImageData, procs: Processes,
+                 steps_per_epoch: int, step: int) -> None:
+        import torch
+        from torch.utils.data import DataLoader, Subset
+
+        self.model, self.ema, self.optimizer, self.recipe, self.procs = model, ema, optimizer, recipe, procs
+        self.net = model
+        if procs.distributed:
+            from torch.nn.parallel import DistributedDataParallel
+
+            self.net = DistributedDataParallel(model, device_ids=[procs.device.index] if procs.device.index is not None
+                                               else None)
+        self.scheduler = recipe.scheduler(optimizer, steps_per_epoch)
+        # a new scheduler sets the warm-up's first lr; a resumed run needs the lr of where it stopped
+        self.scheduler.step_update(step)
+        self.mixer = recipe.mixer(data.num_classes)
+        self.criterion = recipe.loss()
+        self.steps_per_epoch = steps_per_epoch
+        # AGC (timm) leaves the classifier out: its weights are meant to move freely
+        self.clipped = list(model.parameters())[:-2]
+        self.autocast = dict(device_type=procs.device.type, dtype=torch.bfloat16,
+                             enabled=procs.device.type == "cuda" and recipe.amp)
+        # every rank evaluates a disjoint slice, so the summed counts are the whole set, once
+        shard = Subset(data.val, range(procs.rank, len(data.val), procs.world_size))
+        self.val_loader = DataLoader(shard, batch_size=max(1, recipe.batch_size // procs.world_size), shuffle=False)
+
+    def run_epoch(self, epoch: int, loader: Any, state: RunState, progress: Progress | None) -> dict[str, float]:
+        import torch
+        from timm.utils import dispatch_clip_grad
+
+        self.net.train()
+        device = self.procs.device
+        loss_sum, seen, start = 0.0, 0, time.perf_counter()
+        for i, (images, targets) in enumerate(loader):
+            images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
+            if self.mixer is not None:
+                images, targets = self.mixer(images, targets)
+            with torch.autocast(**self.autocast):
+                loss = self.criterion(self.net(images), targets)
+            if not torch.isfinite(loss):
+                raise TrainingError(f"the training loss must stay finite, but it is {loss.item()} at epoch "
+                                    f"{epoch + 1} step {i + 1}; lower --lr or raise warmup_epochs with --set")
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if self.recipe.clip_grad:
+                dispatch_clip_grad(self.clipped, self.recipe.clip_grad, mode="agc")
+            self.optimizer.step()
+            state.step += 1
+            self.scheduler.step_update(state.step)
+            if self.ema is not None:
+                self.ema.update(self.model, step=state.step)
+            loss_sum += loss.item() * len(images)
+            seen += len(images)
+            if progress:
+                progress(epoch * self.steps_per_epoch + i + 1, self.recipe.epochs * self.steps_per_epoch,
+                         f"epoch {epoch + 1}/{self.recipe.epochs} loss {loss.item():.3f}")
+        train_s = time.perf_counter() - start
+        loss_sum, seen = self.procs.all_sum(loss_sum, seen)
+        row = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], "train_loss": loss_sum / seen,
+               "train_seconds": train_s, "train_img_per_s": seen / train_s}
+        row.update(self.evaluate(self.model, "val"))
+        if self.ema is not None:
+            row.update(self.evaluate(self.ema.module, "val_ema"))
+        return row
+
+    def evaluate(self, model: Any, prefix: str) -> dict[str, float]:
+        import torch
+
+        model.eval()
+        correct = loss_sum = count = 0.0
+        with torch.no_grad(), torch.autocast(**self.autocast):
+            for images, targets in self.val_loader:
+                images, targets = images.to(self.procs.device), targets.to(self.procs.device)
+                logits = model(images).float()
+                loss_sum += torch.nn.functional.cross_entropy(logits, targets, reduction="sum").item()
+                correct += (logits.argmax(1) == targets).sum().item()
+                count += len(targets)
+        correct, loss_sum, count = self.procs.all_sum(correct, loss_sum, count)
+        return {f"{prefix}_top1": 100.0 * correct / count, f"{prefix}_loss": loss_sum / count}

@@ -1,0 +1,77 @@
+"""``metrics.json`` (per epoch and final) and the learning-curve plot, rewritten after every epoch."""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .._io import atomic_write_text
+from ..provenance import git_revision, library_versions, utc_now
+
+if TYPE_CHECKING:
+    from .loop import TrainSettings
+
+__all__ = ["write_metrics", "plot_curves"]
+
+
+def summarise(history: list[dict[str, float]], settings: TrainSettings, fingerprint: dict[str, Any]) -> dict[str, Any]:
+    last = history[-1] if history else {}
+    summary: dict[str, Any] = {
+        "arch_id": settings.arch.arch_id,
+        "epochs_done": len(history),
+        "val_top1": last.get("val_top1"),
+        "best_val_top1": max((r["val_top1"] for r in history), default=None),
+        "val_top1_ema": last.get("val_ema_top1"),
+        "train_img_per_s": statistics.median(r["train_img_per_s"] for r in history) if history else None,
+        "train_seconds": sum(r["train_seconds"] for r in history),
+        "recipe_name": settings.recipe_name,
+        "settings": fingerprint,
+        "epochs": history,
+        "written_at": utc_now(),
+        "git_revision": git_revision(),
+        "versions": library_versions(),
+    }
+    return summary
+
+
+def write_metrics(out_dir: Path, history: list[dict[str, float]], settings: TrainSettings,
+                  fingerprint: dict[str, Any], *, write: bool = True) -> dict[str, Any]:
+    from .loop import CURVES_NAME, METRICS_NAME
+
+    summary = summarise(history, settings, fingerprint)
+    if write:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out_dir / METRICS_NAME, json.dumps(summary, indent=1) + "\n")
+        if history:
+            plot_curves(history, out_dir / CURVES_NAME, title=f"{settings.arch.name or settings.arch.arch_id} "
+                                                               f"on {fingerprint['data']['source']}")
+    return summary
+
+
+def plot_curves(history: list[dict[str, float]], path: Path, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] for r in history]
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
+    loss_ax.plot(epochs, [r["train_loss"] for r in history], label="train (augmented)")
+    loss_ax.plot(epochs, [r["val_loss"] for r in history], label="validation")
+    loss_ax.set(xlabel="epoch", ylabel="cross-entropy", yscale="log", title="loss")
+    acc_ax.plot(epochs, [r["val_top1"] for r in history], marker=".", label="model")
+    if "val_ema_top1" in history[0]:
+        acc_ax.plot(epochs, [r["val_ema_top1"] for r in history], marker=".", label="EMA")
+    acc_ax.set(xlabel="epoch", ylabel="top-1 (%)", title="validation accuracy")
+    for ax in (loss_ax, acc_ax):
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(title)
+    fig.tight_layout()
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

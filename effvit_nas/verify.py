@@ -1,0 +1,249 @@
+"""Measure the real thing on the target, and say whether it keeps its promise.
+
+``verify`` builds the arch (with trained weights when given), folds its BatchNorms, exports ONNX,
+and times that artifact with the table's runtime, threads, batch size and measuring protocol,
+interleaved with the table's speed reference, after waiting (bounded) for the machine's usual
+speed. It compares the measurement with the budget (the verdict) and with the table's prediction,
+evaluates top-1 when a checkpoint and data are given, and writes ``verify.json`` and ``verify.md``.
+
+A table only speaks for the hardware it was measured on: elsewhere ``verify`` refuses, unless
+forced, and then the report says so at the top.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import statistics
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ._io import atomic_write_text
+from .arch import Arch
+from .errors import EffNasError, TableError
+from .latency.measure import MeasureProtocol, create_runtime, hardware_info, measure_chunk, wait_for_speed
+from .latency.table import LatencyTable
+from .provenance import git_revision, library_versions, utc_now
+
+log = logging.getLogger(__name__)
+
+__all__ = ["VerifySettings", "verify", "REPORT_JSON", "REPORT_MD"]
+
+REPORT_JSON = "verify.json"
+REPORT_MD = "verify.md"
+ONNX_NAME = "model.onnx"
+MAX_ONNX_DIFF = 1e-3
+
+
+@dataclass(frozen=True)
+class VerifySettings:
+    arch: Arch
+    table: LatencyTable
+    budget_ms: float
+    out_dir: Path
+    checkpoint: str | None = None
+    data: str | None = None
+    force: bool = False  # measure on hardware that is not the table's
+    max_wait_s: float = 120.0
+    repeats: int = 3  # measurement chunks; the verdict uses their median
+
+
+def verify(settings: VerifySettings, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """Run the checks; returns the report also written as ``verify.json`` / ``verify.md``."""
+    say = progress or (lambda _: None)
+    if settings.data and not settings.checkpoint:
+        raise EffNasError("--data evaluates trained weights and needs --checkpoint, but none was given; "
+                          "pass --checkpoint DIR/checkpoint.pt")
+    hardware = hardware_info()
+    mismatch = _hardware_mismatch(settings.table, hardware, settings.force)
+    model, weights = _trained_model(settings)
+    data = _open_data(settings.data, weights["classes"]) if settings.data else None  # bad data fails before measuring
+    say("exporting the fused model to ONNX")
+    onnx_path, onnx_diff = _export(model, settings)
+    say(f"measuring on {settings.table.runtime.runtime} as table {settings.table.target!r} does")
+    latency = _measure(model, onnx_path, settings)
+    accuracy = None
+    if data is not None:
+        say(f"evaluating top-1 on {settings.data}")
+        accuracy = _evaluate(model, data, settings, (weights.get("recipe") or {}).get("crop_pct"))
+    report = _report(settings, hardware, mismatch, weights, onnx_path, onnx_diff, latency, accuracy)
+    atomic_write_text(settings.out_dir / REPORT_JSON, json.dumps(report, indent=1) + "\n")
+    atomic_write_text(settings.out_dir / REPORT_MD, to_markdown(report))
+    return report
+
+
+def _hardware_mismatch(table: LatencyTable, hardware: dict[str, Any], force: bool) -> str | None:
+    try:
+        table.check_hardware(hardware)
+        return None
+    except TableError as exc:
+        if not force:
+            raise TableError(f"{exc} (or pass --force to measure here anyway)") from None
+        log.warning("FORCED: verifying on hardware that is not the table's: %s", exc)
+        return str(exc)
+
+
+def _trained_model(settings: VerifySettings) -> tuple[Any, dict[str, Any]]:
+    from .model import build_model
+    from .train.checkpoint import load_weights, read_checkpoint
+
+    arch = settings.arch
+    if settings.checkpoint is None:
+        return build_model(arch).eval(), {"checkpoint": None, "classes": None, "notes": ["random weights"]}
+    checkpoint = read_checkpoint(settings.checkpoint)
+    classes = checkpoint.get("classes")
+    num_classes = len(classes) if classes else int(checkpoint["model"]["head.linear.weight"].shape[0])
+    model = build_model(arch, num_classes=num_classes)
+    notes = load_weights(model, arch, checkpoint)
+    return model.eval(), {"checkpoint": str(settings.checkpoint), "classes": classes, "notes": notes,
+                          "num_classes": num_classes,
+                          "trained_resolution": checkpoint.get("img_size"),
+                          "recipe": checkpoint.get("settings", {}).get("recipe")}
+
+
+def _export(model: Any, settings: VerifySettings) -> tuple[Path, float]:
+    from .export import export_onnx, onnx_max_abs_diff
+
+    batch = settings.table.runtime.batch_size
+    model.fuse()
+    path = export_onnx(model, settings.out_dir / ONNX_NAME, settings.arch.resolution, batch_size=batch)
+    diff = onnx_max_abs_diff(path, model, settings.arch.resolution, batch_size=batch)
+    if diff > MAX_ONNX_DIFF:
+        path.unlink()
+        raise EffNasError(f"the ONNX export must match torch within {MAX_ONNX_DIFF:g}, but differs by {diff:.2e}")
+    return path, diff
+
+
+def _measure(model: Any, onnx_path: Path, settings: VerifySettings) -> dict[str, Any]:
+    from .model import build_model
+
+    table = settings.table
+    runtime = create_runtime(table.runtime)
+    protocol = MeasureProtocol(**table.data["method"]["protocol"])
+    batch = table.runtime.batch_size
+    shape = (batch, 3, settings.arch.resolution, settings.arch.resolution)
+    reference_arch = table.reference_arch
+    reference = runtime.prepare(build_model(reference_arch).eval().fuse(),
+                                (batch, 3, reference_arch.resolution, reference_arch.resolution))
+    if hasattr(runtime, "prepare_onnx"):
+        forward = runtime.prepare_onnx(onnx_path, shape)  # the very file handed over
+    else:
+        forward = runtime.prepare(model, shape)
+    waited = wait_for_speed(reference, table.reference_ms, max_drift=0.10, max_wait_s=settings.max_wait_s,
+                            statistic=protocol.statistic)
+    measured, references, p75 = [], [], []
+    for repeat in range(settings.repeats):
+        reference_ms, timings = measure_chunk(reference, {"model": forward}, protocol, seed=repeat)
+        measured.append(timings["model"].value(protocol.statistic))
+        p75.append(timings["model"].p75_ms)
+        references.append(reference_ms)
+    reference_ms = statistics.median(references)
+    drift = table.drift_factor(reference_ms)
+    measured_ms = statistics.median(measured)
+    return {"measured_ms": measured_ms, "measured_p75_ms": statistics.median(p75),
+            "measured_corrected_ms": measured_ms / drift, "repeats_ms": measured, "statistic": protocol.statistic,
+            "reference_ms": reference_ms, "reference_at_build_ms": table.reference_ms, "drift": drift,
+            "waited_s": waited}
+
+
+def _open_data(spec: str, classes: list[str] | None) -> Any:
+    from .train.data import open_data
+
+    data = open_data(spec)
+    if classes is not None and list(data.classes) != list(classes):
+        raise EffNasError(f"--data must have the classes the checkpoint was trained on ({len(classes)}: "
+                          f"{', '.join(classes[:5])}...), but has {len(data.classes)}: "
+                          f"{', '.join(data.classes[:5])}...; pass the data it was trained on")
+    return data
+
+
+def _evaluate(model: Any, data: Any, settings: VerifySettings, crop_pct: float | None) -> dict[str, Any]:
+    """Top-1 of the fused model (the graph that was exported) on the held-out split, at the arch's size,
+    with the evaluation crop the checkpoint was trained with."""
+    import torch
+    from torch.utils.data import DataLoader
+
+    from .train.data import eval_transform
+    from .train.recipe import recipe_for
+
+    _, recipe = recipe_for("auto", settings.data)
+    if crop_pct is not None:
+        recipe = recipe.updated({"crop_pct": str(crop_pct)})
+    data.val.transform = eval_transform(recipe, settings.arch.resolution)
+    correct = 0
+    with torch.no_grad():
+        for images, targets in DataLoader(data.val, batch_size=64):
+            correct += (model(images).argmax(1) == targets).sum().item()
+    return {"data": data.source, "val_images": len(data.val), "top1": 100.0 * correct / len(data.val),
+            "resolution": settings.arch.resolution}
+
+
+def _report(settings: VerifySettings, hardware: dict[str, Any], mismatch: str | None, weights: dict[str, Any],
+            onnx_path: Path, onnx_diff: float, latency: dict[str, Any], accuracy: dict[str, Any] | None
+            ) -> dict[str, Any]:
+    table, arch = settings.table, settings.arch
+    try:
+        predicted = table.predict_ms(arch)
+    except TableError as exc:  # outside the table's space: measured, but nothing to compare with
+        predicted, latency["prediction_note"] = None, str(exc)
+    measured = latency["measured_ms"]
+    return {
+        "verdict": "within budget" if measured <= settings.budget_ms else "OVER BUDGET",
+        "within_budget": measured <= settings.budget_ms,
+        "budget_ms": settings.budget_ms,
+        "predicted_ms": predicted,
+        "measured_over_budget": measured / settings.budget_ms,
+        "measured_over_predicted": measured / predicted if predicted else None,
+        "latency": latency,
+        "accuracy": accuracy,
+        "arch": arch.to_dict(),
+        "arch_id": arch.arch_id,
+        "name": arch.name,
+        "target": table.target,
+        "table_id": table.table_id,
+        "runtime": table.runtime.to_dict(),
+        "hardware": hardware,
+        "forced_on_other_hardware": mismatch,
+        "weights": weights,
+        "onnx": {"path": str(onnx_path), "max_abs_diff_vs_torch": onnx_diff},
+        "created": utc_now(),
+        "git_revision": git_revision(),
+        "versions": library_versions(),
+    }
+
+
+def to_markdown(report: dict[str, Any]) -> str:
+    lat = report["latency"]
+    rows = [
+        ("verdict", f"**{report['verdict']}**"),
+        ("budget", f"{report['budget_ms']:.3f} ms"),
+        ("measured", f"{lat['measured_ms']:.3f} ms ({lat['statistic']}, median of {len(lat['repeats_ms'])} "
+                     f"interleaved runs; p75 {lat['measured_p75_ms']:.3f} ms)"),
+        ("measured / budget", f"{report['measured_over_budget']:.2f}"),
+        ("predicted by the table", f"{report['predicted_ms']:.3f} ms" if report["predicted_ms"] else "n/a"),
+        ("measured / predicted", f"{report['measured_over_predicted']:.2f}" if report["predicted_ms"] else "n/a"),
+        ("machine speed vs table build", f"x{lat['reference_ms'] / lat['reference_at_build_ms']:.3f} "
+                                         f"(drift-corrected measurement {lat['measured_corrected_ms']:.3f} ms)"),
+        ("waited for usual speed", f"{lat['waited_s']:.0f} s"),
+    ]
+    if report["accuracy"]:
+        acc = report["accuracy"]
+        rows.append(("top-1", f"{acc['top1']:.2f}% on {acc['val_images']} held-out images of {acc['data']} "
+                              f"at {acc['resolution']} px"))
+    weights = report["weights"]
+    rows += [
+        ("weights", f"{weights['checkpoint'] or 'random'}" + (f" ({'; '.join(weights['notes'])})"
+                                                               if weights["notes"] and weights["checkpoint"] else "")),
+        ("ONNX", f"{report['onnx']['path']} (max abs difference onnxruntime vs torch "
+                 f"{report['onnx']['max_abs_diff_vs_torch']:.1e})"),
+        ("target / runtime", f"{report['target']} ({report['table_id']}): {report['runtime']}"),
+        ("hardware here", f"{report['hardware'].get('cpu_model')}, {report['hardware'].get('cores')} cores"),
+    ]
+    lines = [f"# verify {report['name'] or report['arch_id']} on {report['target']}", ""]
+    if report["forced_on_other_hardware"]:
+        lines += [f"> **FORCED on other hardware: these figures do not speak for the table's machine.** "
+                  f"{report['forced_on_other_hardware']}", ""]
+    lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in rows]
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,65 @@
+"""Data: the built-in digits split, and one-line refusals for every broken ImageFolder layout."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import pytest
+from PIL import Image
+
+from effvit_nas.train.data import DataError, open_data
+from effvit_nas.train.recipe import SMALL
+
+
+def test_digits_is_a_fixed_stratified_split():
+    data = open_data("digits")
+    assert (len(data.train), len(data.val), data.num_classes) == (1437, 360, 10)
+    val_counts = Counter(data.val.targets)
+    assert min(val_counts.values()) >= 35 and max(val_counts.values()) <= 37  # stratified: ~36 per class
+    again = open_data("digits")
+    assert again.val.targets == data.val.targets
+    assert again.val.images[0].tobytes() == data.val.images[0].tobytes()
+
+
+def test_transforms_give_tensors_at_the_training_size():
+    data = open_data("digits").with_transforms(SMALL, 64)
+    image, label = data.train[0]
+    assert tuple(image.shape) == (3, 64, 64) and 0 <= label < 10
+    image, _ = data.val[0]
+    assert tuple(image.shape) == (3, 64, 64)
+
+
+def make_folder(root, layout):
+    """layout: {split: {class: number of images}}"""
+    for split, classes in layout.items():
+        for name, count in classes.items():
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                Image.new("RGB", (20, 20), (i * 40, 0, 0)).save(folder / f"{i}.png")
+    return root
+
+
+def test_a_good_image_folder_opens(tmp_path):
+    root = make_folder(tmp_path, {"train": {"cat": 2, "dog": 3}, "val": {"cat": 1, "dog": 1}})
+    data = open_data(str(root))
+    assert data.classes == ("cat", "dog") and (len(data.train), len(data.val)) == (5, 2)
+
+
+@pytest.mark.parametrize("layout, message", [
+    (None, "does not exist"),
+    ({"train": {"cat": 1}}, "has no val/ folder"),
+    ({"train": {}, "val": {"cat": 1}}, "has no sub-folders"),
+    ({"train": {"cat": 1, "dog": 0}, "val": {"cat": 1, "dog": 1}}, "must each hold at least one image"),
+    ({"train": {"cat": 1, "dog": 1}, "val": {"cat": 1, "cow": 1}}, "only train/ has ['dog'] and only val/ has ['cow']"),
+])
+def test_broken_layouts_are_refused_in_one_line(tmp_path, layout, message):
+    root = tmp_path / "data"
+    if layout is not None:
+        root.mkdir()
+        for split in layout:
+            (root / split).mkdir()
+        make_folder(root, layout)
+    with pytest.raises(DataError) as info:
+        open_data(str(root))
+    assert message in str(info.value) and "\n" not in str(info.value)

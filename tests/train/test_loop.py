@@ -1,0 +1,109 @@
+"""Training end to end on digits: outputs, exact resume after a kill, DDP on two gloo processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from effvit_nas.train import CHECKPOINT_NAME, CURVES_NAME, METRICS_NAME
+
+from ..cli.helpers import assert_one_line_error, effnas
+
+
+def test_a_run_writes_checkpoint_metrics_and_learning_curves(trained_tiny):
+    metrics = json.loads((trained_tiny / METRICS_NAME).read_text())
+    assert metrics["epochs_done"] == 2 and len(metrics["epochs"]) == 2
+    assert metrics["val_top1"] == metrics["epochs"][-1]["val_top1"] > 10.0  # above chance after 2 epochs
+    assert metrics["epochs"][-1]["train_loss"] < metrics["epochs"][0]["train_loss"]
+    assert {"val_ema_top1", "train_img_per_s", "lr"} <= set(metrics["epochs"][0])
+    assert metrics["settings"]["recipe"]["epochs"] == 2 and metrics["git_revision"]
+    checkpoint = torch.load(trained_tiny / CHECKPOINT_NAME, weights_only=True)
+    assert checkpoint["epoch"] == 2 and checkpoint["classes"] == [str(d) for d in range(10)]
+    assert (trained_tiny / CURVES_NAME).stat().st_size > 10_000
+
+
+TRAIN = ["--data", "digits", "--epochs", "4", "--set", "warmup_epochs=0.5", "--deterministic"]
+
+
+def _wait_for_epochs(out, epochs, process, timeout=300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        if (out / METRICS_NAME).exists() and json.loads((out / METRICS_NAME).read_text())["epochs_done"] >= epochs:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"no epoch {epochs} in {out}")
+
+
+def test_resume_after_a_kill_mid_epoch_matches_an_uninterrupted_run(tmp_path, tiny_arch_yaml):
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    assert effnas("train", str(tiny_arch_yaml), *TRAIN, "--out", str(straight)).returncode == 0
+
+    command = [shutil.which("effnas") or sys.executable, "train", str(tiny_arch_yaml), *TRAIN, "--out", str(killed)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _wait_for_epochs(killed, 2, process)
+    time.sleep(0.3)  # into epoch 3
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert json.loads((killed / METRICS_NAME).read_text())["epochs_done"] < 4  # it really died early
+
+    resumed = effnas("train", str(tiny_arch_yaml), *TRAIN, "--out", str(killed), "--resume")
+    assert resumed.returncode == 0, resumed.stderr
+    a = json.loads((straight / METRICS_NAME).read_text())
+    b = json.loads((killed / METRICS_NAME).read_text())
+    for row_a, row_b in zip(a["epochs"], b["epochs"], strict=True):
+        for key in ("train_loss", "val_top1", "val_loss", "val_ema_top1", "lr"):
+            assert row_a[key] == row_b[key], (row_a["epoch"], key)
+    state_a = torch.load(straight / CHECKPOINT_NAME, weights_only=True)["model"]
+    state_b = torch.load(killed / CHECKPOINT_NAME, weights_only=True)["model"]
+    assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
+
+    again = effnas("train", str(tiny_arch_yaml), *TRAIN, "--out", str(killed), "--resume")
+    assert again.returncode == 0 and "after 4 epochs" in again.stdout  # a finished run stays finished
+
+
+def test_a_run_is_never_overwritten_or_resumed_with_other_settings(trained_tiny, tiny_arch_yaml):
+    assert_one_line_error(effnas("train", str(tiny_arch_yaml), "--data", "digits", "--out", str(trained_tiny)),
+                          "--out must not hold a run already", "pass --resume")
+    result = effnas("train", str(tiny_arch_yaml), "--data", "digits", "--epochs", "5", "--out", str(trained_tiny),
+                    "--resume")
+    assert_one_line_error(result, "--resume must continue the run", "recipe.epochs was 2, now 5")
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--data", "/nonexistent/images"], ["--data must be digits or an existing directory", "does not exist"]),
+    (["--data", "digits", "--set", "nope=1"], ["--set KEY must be a recipe field"]),
+    (["--data", "digits", "--batch-size", "5000"], ["--batch-size must be at most the training images"]),
+    (["--data", "digits", "--init-from", "/nonexistent.pt"], ["--init-from must be an existing checkpoint file"]),
+])
+def test_bad_input_is_one_line_and_leaves_nothing(tmp_path, tiny_arch_yaml, args, fragments):
+    out = tmp_path / "run"
+    assert_one_line_error(effnas("train", str(tiny_arch_yaml), *args, "--out", str(out)), *fragments)
+    assert not (out / CHECKPOINT_NAME).exists()
+
+
+def test_init_from_refuses_weights_of_another_arch(tmp_path, trained_tiny):
+    result = effnas("train", "m0", "--data", "digits", "--init-from", str(trained_tiny / CHECKPOINT_NAME),
+                    "--out", str(tmp_path / "run"))
+    assert_one_line_error(result, "--init-from must be trained for this arch")
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="two DDP processes need two cores")
+def test_ddp_on_two_gloo_processes_trains_the_same_arch(tmp_path, tiny_arch_yaml):
+    out = tmp_path / "ddp"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+               "-m", "effvit_nas", "train", str(tiny_arch_yaml), "--data", "digits", "--epochs", "2",
+               "--set", "warmup_epochs=0.5", "--out", str(out)]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    metrics = json.loads((out / METRICS_NAME).read_text())
+    assert metrics["settings"]["world_size"] == 2 and metrics["epochs_done"] == 2
+    assert metrics["val_top1"] > 10.0
+    assert result.stdout.count("val top-1") == 3  # rank 0 reports (2 epochs + the summary), rank 1 is quiet
