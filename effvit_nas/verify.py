@@ -87,18 +87,13 @@ def _hardware_mismatch(table: LatencyTable, hardware: dict[str, Any], force: boo
 
 def _trained_model(settings: VerifySettings) -> tuple[Any, dict[str, Any]]:
     from .model import build_model
-    from .train.checkpoint import load_weights, read_checkpoint
+    from .train.checkpoint import trained_model
 
-    arch = settings.arch
     if settings.checkpoint is None:
-        return build_model(arch).eval(), {"checkpoint": None, "classes": None, "notes": ["random weights"]}
-    checkpoint = read_checkpoint(settings.checkpoint)
-    classes = checkpoint.get("classes")
-    num_classes = len(classes) if classes else int(checkpoint["model"]["head.linear.weight"].shape[0])
-    model = build_model(arch, num_classes=num_classes)
-    notes = load_weights(model, arch, checkpoint)
-    return model.eval(), {"checkpoint": str(settings.checkpoint), "classes": classes, "notes": notes,
-                          "num_classes": num_classes,
+        return build_model(settings.arch).eval(), {"checkpoint": None, "classes": None, "notes": ["random weights"]}
+    model, checkpoint, notes = trained_model(settings.arch, settings.checkpoint)
+    return model.eval(), {"checkpoint": str(settings.checkpoint), "classes": checkpoint.get("classes"),
+                          "notes": notes, "num_classes": model.head.linear.out_features,
                           "trained_resolution": checkpoint.get("img_size"),
                           "recipe": checkpoint.get("settings", {}).get("recipe")}
 

@@ -128,10 +128,14 @@ def ddp(epochs: int = 15, seeds: tuple[int, ...] = (0, 1)) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("parts", nargs="*", default=["throughput", "resume", "ddp"],
-                        choices=["throughput", "resume", "ddp"])
-    for part in parser.parse_args().parts:
-        {"throughput": throughput, "resume": resume, "ddp": ddp}[part]()
+    parts = {"throughput": throughput, "resume": resume, "ddp": ddp}
+    parser.add_argument("parts", nargs="*", help=f"any of {', '.join(parts)} (default: all)")
+    chosen = parser.parse_args().parts or list(parts)
+    unknown = sorted(set(chosen) - set(parts))
+    if unknown:
+        parser.error(f"parts must be among {', '.join(parts)}, but got {', '.join(unknown)}")
+    for part in chosen:
+        parts[part]()
 
 
 if __name__ == "__main__":

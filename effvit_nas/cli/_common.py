@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from ..arch import PRESETS, Arch
-from ..errors import ConfigFileError
+from ..errors import ConfigFileError, EffNasError
 from ..space import SearchSpace
 
 
@@ -21,6 +21,17 @@ def load_arch(spec: str) -> Arch:
             f"ARCH must be a preset ({', '.join(sorted(PRESETS))}) or an existing YAML file, but got {spec!r}"
         )
     return Arch.from_yaml(spec)
+
+
+def parse_overrides(items: list[str], flag: str = "--set") -> dict[str, str]:
+    """``['a=1', 'b-c=x']`` -> ``{'a': '1', 'b_c': 'x'}``."""
+    changes = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise EffNasError(f"{flag} must look like KEY=VALUE, but got {item!r}")
+        changes[key.strip().replace("-", "_")] = value.strip()
+    return changes
 
 
 def load_space(path: str | None) -> SearchSpace:

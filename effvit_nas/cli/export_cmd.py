@@ -12,34 +12,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("export", help="export an arch to ONNX (checked against torch) and timm kwargs")
     parser.add_argument("arch", metavar="ARCH", help="a preset (m0..m5) or an architecture YAML file")
     parser.add_argument("--onnx", default=None, help="write the BN-fused model as ONNX here")
-    parser.add_argument("--checkpoint", default=None, help="weights to export (a state dict or {'model': ...})")
-    parser.add_argument("--num-classes", type=int, default=1000)
+    parser.add_argument("--checkpoint", default=None,
+                        help="weights to export (effnas train's checkpoint.pt, a state dict or {'model': ...})")
     parser.set_defaults(handler=run)
-
-
-def load_checkpoint(model, path: str) -> None:
-    import torch
-
-    try:
-        data = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise EffNasError(f"--checkpoint must be an existing file, but {path!r} was not found") from None
-    except Exception as exc:  # torch raises many types for a corrupt file
-        raise EffNasError(f"--checkpoint must be a torch checkpoint, but {path!r} could not be read "
-                          f"({type(exc).__name__})") from None
-    state = data.get("model", data) if isinstance(data, dict) else None
-    if not isinstance(state, dict):
-        raise EffNasError(f"--checkpoint must hold a state dict, but {path!r} holds {type(data).__name__}")
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[1].strip() if "\n" in str(exc) else str(exc)
-        raise EffNasError(f"--checkpoint must match the arch, but {path!r} does not ({first})") from None
 
 
 def run(args: argparse.Namespace) -> int:
     from ..export import export_onnx, onnx_max_abs_diff, timm_kwargs
     from ..model import build_model
+    from ..train.checkpoint import trained_model
     from ._common import load_arch
 
     arch = load_arch(args.arch)
@@ -49,9 +30,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"timm: not expressible (FFN ratios {list(arch.ffn_ratios)}; timm fixes 2); use effvit_nas.build_model")
     if args.onnx:
-        model = build_model(arch, num_classes=args.num_classes)
         if args.checkpoint:
-            load_checkpoint(model, args.checkpoint)
+            model, _, notes = trained_model(arch, args.checkpoint)
+            for note in notes:
+                print(f"checkpoint: {note}")
+        else:
+            model = build_model(arch)
         model = model.eval().fuse()
         path = export_onnx(model, Path(args.onnx), arch.resolution)
         diff = onnx_max_abs_diff(path, model, arch.resolution)

@@ -20,7 +20,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--trials", type=int, default=300, help="finished trials in total, M0-M5 included")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sampler", default="tpe", help="tpe (default), nsga2 or random")
-    parser.add_argument("--estimator", default=None, help="accuracy estimator (default: size-prior)")
+    parser.add_argument("--estimator", default=None, help="accuracy estimator (default: synflow, docs/ESTIMATORS.md)")
+    parser.add_argument("--estimator-arg", action="append", default=[], metavar="KEY=VALUE",
+                        help="an estimator option, e.g. --estimator-arg epochs=3 for short-training")
     parser.add_argument("--out", default=None, help="output folder (default: runs/<target>-<budget>)")
     parser.add_argument("--resume", action="store_true", help="continue the study in --out")
     parser.set_defaults(handler=run)
@@ -31,7 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from ..latency.table import LatencyTable
     from ..search import SearchProblem, Target, run_search
     from ..units import format_ms, parse_budgets_ms, parse_percent
-    from ._common import load_space, progress_bar
+    from ._common import load_space, parse_overrides, progress_bar
 
     if len(args.budget) != len(args.target):
         raise EffNasError(f"each --target needs one --budget, but got {len(args.target)} targets and "
@@ -42,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     space = load_space(args.space)
     margin = parse_percent(args.margin, "--margin")
     targets = [Target(LatencyTable.load(t), tuple(b), margin) for t, b in zip(args.target, budgets)]
-    problem = SearchProblem(space, targets, create_estimator(args.estimator))
+    estimator = create_estimator(args.estimator, **parse_overrides(args.estimator_arg, "--estimator-arg"))
+    problem = SearchProblem(space, targets, estimator)
     out = Path(args.out) if args.out else Path("runs") / (
         f"{targets[0].name}-" + "-".join(format_ms(b) for b in targets[0].budgets_ms))
     with progress_bar("searching") as progress:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
+import sys
 from pathlib import Path
 
 from ..errors import EffNasError
@@ -31,19 +33,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(handler=run)
 
 
-def parse_overrides(items: list[str]) -> dict[str, str]:
-    changes = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise EffNasError(f"--set must look like KEY=VALUE, but got {item!r}")
-        changes[key.strip().replace("-", "_")] = value.strip()
-    return changes
-
-
 def run(args: argparse.Namespace) -> int:
     from ..train import TrainSettings, recipe_for, train
-    from ._common import load_arch, progress_bar
+    from ._common import load_arch, parse_overrides, progress_bar
 
     arch = load_arch(args.arch)
     recipe_name, recipe = recipe_for(args.recipe, args.data)
@@ -60,6 +52,11 @@ def run(args: argparse.Namespace) -> int:
                              workers=args.workers, device=args.device, img_size=args.img_size, init_from=args.init_from,
                              resume=args.resume, deterministic=args.deterministic, recipe_name=recipe_name)
     main_process = os.environ.get("RANK", "0") == "0"
+    if main_process:  # the loop's notes (resuming after epoch N, weights adapted by --init-from) are for the user
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        logging.getLogger("effvit_nas.train").addHandler(handler)
+        logging.getLogger("effvit_nas.train").setLevel(logging.INFO)
     if main_process:
         print(f"training {arch.name or arch.arch_id} at {settings.train_arch.resolution} px on {args.data} with the "
               f"{recipe_name} recipe ({recipe.epochs} epochs, batch {recipe.batch_size}, lr {recipe.scaled_lr():.2e}); "

@@ -7,7 +7,10 @@ else, so a better estimator (zero-cost proxies, a supernet, short training) drop
 from __future__ import annotations
 
 from ._base import DEFAULT_ESTIMATOR, ESTIMATORS, AccuracyEstimator, create_estimator, register_estimator
+from ._baselines import Macs, Params
+from ._proxies import GradNorm, Naswot, Synflow, Zico
+from ._short_training import ShortTraining, prune_with
 from ._size_prior import SizePrior
 
 __all__ = ["AccuracyEstimator", "ESTIMATORS", "DEFAULT_ESTIMATOR", "create_estimator", "register_estimator",
-           "SizePrior"]
+           "SizePrior", "Params", "Macs", "GradNorm", "Synflow", "Naswot", "Zico", "ShortTraining", "prune_with"]

@@ -23,7 +23,7 @@ from ..errors import EffNasError
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["CheckpointError", "save_checkpoint", "read_checkpoint", "load_weights", "HEAD_KEYS"]
+__all__ = ["CheckpointError", "save_checkpoint", "read_checkpoint", "load_weights", "trained_model", "HEAD_KEYS"]
 
 HEAD_KEYS = ("head.linear.weight", "head.linear.bias")
 
@@ -129,3 +129,16 @@ def _resample_attention_biases(state: dict, target: dict) -> int:
             wanted.shape)
         count += 1
     return count
+
+
+def trained_model(arch: Arch, path: str | os.PathLike, flag: str = "--checkpoint") -> tuple[Any, dict[str, Any],
+                                                                                           list[str]]:
+    """``arch`` built with the checkpoint's class count and weights: (model, checkpoint, notes)."""
+    from ..model import build_model
+
+    checkpoint = read_checkpoint(path, flag)
+    classes = checkpoint.get("classes")
+    head = checkpoint["model"].get(HEAD_KEYS[0])
+    num_classes = len(classes) if classes else int(head.shape[0]) if head is not None else 1000
+    model = build_model(arch, num_classes=num_classes)
+    return model, checkpoint, load_weights(model, arch, checkpoint, flag=flag)

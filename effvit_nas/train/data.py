@@ -4,7 +4,10 @@ Real data is ``PATH/train/<class>/*`` and ``PATH/val/<class>/*`` (torchvision's 
 up front so a wrong layout is one clear line, not a traceback from a worker process. The built-in
 ``digits`` set ships inside scikit-learn (1,797 grey 8x8 images of 10 digits; nothing is
 downloaded): a fixed stratified 80/20 split, upscaled once to 32 px so random crops cut at
-sub-digit-pixel steps, then resized by the transforms like any other image.
+sub-digit-pixel steps, then resized by the transforms like any other image. ``noisy-digits`` is
+the same split made hard (where digits saturate near 99% and cannot rank networks): each digit is
+rotated, scaled and shifted, laid over a fainter distractor digit of another class, with pixel
+noise; generated once per process from a fixed seed, so identical everywhere.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ImageData", "open_data", "BUILTIN_DATASETS", "DataError"]
 
-BUILTIN_DATASETS = ("digits",)
+BUILTIN_DATASETS = ("digits", "noisy-digits")
 DIGITS_BASE_PX = 32
 DIGITS_VAL_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0  # fixed: the held-out digits are the same in every run, study and test
@@ -80,6 +83,38 @@ class DigitsDataset:
     def __len__(self) -> int:
         return len(self.images)
 
+    def make_noisy(self, seed: int) -> DigitsDataset:
+        """Replace every image by a distorted one over a distractor (see the module docstring)."""
+        import numpy as np
+        from PIL import Image
+
+        rng = np.random.default_rng(seed)
+        grey = [np.asarray(img.convert("L"), dtype=np.float32) for img in self.images]
+        by_class: dict[int, list[int]] = {}
+        for i, label in enumerate(self.targets):
+            by_class.setdefault(label, []).append(i)
+
+        def distorted(pixels: np.ndarray, max_shift: float) -> np.ndarray:
+            image = Image.fromarray(pixels.astype(np.uint8))
+            size = int(round(DIGITS_BASE_PX * rng.uniform(0.75, 1.05)))
+            image = image.resize((size, size), Image.BICUBIC)
+            canvas = Image.new("L", (DIGITS_BASE_PX, DIGITS_BASE_PX))
+            offset = (DIGITS_BASE_PX - size) // 2
+            canvas.paste(image, (offset, offset))
+            shift = tuple(int(v) for v in rng.uniform(-max_shift, max_shift, 2) * DIGITS_BASE_PX)
+            canvas = canvas.rotate(float(rng.uniform(-25, 25)), resample=Image.BICUBIC, translate=shift)
+            return np.asarray(canvas, dtype=np.float32)
+
+        noisy = []
+        for i, label in enumerate(self.targets):
+            other = int(rng.choice([c for c in by_class if c != label]))
+            distractor = grey[int(rng.choice(by_class[other]))]
+            pixels = np.maximum(distorted(grey[i], 0.12), 0.55 * distorted(distractor, 0.3))
+            pixels = np.clip(pixels + rng.normal(0, 30, pixels.shape), 0, 255).astype(np.uint8)
+            noisy.append(Image.fromarray(pixels).convert("RGB"))
+        self.images = noisy
+        return self
+
     def __getitem__(self, index: int) -> tuple[Any, int]:
         image = self.images[index]
         return (self.transform(image) if self.transform else image), self.targets[index]
@@ -88,10 +123,13 @@ class DigitsDataset:
 def open_data(spec: str) -> ImageData:
     """``digits`` or an ImageFolder directory with ``train/`` and ``val/``."""
     if spec in BUILTIN_DATASETS:
-        return ImageData("digits", tuple(str(d) for d in range(10)), DigitsDataset("train"), DigitsDataset("val"))
+        train, val = DigitsDataset("train"), DigitsDataset("val")
+        if spec == "noisy-digits":
+            train, val = train.make_noisy(seed=1), val.make_noisy(seed=2)
+        return ImageData(spec, tuple(str(d) for d in range(10)), train, val)
     root = Path(spec)
     if not root.is_dir():
-        raise DataError(f"--data must be {' or '.join(BUILTIN_DATASETS)} or an existing directory, but {spec!r} "
+        raise DataError(f"--data must be {', '.join(BUILTIN_DATASETS)} or an existing directory, but {spec!r} "
                         f"{'is a file' if root.exists() else 'does not exist'}; pass --data digits to try the "
                         "built-in set")
     train_classes = _check_split(root, "train")

@@ -78,7 +78,7 @@ def test_a_run_is_never_overwritten_or_resumed_with_other_settings(trained_tiny,
 
 
 @pytest.mark.parametrize("args, fragments", [
-    (["--data", "/nonexistent/images"], ["--data must be digits or an existing directory", "does not exist"]),
+    (["--data", "/nonexistent/images"], ["must be digits, noisy-digits or an existing directory", "not exist"]),
     (["--data", "digits", "--set", "nope=1"], ["--set KEY must be a recipe field"]),
     (["--data", "digits", "--batch-size", "5000"], ["--batch-size must be at most the training images"]),
     (["--data", "digits", "--init-from", "/nonexistent.pt"], ["--init-from must be an existing checkpoint file"]),
@@ -107,3 +107,13 @@ def test_ddp_on_two_gloo_processes_trains_the_same_arch(tmp_path, tiny_arch_yaml
     assert metrics["settings"]["world_size"] == 2 and metrics["epochs_done"] == 2
     assert metrics["val_top1"] > 10.0
     assert result.stdout.count("val top-1") == 3  # rank 0 reports (2 epochs + the summary), rank 1 is quiet
+
+
+def test_export_takes_a_training_checkpoint_with_its_class_count(tmp_path, tiny_arch_yaml, trained_tiny):
+    result = effnas("export", str(tiny_arch_yaml), "--onnx", str(tmp_path / "m.onnx"), "--checkpoint",
+                    str(trained_tiny / CHECKPOINT_NAME))
+    assert result.returncode == 0, result.stderr
+    import onnx
+
+    output = onnx.load(str(tmp_path / "m.onnx")).graph.output[0]
+    assert output.type.tensor_type.shape.dim[1].dim_value == 10

@@ -63,5 +63,5 @@ def test_overrides_parse_to_the_field_type_and_unknown_keys_list_the_fields():
 def test_auto_recipe_follows_the_data():
     assert recipe_for("auto", "digits") == ("small", SMALL)
     assert recipe_for("auto", "/data/imagenet") == ("paper", PAPER)
-    with pytest.raises(EffNasError, match="--recipe must be one of auto, paper, small, but got 'fast'"):
+    with pytest.raises(EffNasError, match="--recipe must be one of auto, paper, small, screening, but got 'fast'"):
         recipe_for("fast", "digits")

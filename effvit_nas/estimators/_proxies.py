@@ -1,0 +1,174 @@
+"""Zero-cost proxies: a score from one or two mini-batches through the untrained network.
+
+Each is computed on the built-in noisy digits at a fixed proxy resolution, from a seeded initialisation
+and seeded batches, so the same arch always gets the same score. Written from the papers:
+
+- ``grad-norm`` (Abdelfattah et al., ICLR 2021): the summed L2 norms of the loss gradients of every
+  conv and linear weight after one batch.
+- ``synflow`` (Tanaka et al., NeurIPS 2020; as a NAS proxy by Abdelfattah et al.): with every
+  weight replaced by its absolute value and an all-ones input, sum over parameters of
+  |theta * dR/dtheta| for R the summed output, in float64 to stay finite. Data-free.
+- ``naswot`` (Mellor et al., ICML 2021): the binary ReLU activation pattern of each image of a
+  batch; log|det K| with K[i, j] the number of units on which images i and j agree.
+- ``zico`` (Li et al., ICLR 2023): per-weight gradients over several batches; sum over layers of
+  log(sum over the layer's weights of mean|g| / std(g)).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from ..arch import Arch
+from ._base import AccuracyEstimator, register_estimator
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["ZeroCostProxy", "GradNorm", "Synflow", "Naswot", "Zico", "PROXY_RESOLUTION"]
+
+# What the ground-truth study (scripts/study_estimators.py) trains at: every data-driven estimator
+# looks at the networks as the study did, so its measured rank correlation is what a search gets.
+PROXY_RESOLUTION = 64
+PROXY_DATA = "noisy-digits"
+
+
+class ZeroCostProxy(AccuracyEstimator):
+    """Shared set-up: the network at the proxy resolution from a seeded init, and seeded batches."""
+
+    batches_needed = 1
+
+    def __init__(self, *, seed: int = 0, batch_size: int = 32, resolution: int = PROXY_RESOLUTION,
+                 data: str = PROXY_DATA) -> None:
+        self.seed, self.batch_size, self.resolution, self.data = seed, batch_size, resolution, data
+
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "seed": self.seed, "batch_size": self.batch_size,
+                "resolution": self.resolution, "data": self.data}
+
+    @cached_property
+    def _batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        import torch
+
+        from ..train.data import eval_transform, open_data
+        from ..train.recipe import recipe_for
+
+        data = open_data(self.data)
+        data.train.transform = eval_transform(recipe_for("auto", self.data)[1], self.resolution)
+        generator = torch.Generator().manual_seed(self.seed)
+        order = torch.randperm(len(data.train), generator=generator)
+        batches = []
+        for b in range(self.batches_needed):
+            items = [data.train[int(i)] for i in order[b * self.batch_size:(b + 1) * self.batch_size]]
+            batches.append((torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])))
+        return batches
+
+    def _model(self, arch: Arch, num_classes: int = 10) -> torch.nn.Module:
+        import torch
+
+        from ..model import build_model
+
+        torch.manual_seed(self.seed)
+        return build_model(arch.replace(resolution=self.resolution), num_classes=num_classes)
+
+    def score(self, arch: Arch) -> float:
+        import torch
+
+        with torch.random.fork_rng():
+            value = self._compute(arch)
+        return float(value) if math.isfinite(value) else -1e30
+
+    def _compute(self, arch: Arch) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def _weights(model: torch.nn.Module) -> list[torch.Tensor]:
+    """Conv and linear weights: what the proxies' papers sum over."""
+    import torch
+
+    return [m.weight for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+
+
+@register_estimator
+class GradNorm(ZeroCostProxy):
+    name = "grad-norm"
+    description = "sum of the L2 norms of the weight gradients after one batch (Abdelfattah et al. 2021)"
+
+    def _compute(self, arch: Arch) -> float:
+        import torch
+
+        model = self._model(arch).train()
+        images, labels = self._batches[0]
+        torch.nn.functional.cross_entropy(model(images), labels).backward()
+        return sum(w.grad.norm().item() for w in _weights(model) if w.grad is not None)
+
+
+@register_estimator
+class Synflow(ZeroCostProxy):
+    name = "synflow"
+    description = "synaptic flow: sum |theta * dR/dtheta| with |weights| and an all-ones input (Tanaka et al. 2020)"
+
+    def _compute(self, arch: Arch) -> float:
+        import torch
+
+        model = self._model(arch).double().eval()  # eval: BN is a fixed affine map of the fresh statistics
+        with torch.no_grad():
+            for param in model.parameters():
+                param.abs_()
+        ones = torch.ones(1, 3, self.resolution, self.resolution, dtype=torch.float64)
+        model(ones).sum().backward()
+        total = sum((w * w.grad).abs().sum().item() for w in _weights(model) if w.grad is not None)
+        return math.log(total) if total > 0 else -math.inf
+
+
+@register_estimator
+class Naswot(ZeroCostProxy):
+    name = "naswot"
+    description = "log|det| of the ReLU-pattern agreement kernel over a batch (Mellor et al. 2021)"
+
+    def _compute(self, arch: Arch) -> float:
+        import torch
+
+        model = self._model(arch).train()
+        images, _ = self._batches[0]
+        codes: list[torch.Tensor] = []
+
+        def record(_module: Any, _inputs: Any, output: torch.Tensor) -> None:
+            codes.append((output.detach() > 0).flatten(1).double())
+
+        hooks = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, torch.nn.ReLU)]
+        with torch.no_grad():
+            model(images)
+        for hook in hooks:
+            hook.remove()
+        c = torch.cat(codes, dim=1)
+        kernel = c @ c.T + (1 - c) @ (1 - c).T  # units on which two images agree
+        return torch.linalg.slogdet(kernel).logabsdet.item()
+
+
+@register_estimator
+class Zico(ZeroCostProxy):
+    name = "zico"
+    description = "sum over layers of log(sum mean|grad| / std(grad)) across batches (Li et al. 2023)"
+    batches_needed = 2
+
+    def _compute(self, arch: Arch) -> float:
+        import torch
+
+        model = self._model(arch).train()
+        weights = _weights(model)
+        grads: list[list[torch.Tensor]] = [[] for _ in weights]
+        for images, labels in self._batches:
+            model.zero_grad()
+            torch.nn.functional.cross_entropy(model(images), labels).backward()
+            for i, w in enumerate(weights):
+                grads[i].append(w.grad.detach().clone())
+        total = 0.0
+        for per_batch in grads:
+            g = torch.stack(per_batch)
+            std = g.std(dim=0)
+            ratio = (g.abs().mean(dim=0)[std > 0] / std[std > 0]).sum().item()
+            if ratio > 0:
+                total += math.log(ratio)
+        return total

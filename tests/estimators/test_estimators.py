@@ -1,0 +1,74 @@
+"""Every estimator: seeded and deterministic, finite, and different for different networks; short
+training prunes inside a real single-objective Optuna study."""
+
+from __future__ import annotations
+
+import math
+
+import optuna
+import pytest
+
+from effvit_nas import Arch
+from effvit_nas.counting import count
+from effvit_nas.errors import UnknownNameError
+from effvit_nas.estimators import ESTIMATORS, ShortTraining, create_estimator, prune_with
+
+PROXIES = ["grad-norm", "synflow", "naswot", "zico"]
+
+
+@pytest.mark.parametrize("name", PROXIES)
+def test_proxies_are_deterministic_finite_and_tell_networks_apart(name, tiny_space):
+    small, large = tiny_space.smallest(), tiny_space.largest()
+    first = create_estimator(name, batch_size=8)
+    score = first.score(small)
+    assert math.isfinite(score)
+    assert create_estimator(name, batch_size=8).score(small) == score  # a fresh instance, the same seed
+    assert first.score(large) != score
+    assert create_estimator(name, batch_size=8, seed=1).score(small) != score or name == "synflow"  # data-free
+
+
+def test_baselines_are_the_log_counts():
+    m0 = Arch.preset("m0")
+    assert create_estimator("params").score(m0) == pytest.approx(math.log(count(m0).params))
+    assert create_estimator("macs").score(m0) == pytest.approx(math.log(count(m0).macs))
+
+
+def test_every_estimator_is_registered_and_unknown_names_list_them():
+    assert {"size-prior", "params", "macs", "short-training", *PROXIES} <= set(ESTIMATORS)
+    with pytest.raises(UnknownNameError, match="estimator must be one of .*'zico'.*, but got 'nope'"):
+        create_estimator("nope")
+
+
+def test_short_training_is_seeded_and_prunes_in_a_single_objective_study(tmp_path, tiny_space):
+    arch = tiny_space.smallest()
+    estimator = ShortTraining(epochs=2, seed=0)
+    top1 = estimator.score(arch)
+    assert 0 <= top1 <= 100 and ShortTraining(epochs=2, seed=0).score(arch) == top1
+
+    # a pruner that prunes everything: the training must stop after its first epoch
+    study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", direction="maximize",
+                                pruner=optuna.pruners.ThresholdPruner(lower=101.0))
+    study.optimize(lambda trial: estimator.score_reporting(arch, prune_with(trial)), n_trials=1)
+    trial = study.trials[0]
+    assert trial.state == optuna.trial.TrialState.PRUNED
+    assert list(trial.intermediate_values) == [1]
+
+
+def test_a_search_runs_on_a_proxy(tmp_path):
+    import json
+
+    from ..cli.helpers import effnas
+
+    result = effnas("search", "--target", "amd-epyc-2core-ort-b1", "--budget", "2ms", "--trials", "8",
+                    "--estimator", "synflow", "--out", str(tmp_path / "s"))
+    assert result.returncode == 0, result.stderr
+    metadata = json.loads((tmp_path / "s" / "metadata.json").read_text())
+    assert metadata["estimator"]["name"] == "synflow" and metadata["estimator"]["resolution"] == 64
+
+
+def test_estimator_options_are_typed_and_checked():
+    assert create_estimator("short-training", epochs="3").epochs == 3
+    with pytest.raises(UnknownNameError, match="options must be among .*'epochs'.*, but got 'epoch'"):
+        create_estimator("short-training", epoch="3")
+    with pytest.raises(Exception, match="estimator option epochs must be int, but got 'x'"):
+        create_estimator("short-training", epochs="x")
