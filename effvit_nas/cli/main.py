@@ -50,7 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stderr.write(f"effnas: error: {exc}\n")
         return USAGE_ERROR
     except KeyboardInterrupt:
-        sys.stderr.write("effnas: interrupted; what finished is saved, rerun the same command to continue\n")
+        hint = "rerun it with --resume" if hasattr(args, "resume") else "rerun the same command"
+        sys.stderr.write(f"effnas: interrupted; what finished is saved, {hint} to continue\n")
         return 130
 
 

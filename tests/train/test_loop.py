@@ -117,3 +117,18 @@ def test_export_takes_a_training_checkpoint_with_its_class_count(tmp_path, tiny_
 
     output = onnx.load(str(tmp_path / "m.onnx")).graph.output[0]
     assert output.type.tensor_type.shape.dim[1].dim_value == 10
+
+
+def test_ctrl_c_keeps_the_finished_epochs_and_says_how_to_continue(tmp_path, tiny_arch_yaml):
+    out = tmp_path / "run"
+    command = [shutil.which("effnas") or sys.executable, "train", str(tiny_arch_yaml), *TRAIN, "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    _wait_for_epochs(out, 1, process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    assert stderr.strip().splitlines()[-1] == ("effnas: interrupted; what finished is saved, rerun it with --resume "
+                                               "to continue")
+    assert "Traceback" not in stderr
+    done = torch.load(out / CHECKPOINT_NAME, weights_only=True)["epoch"]
+    assert 1 <= done < 4
