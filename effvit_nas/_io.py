@@ -15,7 +15,7 @@ from typing import Any
 
 from .errors import ConfigFileError
 
-__all__ = ["atomic_write_text", "check_keys", "load_yaml_mapping"]
+__all__ = ["atomic_write_text", "check_keys", "load_yaml_mapping", "parse_like"]
 
 
 def load_yaml_mapping(path: str | os.PathLike, what: str) -> dict[str, Any]:
@@ -73,3 +73,19 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def parse_like(text: str, example: Any) -> Any:
+    """Command-line text as the type of ``example`` (bool, a tuple of floats, or a scalar type).
+    Raises ValueError whose message names the expected kind, for the caller's one-line error."""
+    if isinstance(example, bool):
+        if text.lower() not in ("true", "false", "1", "0", "yes", "no"):
+            raise ValueError("true or false")
+        return text.lower() in ("true", "1", "yes")
+    kind = "numbers like 0.5,1" if isinstance(example, tuple) else type(example).__name__
+    try:
+        if isinstance(example, tuple):
+            return tuple(float(v) for v in text.split(","))
+        return type(example)(text)
+    except ValueError:
+        raise ValueError(kind) from None

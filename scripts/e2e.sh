@@ -3,7 +3,8 @@
 #
 #   bash scripts/e2e.sh [OUT]        (default OUT: runs/e2e; it is replaced)
 #
-# TARGET, BUDGET and EPOCHS can be set in the environment. The shipped table describes the 2-core
+# TARGET, BUDGET, EPOCHS and SEARCH_ARGS (extra search flags, e.g. "--estimator size-prior --margin 0")
+# can be set in the environment. The shipped table describes the 2-core
 # AMD EPYC VM it was measured on; elsewhere verify refuses: build a table for your machine first
 # (effnas table build --target NAME) and pass TARGET=NAME. Stage times go to OUT/e2e.json.
 set -euo pipefail
@@ -12,6 +13,7 @@ TARGET=${TARGET:-amd-epyc-2core-ort-b1}
 BUDGET=${BUDGET:-2ms}
 EPOCHS=${EPOCHS:-10}
 MIN_TOP1=${MIN_TOP1:-97}
+read -r -a SEARCH_EXTRA <<< "${SEARCH_ARGS:-}"
 
 rm -rf "$OUT"
 mkdir -p "$OUT"
@@ -24,7 +26,7 @@ stage() {  # stage NAME COMMAND...: run and time one step
     SECONDS_OF[$name]=$((SECONDS - start))
 }
 
-stage search effnas search --target "$TARGET" --budget "$BUDGET" --out "$OUT/search"
+stage search effnas search --target "$TARGET" --budget "$BUDGET" --out "$OUT/search" "${SEARCH_EXTRA[@]}"
 stage export effnas export "$OUT/search/best.yaml" --onnx "$OUT/export/model.onnx"
 stage train effnas train "$OUT/search/best.yaml" --data digits --epochs "$EPOCHS" --out "$OUT/train"
 verify_rc=0

@@ -49,10 +49,22 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         sys.stderr.write(f"effnas: error: {exc}\n")
         return USAGE_ERROR
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Exception) as exc:
+        # a Ctrl-C that lands inside a C extension's import (matplotlib's, when the first plot is
+        # drawn) surfaces as the ImportError it caused: still the user's interrupt
+        if not _caused_by_interrupt(exc):
+            raise
         hint = "rerun it with --resume" if hasattr(args, "resume") else "rerun the same command"
         sys.stderr.write(f"effnas: interrupted; what finished is saved, {hint} to continue\n")
         return 130
+
+
+def _caused_by_interrupt(exc: BaseException) -> bool:
+    while exc is not None:
+        if isinstance(exc, KeyboardInterrupt):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 if __name__ == "__main__":

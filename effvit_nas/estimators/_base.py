@@ -6,6 +6,7 @@ import abc
 import inspect
 from typing import Any
 
+from .._io import parse_like
 from ..arch import Arch
 from ..errors import EffNasError, UnknownNameError
 
@@ -53,8 +54,7 @@ def create_estimator(name: str | None = None, **kwargs: Any) -> AccuracyEstimato
                                    f"but got {key!r}")
         if isinstance(value, str) and not isinstance(options[key], str):
             try:
-                kwargs[key] = type(options[key])(value)
-            except ValueError:
-                raise EffNasError(f"estimator option {key} must be {type(options[key]).__name__}, but got "
-                                  f"{value!r}") from None
+                kwargs[key] = parse_like(value, options[key])
+            except ValueError as exc:
+                raise EffNasError(f"estimator option {key} must be {exc}, but got {value!r}") from None
     return cls(**kwargs)

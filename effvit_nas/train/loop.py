@@ -22,7 +22,7 @@ from ..errors import EffNasError
 from .checkpoint import load_weights, read_checkpoint, save_checkpoint
 from .data import ImageData, open_data
 from .distributed import Processes, start_processes, stop_processes
-from .metrics import write_metrics
+from .metrics import CURVES_NAME, METRICS_NAME, summarise, write_metrics
 from .recipe import Recipe
 
 log = logging.getLogger(__name__)
@@ -30,8 +30,6 @@ log = logging.getLogger(__name__)
 __all__ = ["TrainSettings", "TrainingError", "train", "CHECKPOINT_NAME", "METRICS_NAME", "CURVES_NAME"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
-METRICS_NAME = "metrics.json"
-CURVES_NAME = "curves.png"
 
 Progress = Callable[[int, int, str], None]
 
@@ -69,9 +67,13 @@ class TrainSettings:
 
 @dataclass
 class RunState:
-    epoch: int = 0  # completed epochs
     step: int = 0  # optimizer updates so far
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, float]] = field(default_factory=list)  # one row per completed epoch
+
+    @property
+    def epoch(self) -> int:
+        """Completed epochs."""
+        return len(self.history)
 
 
 def train(settings: TrainSettings, *, progress: Progress | None = None,
@@ -106,14 +108,13 @@ def train(settings: TrainSettings, *, progress: Progress | None = None,
             loader.generator.manual_seed(_epoch_seed(settings.seed, epoch, procs.rank))
             row = runner.run_epoch(epoch, loader, state, progress if procs.is_main else None)
             state.history.append(row)
-            state.epoch = epoch + 1
             if procs.is_main:
                 save_checkpoint(_checkpoint(model, ema, optimizer, state, settings, fingerprint, data), checkpoint_path)
                 write_metrics(settings.out_dir, state.history, settings, fingerprint)
                 if on_epoch:
                     on_epoch(row)
             procs.barrier()
-        return write_metrics(settings.out_dir, state.history, settings, fingerprint, write=procs.is_main)
+        return summarise(state.history, settings, fingerprint)  # as written after the last epoch
     finally:
         stop_processes(procs)
 
@@ -162,7 +163,7 @@ def _build(settings: TrainSettings, data: ImageData, procs: Processes, checkpoin
         optimizer.load_state_dict(saved["optimizer"])
         if ema is not None:
             ema.module.load_state_dict(saved["model_ema"])
-        state = RunState(saved["epoch"], saved["step"], list(saved["history"]))
+        state = RunState(saved["step"], list(saved["history"]))
         log.info("resuming after epoch %d (step %d)", state.epoch, state.step)
     return model, ema, optimizer, state
 

@@ -13,7 +13,10 @@ from ..provenance import git_revision, library_versions, utc_now
 if TYPE_CHECKING:
     from .loop import TrainSettings
 
-__all__ = ["write_metrics", "plot_curves"]
+__all__ = ["write_metrics", "summarise", "plot_curves", "METRICS_NAME", "CURVES_NAME"]
+
+METRICS_NAME = "metrics.json"
+CURVES_NAME = "curves.png"
 
 
 def summarise(history: list[dict[str, float]], settings: TrainSettings, fingerprint: dict[str, Any]) -> dict[str, Any]:
@@ -37,17 +40,11 @@ def summarise(history: list[dict[str, float]], settings: TrainSettings, fingerpr
 
 
 def write_metrics(out_dir: Path, history: list[dict[str, float]], settings: TrainSettings,
-                  fingerprint: dict[str, Any], *, write: bool = True) -> dict[str, Any]:
-    from .loop import CURVES_NAME, METRICS_NAME
-
-    summary = summarise(history, settings, fingerprint)
-    if write:
-        out_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(out_dir / METRICS_NAME, json.dumps(summary, indent=1) + "\n")
-        if history:
-            plot_curves(history, out_dir / CURVES_NAME, title=f"{settings.arch.name or settings.arch.arch_id} "
-                                                               f"on {fingerprint['data']['source']}")
-    return summary
+                  fingerprint: dict[str, Any]) -> None:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(out_dir / METRICS_NAME, json.dumps(summarise(history, settings, fingerprint), indent=1) + "\n")
+    plot_curves(history, out_dir / CURVES_NAME, title=f"{settings.arch.name or settings.arch.arch_id} "
+                                                       f"on {fingerprint['data']['source']}")
 
 
 def plot_curves(history: list[dict[str, float]], path: Path, title: str) -> Path:
