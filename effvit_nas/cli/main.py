@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from types import ModuleType
@@ -13,6 +14,7 @@ from . import arch_cmd, export_cmd, search_cmd, space_cmd, table_cmd, train_cmd,
 # Each module has ``register(subparsers)``, which sets ``handler`` on its parsers.
 COMMANDS: tuple[ModuleType, ...] = (search_cmd, table_cmd, export_cmd, train_cmd, verify_cmd, arch_cmd, space_cmd)
 USAGE_ERROR = 2
+INTERRUPTED = 130  # the shell's code for a process stopped by SIGINT
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -56,7 +58,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         hint = "rerun it with --resume" if hasattr(args, "resume") else "rerun the same command"
         sys.stderr.write(f"effnas: interrupted; what finished is saved, {hint} to continue\n")
-        return 130
+        return INTERRUPTED
 
 
 def _caused_by_interrupt(exc: BaseException) -> bool:
@@ -67,5 +69,19 @@ def _caused_by_interrupt(exc: BaseException) -> bool:
     return False
 
 
+def run() -> None:
+    """Console entry point: ``main()`` and exit with its code."""
+    code = main()
+    if code == INTERRUPTED:
+        # After a Ctrl-C, torch's and OpenMP's worker threads can still be inside a call while the
+        # interpreter tears down, which aborts the process ("Fatal Python error: PyThreadState_Get")
+        # about once in twenty. Everything worth keeping is already on disk (every write is atomic),
+        # so skip the teardown.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    run()
