@@ -37,3 +37,8 @@ def library_versions() -> dict[str, str]:
 
 def utc_now() -> str:
     return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def stamp() -> dict[str, object]:
+    """When, from which revision and with which libraries a result file was written."""
+    return {"written_at": utc_now(), "git_revision": git_revision(), "versions": library_versions()}

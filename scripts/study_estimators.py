@@ -7,9 +7,13 @@ Run:  python scripts/study_estimators.py [--archs 20] [--seeds 2] [--epochs 10] 
 2. Ground truth: each trained ``--epochs`` with the screening recipe on ``--data`` at
    ``--resolution`` with each seed; the final top-1 on the held-out split. Rows go to ``OUT/ground_truth.jsonl``
    as they finish, so a killed study resumes where it stopped.
-3. Every registered estimator except the supernet scores every arch, timed (``OUT/scores.jsonl``).
-   The data-driven ones see the same data and resolution as the ground truth; short training uses
-   a seed the ground truth does not, so it does not share its noise.
+3. Every registered estimator scores every arch, timed (``OUT/scores.jsonl``). The data-driven ones
+   see the same data and resolution as the ground truth; short training uses a seed the ground truth
+   does not, so it does not share its noise. The supernet estimator joins with ``--supernet CKPT``,
+   a supernet trained on the same data at the same resolution:
+       effnas supernet train --data noisy-digits --img-size 64 --recipe screening --epochs 40 \
+           --set warmup_epochs=2 --out runs/supernet-study
+       python scripts/study_estimators.py --supernet runs/supernet-study/supernet.pt --only scores
 4. Analysis (``OUT/study.json``, ``OUT/correlation.png``, Markdown on stdout): Spearman, Kendall
    and top-5 overlap of each estimator against the seed-mean ground truth; the noise floor (seed
    against seed); and each estimator's ranking of M0-M5 against the paper's ImageNet top-1.
@@ -36,7 +40,7 @@ from effvit_nas.estimators._size_prior import PAPER_TOP1
 from effvit_nas.train import TrainSettings, train
 from effvit_nas.train.recipe import SCREENING
 
-ESTIMATORS = ["params", "macs", "size-prior", "grad-norm", "synflow", "naswot", "zico", "short-training"]
+ESTIMATORS = ["params", "macs", "size-prior", "grad-norm", "synflow", "naswot", "zico", "short-training", "supernet"]
 SHORT_TRAINING_SEED = 100
 
 
@@ -87,7 +91,14 @@ def ground_truth(archs: dict[str, Arch], args: argparse.Namespace, path: Path) -
 def estimator_scores(archs: dict[str, Arch], args: argparse.Namespace, path: Path) -> None:
     done = {(r["estimator"], r["label"]) for r in read_rows(path)}
     for name in ESTIMATORS:
-        if name in ("params", "macs", "size-prior"):
+        if name == "supernet":
+            if not args.supernet:
+                continue
+            estimator = create_estimator(name, checkpoint=args.supernet)
+            if (estimator.img_size, estimator.data) != (args.resolution, args.data):
+                raise SystemExit(f"--supernet must be trained on {args.data} at {args.resolution} px like the ground "
+                                 f"truth, but was trained on {estimator.data} at {estimator.img_size}")
+        elif name in ("params", "macs", "size-prior"):
             estimator = create_estimator(name)
         elif name == "short-training":
             estimator = create_estimator(name, epochs=2, seed=SHORT_TRAINING_SEED, resolution=args.resolution,
@@ -127,7 +138,8 @@ def analyse(archs: dict[str, Arch], args: argparse.Namespace, out: Path) -> dict
                      for a in per_seed for b in per_seed if a < b]
     seed_sd = statistics.mean(statistics.stdev([per_seed[s][x] for s in per_seed]) for x in labels)
     table = {}
-    for name in ESTIMATORS:
+    estimators = [name for name in ESTIMATORS if name in scores]
+    for name in estimators:
         e = [scores[name][x] for x in labels]
         m_series = [x for x in labels if x.startswith("M")]
         table[name] = {
@@ -151,7 +163,7 @@ def analyse(archs: dict[str, Arch], args: argparse.Namespace, out: Path) -> dict
         "archs": {x: {"arch": archs[x].to_dict(), "top1_mean": truth[x],
                       "top1_per_seed": [per_seed[s][x] for s in per_seed],
                       "params": count(archs[x]).params, "macs": count(archs[x]).macs,
-                      "scores": {n: scores[n][x] for n in ESTIMATORS}} for x in labels},
+                      "scores": {n: scores[n][x] for n in estimators}} for x in labels},
     }
     (out / "study.json").write_text(json.dumps(result, indent=1) + "\n")
     plot(result, out / "correlation.png")
@@ -165,7 +177,8 @@ def plot(result: dict, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     names = list(result["estimators"])
-    fig, axes = plt.subplots(2, 4, figsize=(16, 7.5))
+    rows = -(-len(names) // 3)
+    fig, axes = plt.subplots(rows, 3, figsize=(12, 3.6 * rows))
     truth = [a["top1_mean"] for a in result["archs"].values()]
     for ax, name in zip(axes.flat, names):
         est = [a["scores"][name] for a in result["archs"].values()]
@@ -175,6 +188,8 @@ def plot(result: dict, path: Path) -> None:
         ax.set(title=f"{name}: Spearman {stats['spearman']:.2f}", xlabel="estimator score",
                ylabel="trained top-1 (%)")
         ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(names):]:
+        ax.set_visible(False)
     fig.suptitle(f"{result['settings']['archs']} archs (M0-M5 red), trained on {result['settings']['data']} at "
                  f"{result['settings']['resolution']} px, mean of {result['settings']['seeds']} seeds")
     fig.tight_layout()
@@ -205,6 +220,7 @@ def main() -> None:
     parser.add_argument("--data", default=PROXY_DATA)
     parser.add_argument("--resolution", type=int, default=PROXY_RESOLUTION)
     parser.add_argument("--out", default="docs/study")
+    parser.add_argument("--supernet", default=None, help="a supernet.pt trained like the ground truth (see above)")
     parser.add_argument("--only", choices=["truth", "scores", "analyse"], default=None)
     args = parser.parse_args()
     out = Path(args.out)

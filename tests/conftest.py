@@ -73,3 +73,14 @@ def trained_tiny(tmp_path_factory, tiny_arch_yaml) -> Path:
     out = tmp_path_factory.mktemp("runs") / "tiny"
     train(TrainSettings(arch=Arch.from_yaml(tiny_arch_yaml), data="digits", recipe=tiny_recipe(), out_dir=out))
     return out
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """One local Ray cluster for the Ray tests (they share a module; start-up costs seconds): 2 CPUs,
+    no dashboard, stopped after them so its idle processes do not slow the rest of the suite.
+    Yields its address, so a driver in a subprocess can join it as a user's would (--address)."""
+    ray = pytest.importorskip("ray")
+    context = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield context.address_info["gcs_address"]
+    ray.shutdown()

@@ -1,10 +1,12 @@
-"""``effnas export ARCH.yaml [--onnx PATH] [--checkpoint CKPT]``: hand an architecture over."""
+"""``effnas export ARCH.yaml [--onnx PATH] [--checkpoint CKPT | --from-supernet CKPT --out PATH]``:
+hand an architecture over (ONNX, timm kwargs, or the subnet's weights cut from a trained supernet)."""
 
 from __future__ import annotations
 
 import argparse
 from pathlib import Path
 
+from ..arch import Arch
 from ..errors import EffNasError
 
 
@@ -12,35 +14,57 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("export", help="export an arch to ONNX (checked against torch) and timm kwargs")
     parser.add_argument("arch", metavar="ARCH", help="a preset (m0..m5) or an architecture YAML file")
     parser.add_argument("--onnx", default=None, help="write the BN-fused model as ONNX here")
-    parser.add_argument("--checkpoint", default=None,
-                        help="weights to export (effnas train's checkpoint.pt, a state dict or {'model': ...})")
+    weights = parser.add_mutually_exclusive_group()
+    weights.add_argument("--checkpoint", default=None,
+                         help="weights to export (effnas train's checkpoint.pt, a state dict or {'model': ...})")
+    weights.add_argument("--from-supernet", default=None, metavar="CKPT",
+                         help="cut the arch's weights from this supernet.pt (BN recalibrated) and write them to --out")
+    parser.add_argument("--out", default=None,
+                        help="checkpoint written by --from-supernet (default: runs/subnet-<arch>/checkpoint.pt)")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..export import export_onnx, onnx_max_abs_diff, timm_kwargs
-    from ..model import build_model
-    from ..train.checkpoint import trained_model
+    from ..export import timm_kwargs
     from ._common import load_arch
 
+    if args.out and not args.from_supernet:
+        raise EffNasError("--out names the checkpoint --from-supernet writes, but no --from-supernet was given; "
+                          "add --from-supernet CKPT or drop --out")
     arch = load_arch(args.arch)
     print(f"arch {arch}")
     if arch.is_paper_family():
         print(f"timm: timm.models.efficientvit_msra.EfficientVitMsra(**{timm_kwargs(arch)})")
     else:
         print(f"timm: not expressible (FFN ratios {list(arch.ffn_ratios)}; timm fixes 2); use effvit_nas.build_model")
+    checkpoint = args.checkpoint
+    if args.from_supernet:
+        from ..supernet import export_subnet
+
+        out = Path(args.out) if args.out else Path("runs") / f"subnet-{arch.name or arch.arch_id}" / "checkpoint.pt"
+        _, checkpoint = export_subnet(arch, args.from_supernet, out)
+        print(f"wrote {checkpoint}: the subnet's weights from {args.from_supernet} (BN recalibrated); fine-tune with "
+              f"effnas train {args.arch} --init-from {checkpoint}")
     if args.onnx:
-        if args.checkpoint:
-            model, _, notes = trained_model(arch, args.checkpoint)
-            for note in notes:
-                print(f"checkpoint: {note}")
-        else:
-            model = build_model(arch)
-        model = model.eval().fuse()
-        path = export_onnx(model, Path(args.onnx), arch.resolution)
-        diff = onnx_max_abs_diff(path, model, arch.resolution)
-        if diff > 1e-3:
-            path.unlink()
-            raise EffNasError(f"ONNX must match torch within 1e-3, but differs by {diff:.2e}; nothing was written")
-        print(f"wrote {path}: onnx.checker passed, max |onnxruntime - torch| = {diff:.2e}")
+        _write_onnx(arch, checkpoint, Path(args.onnx))
     return 0
+
+
+def _write_onnx(arch: Arch, checkpoint: str | Path | None, path: Path) -> None:
+    from ..export import export_onnx, onnx_max_abs_diff
+    from ..model import build_model
+    from ..train.checkpoint import trained_model
+
+    if checkpoint:
+        model, _, notes = trained_model(arch, checkpoint)
+        for note in notes:
+            print(f"checkpoint: {note}")
+    else:
+        model = build_model(arch)
+    model = model.eval().fuse()
+    path = export_onnx(model, path, arch.resolution)
+    diff = onnx_max_abs_diff(path, model, arch.resolution)
+    if diff > 1e-3:
+        path.unlink()
+        raise EffNasError(f"ONNX must match torch within 1e-3, but differs by {diff:.2e}; nothing was written")
+    print(f"wrote {path}: onnx.checker passed, max |onnxruntime - torch| = {diff:.2e}")

@@ -9,10 +9,11 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from ..errors import EffNasError
-from . import arch_cmd, export_cmd, search_cmd, space_cmd, table_cmd, train_cmd, verify_cmd
+from . import arch_cmd, export_cmd, search_cmd, space_cmd, supernet_cmd, table_cmd, train_cmd, verify_cmd
 
 # Each module has ``register(subparsers)``, which sets ``handler`` on its parsers.
-COMMANDS: tuple[ModuleType, ...] = (search_cmd, table_cmd, export_cmd, train_cmd, verify_cmd, arch_cmd, space_cmd)
+COMMANDS: tuple[ModuleType, ...] = (search_cmd, table_cmd, export_cmd, train_cmd, verify_cmd, supernet_cmd, arch_cmd,
+                                     space_cmd)
 USAGE_ERROR = 2
 INTERRUPTED = 130  # the shell's code for a process stopped by SIGINT
 

@@ -23,8 +23,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--estimator", default=None, help="accuracy estimator (default: synflow, docs/ESTIMATORS.md)")
     parser.add_argument("--estimator-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="an estimator option, e.g. --estimator-arg epochs=3 for short-training")
+    parser.add_argument("--supernet", default=None, metavar="CKPT",
+                        help="supernet.pt from effnas supernet train, for --estimator supernet")
     parser.add_argument("--out", default=None, help="output folder (default: runs/<target>-<budget>)")
     parser.add_argument("--resume", action="store_true", help="continue the study in --out")
+    ray = parser.add_argument_group("Ray Tune backend (--backend ray; docs/SEARCH.md)")
+    ray.add_argument("--backend", default="optuna", help="optuna (in this process, the default) or ray")
+    ray.add_argument("--address", default=None,
+                     help="a running Ray cluster (auto, or HOST:PORT of `ray start --head`); default: start one here")
+    ray.add_argument("--workers", type=int, default=None, help="trials at once (default 1)")
+    ray.add_argument("--cpus-per-trial", type=float, default=None, help="CPUs Ray reserves per trial (default 1)")
+    ray.add_argument("--gpus-per-trial", type=float, default=None, help="GPUs Ray reserves per trial (default 0)")
     parser.set_defaults(handler=run)
 
 
@@ -44,13 +53,20 @@ def run(args: argparse.Namespace) -> int:
     space = load_space(args.space)
     margin = parse_percent(args.margin, "--margin")
     targets = [Target(LatencyTable.load(t), tuple(b), margin) for t, b in zip(args.target, budgets)]
-    estimator = create_estimator(args.estimator, **parse_overrides(args.estimator_arg, "--estimator-arg"))
+    options = parse_overrides(args.estimator_arg, "--estimator-arg")
+    if args.supernet:
+        if args.estimator != "supernet":
+            raise EffNasError(f"--supernet is read by --estimator supernet, but the estimator is "
+                              f"{args.estimator or 'the default'}; add --estimator supernet or drop --supernet")
+        options["checkpoint"] = args.supernet
+    estimator = create_estimator(args.estimator, **options)
     problem = SearchProblem(space, targets, estimator)
     out = Path(args.out) if args.out else Path("runs") / (
         f"{targets[0].name}-" + "-".join(format_ms(b) for b in targets[0].budgets_ms))
+    ray = _ray_settings(args)
     with progress_bar("searching") as progress:
         metadata = run_search(problem, out, trials=args.trials, seed=args.seed, sampler=args.sampler,
-                              resume=args.resume, progress=progress)
+                              resume=args.resume, progress=progress, backend=args.backend, ray=ray)
     print(f"{metadata['trials_complete']} trials, {metadata['feasible']} feasible; results in {out}/")
     for label, best in metadata["best"].items():
         latency = ", ".join(f"{v:.3f} ms on {k}" for k, v in best["predicted_latency_ms"].items())
@@ -60,3 +76,21 @@ def run(args: argparse.Namespace) -> int:
     if missing:
         print(f"  no feasible arch found for {', '.join(missing)}; raise --trials")
     return 0
+
+
+def _ray_settings(args: argparse.Namespace):
+    """The Ray flags as settings; they mean nothing to the Optuna backend, so there they are refused."""
+    flags = {"address": args.address, "workers": args.workers, "cpus_per_trial": args.cpus_per_trial,
+             "gpus_per_trial": args.gpus_per_trial}
+    given = {k: v for k, v in flags.items() if v is not None}
+    if args.backend != "ray":
+        if given:
+            flag = "--" + next(iter(given)).replace("_", "-")
+            raise EffNasError(f"{flag} is read by --backend ray, but the backend is {args.backend}; add --backend ray "
+                              f"or drop {flag}")
+        return None
+    from ..search.ray_backend import RaySettings
+
+    settings = RaySettings(**given)
+    settings.check()
+    return settings

@@ -11,6 +11,8 @@ from ._baselines import Macs, Params
 from ._proxies import GradNorm, Naswot, Synflow, Zico
 from ._short_training import ShortTraining, prune_with
 from ._size_prior import SizePrior
+from ._supernet import SupernetEstimator
 
 __all__ = ["AccuracyEstimator", "ESTIMATORS", "DEFAULT_ESTIMATOR", "create_estimator", "register_estimator",
-           "SizePrior", "Params", "Macs", "GradNorm", "Synflow", "Naswot", "Zico", "ShortTraining", "prune_with"]
+           "SizePrior", "Params", "Macs", "GradNorm", "Synflow", "Naswot", "Zico", "ShortTraining", "prune_with",
+           "SupernetEstimator"]

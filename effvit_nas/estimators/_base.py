@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import abc
 import inspect
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .._io import parse_like
 from ..arch import Arch
 from ..errors import EffNasError, UnknownNameError
+
+if TYPE_CHECKING:
+    from ..space import SearchSpace
 
 __all__ = ["AccuracyEstimator", "ESTIMATORS", "DEFAULT_ESTIMATOR", "create_estimator", "register_estimator"]
 
@@ -24,6 +27,7 @@ class AccuracyEstimator(abc.ABC):
 
     name: str = ""
     description: str = ""
+    options: dict[str, Any] = {}  # set per instance by create_estimator
 
     @abc.abstractmethod
     def score(self, arch: Arch) -> float:
@@ -32,6 +36,9 @@ class AccuracyEstimator(abc.ABC):
     def describe(self) -> dict[str, Any]:
         """What a search records about the estimator it used."""
         return {"name": self.name, "description": self.description}
+
+    def check_space(self, space: SearchSpace) -> None:  # noqa: B027 - a hook, most estimators take any space
+        """Raise ``EffNasError`` if this estimator cannot score the archs of ``space`` (called before a search)."""
 
 
 def register_estimator(cls: type[AccuracyEstimator]) -> type[AccuracyEstimator]:
@@ -57,4 +64,6 @@ def create_estimator(name: str | None = None, **kwargs: Any) -> AccuracyEstimato
                 kwargs[key] = parse_like(value, options[key])
             except ValueError as exc:
                 raise EffNasError(f"estimator option {key} must be {exc}, but got {value!r}") from None
-    return cls(**kwargs)
+    estimator = cls(**kwargs)
+    estimator.options = dict(kwargs)  # how to build it again elsewhere (a Ray worker)
+    return estimator

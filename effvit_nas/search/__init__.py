@@ -6,18 +6,24 @@ on their own.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..errors import EffNasError
 from .optuna_backend import SAMPLERS, check_sampler, run_optuna
 from .problem import Evaluation, SearchProblem, Target
 from .results import best_per_budget, feasible_candidates, pareto_front, write_results
 
+if TYPE_CHECKING:
+    from .ray_backend import RaySettings
+
+BACKENDS = ("optuna", "ray")
+
 __all__ = ["SearchProblem", "Target", "Evaluation", "run_search", "prepare_out_dir", "SAMPLERS",
-           "feasible_candidates", "pareto_front", "best_per_budget"]
+           "feasible_candidates", "pareto_front", "best_per_budget", "BACKENDS"]
 
 
 def prepare_out_dir(out_dir: Path, resume: bool) -> None:
@@ -42,14 +48,29 @@ def run_search(
     sampler: str = "tpe",
     resume: bool = False,
     progress: Callable[[int, int, str], None] | None = None,
+    backend: str = "optuna",
+    ray: RaySettings | None = None,
 ) -> dict[str, Any]:
+    """Search, then write the results; ``backend`` is ``optuna`` (in this process) or ``ray`` (Ray Tune)."""
+    if backend not in BACKENDS:
+        raise EffNasError(f"--backend must be one of {', '.join(BACKENDS)}, but got {backend!r}")
     if trials < 1:
         raise EffNasError(f"--trials must be at least 1, but got {trials}")
     check_sampler(sampler)  # before the out dir is touched
     prepare_out_dir(out_dir, resume)
     started = time.perf_counter()
-    study = run_optuna(problem, out_dir, trials=trials, seed=seed, sampler=sampler, resume=resume,
-                       progress=progress)
-    run_info = {"seed": seed, "sampler": sampler, "trials": trials, "resumed": resume,
+    if backend == "ray":
+        from .ray_backend import RaySettings, run_ray
+
+        ray = ray or RaySettings()
+        ray.check()
+        study = run_ray(problem, out_dir, trials=trials, seed=seed, sampler=sampler, resume=resume,
+                        progress=progress, settings=ray)
+    else:
+        study = run_optuna(problem, out_dir, trials=trials, seed=seed, sampler=sampler, resume=resume,
+                           progress=progress)
+    run_info = {"seed": seed, "sampler": sampler, "trials": trials, "resumed": resume, "backend": backend,
                 "search_seconds": round(time.perf_counter() - started, 2)}
+    if backend == "ray":
+        run_info["ray"] = dataclasses.asdict(ray)
     return write_results(study, problem, out_dir, run_info)

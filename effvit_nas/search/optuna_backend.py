@@ -34,12 +34,18 @@ def storage_url(out_dir: Path) -> str:
     return f"sqlite:///{(out_dir / 'study.db').resolve()}"
 
 
+def quiet_optuna() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # multivariate TPE is marked experimental; it is what handles the space's coupled knobs
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
 def check_sampler(name: str) -> None:
     if name not in SAMPLERS:
         raise UnknownNameError(f"sampler must be one of {sorted(SAMPLERS)}, but got {name!r}")
 
 
-def _sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
     check_sampler(name)
     return SAMPLERS[name](seed)
 
@@ -68,21 +74,19 @@ def run_optuna(
     progress: Callable[[int, int, str], None] | None = None,
 ) -> optuna.Study:
     """Run (or continue) the study until it holds ``trials`` finished trials."""
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    # multivariate TPE is marked experimental; it is what handles the space's coupled knobs
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+    quiet_optuna()
     out_dir.mkdir(parents=True, exist_ok=True)
     storage = storage_url(out_dir)
     if resume:
         try:
-            study = optuna.load_study(study_name=STUDY_NAME, storage=storage, sampler=_sampler(sampler, seed))
+            study = optuna.load_study(study_name=STUDY_NAME, storage=storage, sampler=make_sampler(sampler, seed))
         except KeyError:
             raise EffNasError(f"--resume needs a study in {str(out_dir)!r}, but there is none; run without "
                               "--resume to start one") from None
         for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             study.tell(trial.number, state=optuna.trial.TrialState.FAIL)  # killed mid-trial
     else:
-        study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=_sampler(sampler, seed),
+        study = optuna.create_study(study_name=STUDY_NAME, storage=storage, sampler=make_sampler(sampler, seed),
                                     directions=["maximize", "minimize"])
         for arch in problem.reference_archs().values():
             study.enqueue_trial(problem.space.to_params(arch), skip_if_exists=True)

@@ -15,7 +15,7 @@ from ..latency.table import LatencyTable
 from ..space import SearchSpace
 from ..units import format_ms
 
-__all__ = ["Target", "Evaluation", "SearchProblem"]
+__all__ = ["Target", "Evaluation", "SearchProblem", "predicted_latency"]
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,12 @@ class Target:
         return self.limit_ms(max(self.budgets_ms))
 
 
+def predicted_latency(targets: list[Target], arch: Arch) -> tuple[dict[str, float], dict[str, float]]:
+    """Latency per target and its excess over the target's constraint (feasible when all <= 0)."""
+    latency = {t.name: t.table.predict_ms(arch) for t in targets}
+    return latency, {t.name: latency[t.name] - t.constraint_ms for t in targets}
+
+
 @dataclass(frozen=True)
 class Evaluation:
     score: float
@@ -73,6 +79,7 @@ class SearchProblem:
             raise EffNasError(f"each --target must appear once, but got {names}")
         for target in self.targets:
             target.table.check_covers(self.space)
+        self.estimator.check_space(self.space)
         self.check_budgets()
 
     @property
@@ -107,14 +114,26 @@ class SearchProblem:
                     "raise the budget or search a space with smaller choices (--space)"
                 )
 
+    def latency(self, arch: Arch) -> tuple[dict[str, float], dict[str, float]]:
+        """Predicted latency per target and its excess over the constraint (feasible when all <= 0).
+        Table lookups only: cheap, so a search backend can set constraints before scoring."""
+        return predicted_latency(self.targets, arch)
+
     def evaluate(self, arch: Arch) -> Evaluation:
         cached = self._cache.get(arch)
         if cached is None:
-            latency = {t.name: t.table.predict_ms(arch) for t in self.targets}
-            violations = {t.name: latency[t.name] - t.constraint_ms for t in self.targets}
-            cached = Evaluation(self.estimator.score(arch), latency, violations)
+            cached = Evaluation(self.estimator.score(arch), *self.latency(arch))
             self._cache[arch] = cached
         return cached
+
+    def known(self, arch: Arch) -> Evaluation | None:
+        """The evaluation already made for ``arch``, if any."""
+        return self._cache.get(arch)
+
+    def record(self, arch: Arch, score: float) -> Evaluation:
+        """An evaluation whose score was computed elsewhere (a Ray worker), cached like ``evaluate``'s."""
+        self._cache[arch] = Evaluation(score, *self.latency(arch))
+        return self._cache[arch]
 
     def reference_archs(self) -> dict[str, Arch]:
         """M0–M5 where the space contains them: seeded into every search and plotted beside it."""

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = ["CheckpointError", "save_checkpoint", "read_checkpoint", "load_weights", "trained_model", "HEAD_KEYS"]
 
 HEAD_KEYS = ("head.linear.weight", "head.linear.bias")
+CHECKPOINT_FORMAT = "effvit-nas-checkpoint/1"
 
 
 class CheckpointError(EffNasError):

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..arch import Arch
 from ..errors import EffNasError
-from .checkpoint import load_weights, read_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT_FORMAT, load_weights, read_checkpoint, save_checkpoint
 from .data import ImageData, open_data
 from .distributed import Processes, start_processes, stop_processes
 from .metrics import CURVES_NAME, METRICS_NAME, summarise, write_metrics
@@ -79,22 +79,16 @@ class RunState:
 def train(settings: TrainSettings, *, progress: Progress | None = None,
           on_epoch: Callable[[dict[str, float]], None] | None = None) -> dict[str, Any]:
     """Train ``settings.arch``; returns the metrics also written to ``out_dir/metrics.json``."""
-    import torch
-
     procs = start_processes(settings.device)
     try:
         recipe = settings.recipe
-        if recipe.batch_size % procs.world_size:
-            raise TrainingError(f"--batch-size must divide evenly over {procs.world_size} processes, but is "
-                                f"{recipe.batch_size}; use a multiple of {procs.world_size}")
-        if settings.deterministic:
-            torch.use_deterministic_algorithms(True)
+        check_run(recipe, procs, settings.deterministic)
         data = open_data(settings.data).with_transforms(recipe, settings.train_arch.resolution)
         fingerprint = settings.fingerprint(data, procs.world_size)
         checkpoint_path = settings.out_dir / CHECKPOINT_NAME
-        _seed_everything(settings.seed, 0, 0)  # identical initial weights on every rank
+        seed_everything(settings.seed, 0, 0)  # identical initial weights on every rank
         model, ema, optimizer, state = _build(settings, data, procs, checkpoint_path, fingerprint)
-        loader = _train_loader(data, recipe, settings, procs)
+        loader = train_loader(data, recipe, settings.seed, settings.workers, procs)
         if len(loader) == 0:
             raise TrainingError(f"--batch-size must be at most the training images per process "
                                 f"({len(data.train) // procs.world_size}), but is {recipe.batch_size}")
@@ -103,9 +97,9 @@ def train(settings: TrainSettings, *, progress: Progress | None = None,
             log.info("training %s on %s: %d epochs x %d steps, lr %.2e", settings.arch.arch_id, data.source,
                      recipe.epochs, len(loader), recipe.scaled_lr())
         for epoch in range(state.epoch, recipe.epochs):
-            _seed_everything(settings.seed, epoch, procs.rank)
+            seed_everything(settings.seed, epoch, procs.rank)
             loader.sampler.set_epoch(epoch)
-            loader.generator.manual_seed(_epoch_seed(settings.seed, epoch, procs.rank))
+            loader.generator.manual_seed(epoch_seed(settings.seed, epoch, procs.rank))
             row = runner.run_epoch(epoch, loader, state, progress if procs.is_main else None)
             state.history.append(row)
             if procs.is_main:
@@ -120,15 +114,26 @@ def train(settings: TrainSettings, *, progress: Progress | None = None,
 
 
 # --------------------------------------------------------------------------- setup
-def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
+def check_run(recipe: Recipe, procs: Processes, deterministic: bool) -> None:
+    """What every training run checks first; deterministic mode is process-wide in torch."""
+    import torch
+
+    if recipe.batch_size % procs.world_size:
+        raise TrainingError(f"--batch-size must divide evenly over {procs.world_size} processes, but is "
+                            f"{recipe.batch_size}; use a multiple of {procs.world_size}")
+    if deterministic:
+        torch.use_deterministic_algorithms(True)
+
+
+def epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return (seed * 1_000_003 + epoch * 1_009 + rank) % 2**31
 
 
-def _seed_everything(seed: int, epoch: int, rank: int) -> None:
+def seed_everything(seed: int, epoch: int, rank: int) -> None:
     import numpy as np
     import torch
 
-    value = _epoch_seed(seed, epoch, rank)
+    value = epoch_seed(seed, epoch, rank)
     random.seed(value)
     np.random.seed(value)
     torch.manual_seed(value)
@@ -146,7 +151,7 @@ def _build(settings: TrainSettings, data: ImageData, procs: Processes, checkpoin
             raise TrainingError(f"--out must not hold a run already, but {str(checkpoint_path)!r} exists; pass "
                                 "--resume to continue it or choose another --out")
         saved = read_checkpoint(checkpoint_path, "--resume checkpoint")
-        _check_same_run(saved.get("settings", {}), fingerprint, settings.out_dir)
+        check_same_run(saved.get("settings", {}), fingerprint, settings.out_dir)
     elif settings.init_from:
         notes = load_weights(model, settings.train_arch, read_checkpoint(settings.init_from, "--init-from"),
                              flag="--init-from", new_head_ok=True)
@@ -168,7 +173,7 @@ def _build(settings: TrainSettings, data: ImageData, procs: Processes, checkpoin
     return model, ema, optimizer, state
 
 
-def _check_same_run(saved: dict[str, Any], now: dict[str, Any], out_dir: Path) -> None:
+def check_same_run(saved: dict[str, Any], now: dict[str, Any], out_dir: Path) -> None:
     changed = []
     for key in now:
         old, new = saved.get(key), now[key]
@@ -181,7 +186,8 @@ def _check_same_run(saved: dict[str, Any], now: dict[str, Any], out_dir: Path) -
                             f"{'; '.join(changed[:3])}; rerun with the original flags or choose another --out")
 
 
-def _train_loader(data: ImageData, recipe: Recipe, settings: TrainSettings, procs: Processes) -> Any:
+def train_loader(data: ImageData, recipe: Recipe, seed: int, workers: int, procs: Processes) -> Any:
+    """Shuffled per epoch (``set_epoch``) and split over processes; the generator seeds the workers."""
     import torch
     from torch.utils.data import DataLoader, DistributedSampler
 
@@ -191,16 +197,16 @@ def _train_loader(data: ImageData, recipe: Recipe, settings: TrainSettings, proc
         sampler = RepeatAugSampler(data.train, num_replicas=procs.world_size, rank=procs.rank)
     else:
         sampler = DistributedSampler(data.train, num_replicas=procs.world_size, rank=procs.rank, shuffle=True,
-                                     seed=settings.seed, drop_last=True)
+                                     seed=seed, drop_last=True)
     return DataLoader(data.train, batch_size=recipe.batch_size // procs.world_size, sampler=sampler,
-                      num_workers=settings.workers, drop_last=True, generator=torch.Generator(),
+                      num_workers=workers, drop_last=True, generator=torch.Generator(),
                       pin_memory=procs.device.type == "cuda")
 
 
 def _checkpoint(model: Any, ema: Any, optimizer: Any, state: RunState, settings: TrainSettings,
                 fingerprint: dict[str, Any], data: ImageData) -> dict[str, Any]:
     return {
-        "format": "effvit-nas-checkpoint/1",
+        "format": CHECKPOINT_FORMAT,
         "arch": settings.arch.to_dict(),
         "img_size": settings.train_arch.resolution,
         "classes": list(data.classes),
@@ -221,7 +227,6 @@ class _EpochRunner:
     def __init__(self, model: Any, ema: Any, optimizer: Any, recipe: Recipe, data: ImageData, procs: Processes,
                  steps_per_epoch: int, step: int) -> None:
         import torch
-        from torch.utils.data import DataLoader, Subset
 
         self.model, self.ema, self.optimizer, self.recipe, self.procs = model, ema, optimizer, recipe, procs
         self.net = model
@@ -240,9 +245,7 @@ class _EpochRunner:
         self.clipped = list(model.parameters())[:-2]
         self.autocast = dict(device_type=procs.device.type, dtype=torch.bfloat16,
                              enabled=procs.device.type == "cuda" and recipe.amp)
-        # every rank evaluates a disjoint slice, so the summed counts are the whole set, once
-        shard = Subset(data.val, range(procs.rank, len(data.val), procs.world_size))
-        self.val_loader = DataLoader(shard, batch_size=max(1, recipe.batch_size // procs.world_size), shuffle=False)
+        self.val_loader = val_loader(data, recipe.batch_size, procs)
 
     def run_epoch(self, epoch: int, loader: Any, state: RunState, progress: Progress | None) -> dict[str, float]:
         import torch
@@ -284,16 +287,29 @@ class _EpochRunner:
         return row
 
     def evaluate(self, model: Any, prefix: str) -> dict[str, float]:
-        import torch
+        return evaluate(model, self.val_loader, self.procs, prefix, self.autocast)
 
-        model.eval()
-        correct = loss_sum = count = 0.0
-        with torch.no_grad(), torch.autocast(**self.autocast):
-            for images, targets in self.val_loader:
-                images, targets = images.to(self.procs.device), targets.to(self.procs.device)
-                logits = model(images).float()
-                loss_sum += torch.nn.functional.cross_entropy(logits, targets, reduction="sum").item()
-                correct += (logits.argmax(1) == targets).sum().item()
-                count += len(targets)
-        correct, loss_sum, count = self.procs.all_sum(correct, loss_sum, count)
-        return {f"{prefix}_top1": 100.0 * correct / count, f"{prefix}_loss": loss_sum / count}
+
+def val_loader(data: ImageData, batch_size: int, procs: Processes) -> Any:
+    """Every rank evaluates a disjoint slice, so the summed counts are the whole set, once."""
+    from torch.utils.data import DataLoader, Subset
+
+    shard = Subset(data.val, range(procs.rank, len(data.val), procs.world_size))
+    return DataLoader(shard, batch_size=max(1, batch_size // procs.world_size), shuffle=False)
+
+
+def evaluate(model: Any, loader: Any, procs: Processes, prefix: str, autocast: dict[str, Any]) -> dict[str, float]:
+    """Top-1 and loss of ``model`` over ``loader``'s shards, summed over the processes."""
+    import torch
+
+    model.eval()
+    correct = loss_sum = count = 0.0
+    with torch.no_grad(), torch.autocast(**autocast):
+        for images, targets in loader:
+            images, targets = images.to(procs.device), targets.to(procs.device)
+            logits = model(images).float()
+            loss_sum += torch.nn.functional.cross_entropy(logits, targets, reduction="sum").item()
+            correct += (logits.argmax(1) == targets).sum().item()
+            count += len(targets)
+    correct, loss_sum, count = procs.all_sum(correct, loss_sum, count)
+    return {f"{prefix}_top1": 100.0 * correct / count, f"{prefix}_loss": loss_sum / count}

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .._io import atomic_write_text
-from ..provenance import git_revision, library_versions, utc_now
+from ..provenance import stamp
 
 if TYPE_CHECKING:
     from .loop import TrainSettings
@@ -32,9 +32,7 @@ def summarise(history: list[dict[str, float]], settings: TrainSettings, fingerpr
         "recipe_name": settings.recipe_name,
         "settings": fingerprint,
         "epochs": history,
-        "written_at": utc_now(),
-        "git_revision": git_revision(),
-        "versions": library_versions(),
+        **stamp(),
     }
     return summary
 
@@ -47,20 +45,26 @@ def write_metrics(out_dir: Path, history: list[dict[str, float]], settings: Trai
                                                        f"on {fingerprint['data']['source']}")
 
 
-def plot_curves(history: list[dict[str, float]], path: Path, title: str) -> Path:
+def plot_curves(history: list[dict[str, float]], path: Path, title: str,
+                accuracies: dict[str, str] | None = None, losses: dict[str, str] | None = None) -> Path:
+    """Loss and accuracy per epoch; ``accuracies``/``losses`` map a legend label to a history key
+    (keys missing from the history are left out)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    accuracies = accuracies or {"model": "val_top1", "EMA": "val_ema_top1"}
+    losses = losses or {"train (augmented)": "train_loss", "validation": "val_loss"}
     epochs = [r["epoch"] for r in history]
     fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4))
-    loss_ax.plot(epochs, [r["train_loss"] for r in history], label="train (augmented)")
-    loss_ax.plot(epochs, [r["val_loss"] for r in history], label="validation")
+    for label, key in losses.items():
+        if key in history[0]:
+            loss_ax.plot(epochs, [r[key] for r in history], label=label)
     loss_ax.set(xlabel="epoch", ylabel="cross-entropy", yscale="log", title="loss")
-    acc_ax.plot(epochs, [r["val_top1"] for r in history], marker=".", label="model")
-    if "val_ema_top1" in history[0]:
-        acc_ax.plot(epochs, [r["val_ema_top1"] for r in history], marker=".", label="EMA")
+    for label, key in accuracies.items():
+        if key in history[0]:
+            acc_ax.plot(epochs, [r[key] for r in history], marker=".", label=label)
     acc_ax.set(xlabel="epoch", ylabel="top-1 (%)", title="validation accuracy")
     for ax in (loss_ax, acc_ax):
         ax.grid(alpha=0.3)

@@ -1,0 +1,227 @@
+"""Ray Tune backend: the same study, run as Ray Tune trials on one machine or a cluster.
+
+The pieces, and why each sits where it does:
+
+- **Asking** stays in the driver. A ``Tuner`` drives Ray's ``OptunaSearch`` with a define-by-run
+  function (``_AskArch``) that asks the space with the same parameter names as the Optuna backend,
+  sets the latency constraints from the tables (cheap lookups) and hands the arch and its latency to
+  the trial. The study lives in the same SQLite file (``OUT/study.db``), so results, plots and
+  ``optuna-dashboard`` work as for the embedded backend.
+- **Scoring** runs in Ray workers (``_run_trial``): each worker process builds the estimator once
+  from its name and options, so a supernet or a dataset never travels through the object store.
+  An estimator that trains reports top-1 after every epoch; ``ASHAScheduler`` stops the unpromising
+  ones, and those trials are told to Optuna as PRUNED (their partial score is not a result).
+- **Resume** after the driver is killed goes through ``Tuner.restore`` of ``OUT/ray``: finished
+  trials stay, trials in flight run again.
+
+With one worker the ask/tell sequence is the Optuna backend's, so a deterministic estimator finds the
+same arch with the same seed and trials (checked in ``scripts/bench_ray.py``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+# Tune's rich console output (config tables, TensorBoard hints) would bury the command's progress bar;
+# the legacy engine honours verbose=0. Set before ray.tune is imported.
+os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+
+import ray  # noqa: E402
+from ray import tune  # noqa: E402
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
+from ray.tune.search.optuna import OptunaSearch  # noqa: E402
+
+from .._io import atomic_write_text  # noqa: E402
+from ..arch import Arch  # noqa: E402
+from ..errors import EffNasError  # noqa: E402
+from .optuna_backend import STUDY_NAME, make_sampler, quiet_optuna, storage_url  # noqa: E402
+from .problem import SearchProblem, predicted_latency  # noqa: E402
+
+__all__ = ["RaySettings", "run_ray", "EXPERIMENT_DIR"]
+
+log = logging.getLogger(__name__)
+EXPERIMENT_DIR = "ray"  # inside the search's output folder
+
+
+@dataclass(frozen=True)
+class RaySettings:
+    address: str | None = None  # a running cluster ("auto", "HOST:6379"); None starts a local one here
+    workers: int = 1  # trials at once
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    local_cpus: int | None = None  # CPUs of a local cluster (default: this machine's)
+
+    def check(self) -> None:
+        if self.workers < 1:
+            raise EffNasError(f"--workers must be at least 1, but got {self.workers}")
+        if self.cpus_per_trial <= 0 or self.gpus_per_trial < 0:
+            raise EffNasError(f"--cpus-per-trial must be > 0 and --gpus-per-trial >= 0, but got "
+                              f"{self.cpus_per_trial:g} and {self.gpus_per_trial:g}")
+
+
+def run_ray(problem: SearchProblem, out_dir: Path, *, trials: int, seed: int, sampler: str = "tpe",
+            resume: bool = False, progress: Callable[[int, int, str], None] | None = None,
+            settings: RaySettings = RaySettings()) -> optuna.Study:
+    """Run (or continue) the search on Ray until ``trials`` trials have finished; returns the study."""
+    settings.check()
+    experiment = out_dir.resolve() / EXPERIMENT_DIR
+    if resume and not tune.Tuner.can_restore(str(experiment)):
+        raise EffNasError(f"--resume --backend ray needs a Ray experiment in {str(experiment)!r}, but there is "
+                          "none; resume with the backend that started the search (--backend optuna)")
+    _check_same_search(out_dir, problem, trials, resume)
+    quiet_optuna()
+    started_here = _connect(settings)
+    trainable = tune.with_resources(
+        tune.with_parameters(_run_trial, estimator_name=problem.estimator.name,
+                             estimator_options=dict(problem.estimator.options), threads=settings.cpus_per_trial),
+        {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial})
+    global _PROGRESS
+    _PROGRESS = progress
+    try:
+        grid = _tuner(problem, out_dir, trials, seed, sampler, resume, settings, trainable).fit()
+    finally:
+        _PROGRESS = None
+        if started_here:
+            ray.shutdown()  # a local cluster started for this search; a cluster already there stays up
+    if grid.errors:
+        first = str(grid.errors[0]).strip().splitlines()[-1][:200]
+        raise EffNasError(f"Ray trials must finish, but {len(grid.errors)} failed; first: {first}")
+    return optuna.load_study(study_name=STUDY_NAME, storage=storage_url(out_dir))
+
+
+def _tuner(problem: SearchProblem, out_dir: Path, trials: int, seed: int, sampler: str, resume: bool,
+           settings: RaySettings, trainable: Any) -> tune.Tuner:
+    experiment = out_dir.resolve() / EXPERIMENT_DIR
+    if resume:
+        return tune.Tuner.restore(str(experiment), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    return tune.Tuner(trainable, tune_config=_tune_config(problem, out_dir, trials, seed, sampler, settings),
+                      run_config=tune.RunConfig(name=EXPERIMENT_DIR, storage_path=str(out_dir.resolve()), verbose=0,
+                                                callbacks=[_ProgressCallback(trials)],
+                                                failure_config=tune.FailureConfig(fail_fast=True)))
+
+
+def _check_same_search(out_dir: Path, problem: SearchProblem, trials: int, resume: bool) -> None:
+    """Tune restores its own trial count and searcher, but the workers' estimator comes from this
+    command: a resume must score with the estimator the search started with."""
+    path = out_dir / "ray-search.json"
+    now = {"estimator": problem.estimator.name, "options": {k: str(v) for k, v in problem.estimator.options.items()},
+           "trials": trials}
+    if not resume:
+        atomic_write_text(path, json.dumps(now, indent=1) + "\n")
+        return
+    before = json.loads(path.read_text()) if path.exists() else now
+    changed = [f"{k} was {before[k]!r}, now {now[k]!r}" for k in now if before.get(k) != now[k]]
+    if changed:
+        raise EffNasError(f"--resume must continue the search with its settings, but {'; '.join(changed)}; "
+                          "repeat the first command with --resume")
+
+
+def _connect(settings: RaySettings) -> bool:
+    """Join the cluster at ``address``, or start a local one; False when this process was already in one."""
+    if ray.is_initialized():
+        return False
+    quiet = dict(logging_level=logging.ERROR, log_to_driver=False, configure_logging=True)
+    if settings.address:
+        ray.init(address=settings.address, **quiet)
+    else:
+        ray.init(num_cpus=settings.local_cpus or os.cpu_count(), include_dashboard=False, **quiet)
+    return True
+
+
+def _tune_config(problem: SearchProblem, out_dir: Path, trials: int, seed: int, sampler: str,
+                 settings: RaySettings) -> tune.TuneConfig:
+    epochs = getattr(problem.estimator, "epochs", 1) if hasattr(problem.estimator, "score_reporting") else 1
+    scheduler = (ASHAScheduler(time_attr="epochs_done", metric="score", mode="max", max_t=epochs, grace_period=1,
+                               reduction_factor=2) if epochs > 1 else FIFOScheduler())
+    search = _StudySearch(space=_AskArch(problem), metric=["score", "latency_ms"], mode=["max", "min"],
+                          points_to_evaluate=[problem.space.to_params(a) for a in problem.reference_archs().values()],
+                          sampler=make_sampler(sampler, seed), study_name=STUDY_NAME,
+                          storage=optuna.storages.RDBStorage(storage_url(out_dir)))
+    return tune.TuneConfig(search_alg=search, scheduler=scheduler, num_samples=trials,
+                           max_concurrent_trials=settings.workers, reuse_actors=True)
+
+
+class _AskArch:
+    """Ray's define-by-run space: the arch from the Optuna trial, with the latency constraints set.
+    A class, not a closure, so Tune can checkpoint the searcher; it holds no estimator."""
+
+    def __init__(self, problem: SearchProblem) -> None:
+        self.space, self.targets, self.primary = problem.space, problem.targets, problem.primary.name
+
+    def __call__(self, trial: optuna.trial.Trial) -> dict[str, Any]:
+        arch = self.space.suggest(trial)
+        latency, violations = predicted_latency(self.targets, arch)
+        for target, violation in violations.items():
+            trial.set_constraint(f"latency_ms:{target}", violation)
+        trial.set_user_attr("arch", arch.to_dict())
+        trial.set_user_attr("latency_ms", latency)
+        return {"arch": arch.to_dict(), "latency_ms": latency[self.primary]}
+
+
+class _StudySearch(OptunaSearch):
+    """OptunaSearch that tells a trial stopped early by the scheduler as PRUNED, not COMPLETE."""
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        if result and not error and not result.get("complete", True) and trial_id not in self._completed_trials:
+            self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
+            self._completed_trials.add(trial_id)
+            return
+        super().on_trial_complete(trial_id, result, error)
+
+
+# --------------------------------------------------------------------------- in the workers
+_ESTIMATORS: dict[tuple, Any] = {}  # per worker process: built once, reused by the trials it runs
+
+
+def _run_trial(config: dict[str, Any], *, estimator_name: str, estimator_options: dict[str, Any],
+               threads: float) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, int(threads))))
+    key = (estimator_name, tuple(sorted(estimator_options.items())))
+    if key not in _ESTIMATORS:
+        from ..estimators import create_estimator
+
+        _ESTIMATORS[key] = create_estimator(estimator_name, **estimator_options)
+    estimator = _ESTIMATORS[key]
+    _set_torch_threads(max(1, int(threads)))
+    arch, latency = Arch.from_dict(config["arch"]), config["latency_ms"]
+    if hasattr(estimator, "score_reporting"):
+        epochs = estimator.epochs
+
+        def report(epoch: int, top1: float) -> None:
+            tune.report({"score": top1, "latency_ms": latency, "epochs_done": epoch, "complete": epoch >= epochs})
+
+        estimator.score_reporting(arch, report)
+    else:
+        tune.report({"score": estimator.score(arch), "latency_ms": latency, "epochs_done": 1, "complete": True})
+
+
+def _set_torch_threads(threads: int) -> None:
+    import sys
+
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
+# --------------------------------------------------------------------------- progress in the driver
+_PROGRESS: Callable[[int, int, str], None] | None = None  # set by run_ray; read by the (restorable) callback
+
+
+class _ProgressCallback(tune.Callback):
+    """Drives the command's progress bar. Restored with the experiment on --resume, so it reads the
+    bar of the process running now from a module global instead of holding one."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+
+    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
+        if _PROGRESS is not None:
+            done = len({t.trial_id for t in trials if t.status in ("TERMINATED", "ERROR")} | {trial.trial_id})
+            _PROGRESS(done, self.total, "trials")

@@ -1,0 +1,114 @@
+"""The Ray Tune backend on one shared local cluster: a pruned short-training search under a budget,
+the same answer as the Optuna backend, and a killed driver resumed without losing finished trials."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+
+from effvit_nas import Arch
+from effvit_nas.estimators import create_estimator
+from effvit_nas.latency.table import LatencyTable
+from effvit_nas.search import SearchProblem, Target, run_search
+from effvit_nas.search.optuna_backend import STUDY_NAME, storage_url
+from effvit_nas.search.ray_backend import RaySettings
+
+from ..cli.helpers import assert_one_line_error, effnas
+from ..conftest import DATA
+
+TINY_SPACE = str(DATA / "tiny_space.yaml")
+TRAINING = {"epochs": 2, "data": "digits", "resolution": 64}
+
+
+def _middle_budget(table, space):
+    """Halfway between the space's fastest and slowest arch: some trials feasible, some not."""
+    return (table.predict_ms(space.smallest()) + table.predict_ms(space.largest())) / 2
+
+
+def _states(out):
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage_url(out))
+    return [t.state for t in study.get_trials(deepcopy=False)], study
+
+
+def test_a_pruned_short_training_search_respects_the_budget(tmp_path, ray_cluster, tiny_space, tiny_table_path):
+    table = LatencyTable.load(tiny_table_path)
+    budget = _middle_budget(table, tiny_space)
+    problem = SearchProblem(tiny_space, [Target(table, (budget,))], create_estimator("short-training", **TRAINING))
+    metadata = run_search(problem, tmp_path / "run", trials=10, seed=0, backend="ray",
+                          ray=RaySettings(workers=2, cpus_per_trial=1))
+    states, study = _states(tmp_path / "run")
+    assert len(states) == 10 and metadata["backend"] == "ray"
+    assert states.count(optuna.trial.TrialState.PRUNED) >= 1  # ASHA stopped some after epoch 1
+    assert metadata["trials_complete"] == states.count(optuna.trial.TrialState.COMPLETE)
+    best = Arch.from_yaml(tmp_path / "run" / "best.yaml")
+    assert table.predict_ms(best) <= budget
+    pruned = [t for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    assert all(t.values is None for t in pruned)  # a partial score is not a result
+    assert (tmp_path / "run" / "pareto.png").exists() and (tmp_path / "run" / "ray").is_dir()
+
+
+def test_both_backends_find_the_same_arch_for_a_deterministic_estimator(tmp_path, ray_cluster, tiny_space,
+                                                                        tiny_table_path):
+    table = LatencyTable.load(tiny_table_path)
+    budget = _middle_budget(table, tiny_space)
+    results = {}
+    for backend in ("optuna", "ray"):
+        problem = SearchProblem(tiny_space, [Target(table, (budget,))], create_estimator("params"))
+        run_search(problem, tmp_path / backend, trials=25, seed=4, backend=backend)
+        results[backend] = [t.params for t in _states(tmp_path / backend)[1].trials]
+    assert results["ray"] == results["optuna"]  # every trial asked in the same order
+    assert (tmp_path / "ray" / "best.yaml").read_text() == (tmp_path / "optuna" / "best.yaml").read_text()
+
+
+def test_a_killed_driver_resumes_without_losing_finished_trials(tmp_path, ray_cluster, tiny_table_path):
+    out = tmp_path / "run"
+    search = ["search", "--target", str(tiny_table_path), "--budget", "50ms", "--space", TINY_SPACE, "--trials", "8",
+              "--estimator", "short-training", "--estimator-arg", "epochs=1", "--estimator-arg", "data=digits",
+              "--backend", "ray", "--address", ray_cluster, "--out", str(out)]
+    script = [sys.executable, "-m", "effvit_nas", *search]
+    driver = subprocess.Popen(script, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    finished = []
+    while time.monotonic() < deadline and driver.poll() is None:
+        if (out / "study.db").exists():
+            states, study = _states(out)
+            finished = [(t.number, t.params, t.values) for t in study.trials
+                        if t.state == optuna.trial.TrialState.COMPLETE]
+            if len(finished) >= 3:
+                break
+        time.sleep(0.5)
+    assert driver.poll() is None, f"the search ended before it could be killed: {driver.stderr.read()[-2000:]}"
+    driver.send_signal(signal.SIGKILL)
+    driver.wait()
+    assert len(finished) >= 3
+    assert_one_line_error(effnas(*search, "--estimator-arg", "epochs=2", "--resume"), "options was")
+    result = effnas(*search, "--resume")
+    assert result.returncode == 0, result.stderr[-2000:]
+    states, study = _states(out)
+    after = {t.number: (t.params, t.values) for t in study.trials}
+    for number, params, values in finished:
+        assert after[number] == (params, values)  # nothing finished was lost or redone
+    done = [s for s in states if s in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
+    assert len(done) >= 8
+    assert json.loads((out / "metadata.json").read_text())["resumed"] is True
+
+
+def test_ray_flags_need_the_ray_backend(tmp_path, tiny_table_path):
+    base = ["search", "--target", str(tiny_table_path), "--budget", "50ms", "--space", TINY_SPACE, "--out",
+            str(tmp_path / "x")]
+    assert_one_line_error(effnas(*base, "--workers", "2"), "--workers is read by --backend ray")
+    assert_one_line_error(effnas(*base, "--backend", "dask"), "--backend must be one of")
+    assert_one_line_error(effnas(*base, "--backend", "ray", "--workers", "0"), "--workers must be at least 1")
+    assert not (tmp_path / "x").exists()
+    assert effnas(*base, "--estimator", "params", "--trials", "3").returncode == 0  # an Optuna-backend study
+    assert_one_line_error(effnas(*base, "--estimator", "params", "--backend", "ray", "--resume"),
+                          "needs a Ray experiment", "--backend optuna")
+
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
