@@ -94,11 +94,14 @@ def same_arch(target: str) -> str:
             search(out, target, *args, "--backend", backend)
         best = {b: (out / "best.yaml").read_text().split("\n# ", 1)[0] for b, out in outs.items()}
         sequences = {b: [t.params for t in trials_of(out)] for b, out in outs.items()}
-        scores = {b: [t.values for t in trials_of(out)] for b, out in outs.items()}
+        scores = {b: [t.values[0] for t in trials_of(out)] for b, out in outs.items()}
     same_best = best["optuna"] == best["ray"]
+    # the workers run torch with --cpus-per-trial threads (1), the embedded backend with 2: sums are
+    # reduced in another order, so scores may differ in the last bits
+    worst = max(abs(a - b) / abs(a) for a, b in zip(scores["optuna"], scores["ray"]))
     return (f"synflow, seed 3, 60 trials: same best arch on both backends: {same_best}; same 60 trial parameters "
-            f"in the same order: {sequences['optuna'] == sequences['ray']}; same scores: "
-            f"{scores['optuna'] == scores['ray']}")
+            f"in the same order: {sequences['optuna'] == sequences['ray']}; largest relative score difference "
+            f"{worst:.1e}")
 
 
 def main() -> None:
