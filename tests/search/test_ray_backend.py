@@ -32,6 +32,8 @@ def _middle_budget(table, space):
 
 
 def _states(out):
+    if not (out / "study.db").exists():
+        raise KeyError(f"no study in {out}")
     study = optuna.load_study(study_name=STUDY_NAME, storage=storage_url(out))
     return [t.state for t in study.get_trials(deepcopy=False)], study
 
@@ -76,13 +78,14 @@ def test_a_killed_driver_resumes_without_losing_finished_trials(tmp_path, ray_cl
     deadline = time.monotonic() + 300
     finished = []
     while time.monotonic() < deadline and driver.poll() is None:
-        if (out / "study.db").exists():
-            states, study = _states(out)
-            finished = [(t.number, t.params, t.values) for t in study.trials
-                        if t.state == optuna.trial.TrialState.COMPLETE]
-            if len(finished) >= 3:
-                break
         time.sleep(0.5)
+        try:
+            study = _states(out)[1]
+        except KeyError:  # no database yet, or the file exists before the study is created in it
+            continue
+        finished = [(t.number, t.params, t.values) for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if len(finished) >= 3:
+            break
     assert driver.poll() is None, f"the search ended before it could be killed: {driver.stderr.read()[-2000:]}"
     driver.send_signal(signal.SIGKILL)
     driver.wait()
