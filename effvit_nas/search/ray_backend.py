@@ -29,25 +29,18 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+import ray
+from ray import tune
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search.optuna import OptunaSearch
 
-# Tune's rich console output (config tables, TensorBoard hints) would bury the command's progress bar;
-# the legacy engine honours verbose=0. Set before ray.tune is imported.
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
-
-import ray  # noqa: E402
-from ray import tune  # noqa: E402
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler  # noqa: E402
-from ray.tune.search.optuna import OptunaSearch  # noqa: E402
-
-from .._io import atomic_write_text  # noqa: E402
-from ..arch import Arch  # noqa: E402
-from ..errors import EffNasError  # noqa: E402
-from .optuna_backend import STUDY_NAME, make_sampler, quiet_optuna, storage_url  # noqa: E402
-from .problem import SearchProblem, predicted_latency  # noqa: E402
+from .._io import atomic_write_text
+from ..arch import Arch
+from ..errors import EffNasError
+from .optuna_backend import STUDY_NAME, make_sampler, quiet_optuna, storage_url
+from .problem import SearchProblem, predicted_latency
 
 __all__ = ["RaySettings", "run_ray", "EXPERIMENT_DIR"]
-
-log = logging.getLogger(__name__)
 EXPERIMENT_DIR = "ray"  # inside the search's output folder
 
 
@@ -78,6 +71,9 @@ def run_ray(problem: SearchProblem, out_dir: Path, *, trials: int, seed: int, sa
                           "none; resume with the backend that started the search (--backend optuna)")
     _check_same_search(out_dir, problem, trials, resume)
     quiet_optuna()
+    # Tune's rich console output (config tables, TensorBoard hints) would bury the command's progress
+    # bar; its legacy engine honours verbose=0. Read by Tune when the run starts.
+    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     started_here = _connect(settings)
     trainable = tune.with_resources(
         tune.with_parameters(_run_trial, estimator_name=problem.estimator.name,
@@ -118,7 +114,7 @@ def _check_same_search(out_dir: Path, problem: SearchProblem, trials: int, resum
         atomic_write_text(path, json.dumps(now, indent=1) + "\n")
         return
     before = json.loads(path.read_text()) if path.exists() else now
-    changed = [f"{k} was {before[k]!r}, now {now[k]!r}" for k in now if before.get(k) != now[k]]
+    changed = [f"{k} was {before.get(k)!r}, now {now[k]!r}" for k in now if before.get(k) != now[k]]
     if changed:
         raise EffNasError(f"--resume must continue the search with its settings, but {'; '.join(changed)}; "
                           "repeat the first command with --resume")
