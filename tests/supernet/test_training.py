@@ -148,3 +148,13 @@ def test_supernet_eval_prints_the_estimators_score(trained_supernet, tiny_arch_y
     printed = float(result.stdout.split("%")[0])
     expected = create_estimator("supernet", checkpoint=str(trained_supernet)).score(Arch.from_yaml(tiny_arch_yaml))
     assert printed == pytest.approx(expected, abs=0.005)
+
+
+def test_without_img_size_each_subnet_trains_and_scores_at_its_own_resolution(tmp_path, tiny_space):
+    out = tmp_path / "multi"
+    summary = train_supernet(SupernetSettings(space=tiny_space, data="digits", recipe=tiny_recipe(1), out_dir=out,
+                                              random_subnets=1, calibration_batches=1))
+    assert summary["val_top1_largest"] > 10.0  # the largest at 96 px, the smallest at 64 px
+    estimator = create_estimator("supernet", checkpoint=str(out / SUPERNET_CHECKPOINT), calibration_batches="1")
+    low, high = (estimator.score(tiny_space.largest().replace(resolution=r)) for r in (64, 96))
+    assert len(estimator.cache) == 2 and 0.0 < low <= 100.0 and 0.0 < high <= 100.0
