@@ -90,7 +90,14 @@ def run_ray(problem: SearchProblem, out_dir: Path, *, trials: int, seed: int, sa
     if grid.errors:
         first = str(grid.errors[0]).strip().splitlines()[-1][:200]
         raise EffNasError(f"Ray trials must finish, but {len(grid.errors)} failed; first: {first}")
-    return optuna.load_study(study_name=STUDY_NAME, storage=storage_url(out_dir))
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage_url(out_dir))
+    finished = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                        optuna.trial.TrialState.PRUNED))
+    if len(finished) < trials:
+        # Tune catches Ctrl-C itself, saves the experiment and returns early; to the user it is an
+        # interrupt like the embedded backend's (exit 130, "rerun with --resume"), not a result
+        raise KeyboardInterrupt
+    return study
 
 
 def _tuner(problem: SearchProblem, out_dir: Path, trials: int, seed: int, sampler: str, resume: bool,

@@ -68,13 +68,17 @@ def test_both_backends_find_the_same_arch_for_a_deterministic_estimator(tmp_path
     assert (tmp_path / "ray" / "best.yaml").read_text() == (tmp_path / "optuna" / "best.yaml").read_text()
 
 
-def test_a_killed_driver_resumes_without_losing_finished_trials(tmp_path, ray_cluster, tiny_table_path):
-    out = tmp_path / "run"
-    search = ["search", "--target", str(tiny_table_path), "--budget", "50ms", "--space", TINY_SPACE, "--trials", "8",
-              "--estimator", "short-training", "--estimator-arg", "epochs=1", "--estimator-arg", "data=digits",
-              "--backend", "ray", "--address", ray_cluster, "--out", str(out)]
-    script = [sys.executable, "-m", "effvit_nas", *search]
-    driver = subprocess.Popen(script, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+def _search_args(out, address, trials=8):
+    return ["search", "--target", "TABLE", "--budget", "50ms", "--space", TINY_SPACE, "--trials", str(trials),
+            "--estimator", "short-training", "--estimator-arg", "epochs=1", "--estimator-arg", "data=digits",
+            "--backend", "ray", "--address", address, "--out", str(out)]
+
+
+def _start_and_wait(search, out, finished_trials):
+    """Start the search as a user's driver process; return it and the trials finished once it has
+    ``finished_trials`` of them."""
+    driver = subprocess.Popen([sys.executable, "-m", "effvit_nas", *search], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 300
     finished = []
     while time.monotonic() < deadline and driver.poll() is None:
@@ -84,9 +88,16 @@ def test_a_killed_driver_resumes_without_losing_finished_trials(tmp_path, ray_cl
         except KeyError:  # no database yet, or the file exists before the study is created in it
             continue
         finished = [(t.number, t.params, t.values) for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-        if len(finished) >= 3:
+        if len(finished) >= finished_trials:
             break
-    assert driver.poll() is None, f"the search ended before it could be killed: {driver.stderr.read()[-2000:]}"
+    assert driver.poll() is None, f"the search ended before it could be stopped: {driver.stderr.read()[-2000:]}"
+    return driver, finished
+
+
+def test_a_killed_driver_resumes_without_losing_finished_trials(tmp_path, ray_cluster, tiny_table_path):
+    out = tmp_path / "run"
+    search = [str(tiny_table_path) if a == "TABLE" else a for a in _search_args(out, ray_cluster)]
+    driver, finished = _start_and_wait(search, out, 3)
     driver.send_signal(signal.SIGKILL)
     driver.wait()
     assert len(finished) >= 3
@@ -100,6 +111,17 @@ def test_a_killed_driver_resumes_without_losing_finished_trials(tmp_path, ray_cl
     done = [s for s in states if s in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)]
     assert len(done) >= 8
     assert json.loads((out / "metadata.json").read_text())["resumed"] is True
+
+
+def test_ctrl_c_on_a_ray_search_is_an_interrupt_not_a_result(tmp_path, ray_cluster, tiny_table_path):
+    out = tmp_path / "run"
+    search = [str(tiny_table_path) if a == "TABLE" else a for a in _search_args(out, ray_cluster, trials=30)]
+    driver, _ = _start_and_wait(search, out, 1)
+    driver.send_signal(signal.SIGINT)  # Tune catches it and returns early; the command must not report a result
+    _, stderr = driver.communicate(timeout=120)
+    assert driver.returncode == 130, stderr[-2000:]
+    assert stderr.strip().splitlines()[-1].endswith("rerun it with --resume to continue")
+    assert not (out / "best.yaml").exists()
 
 
 def test_ray_flags_need_the_ray_backend(tmp_path, tiny_table_path):
