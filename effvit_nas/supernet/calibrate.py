@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["recalibrate_bn"]
+__all__ = ["recalibrate_bn", "calibration_batches"]
 
 
 @torch.no_grad()

@@ -40,7 +40,9 @@ from ..train.loop import (
 )
 from ..train.metrics import METRICS_NAME, plot_curves
 from ..train.recipe import Recipe
+from .calibrate import calibration_batches
 from .evaluate import resized, subnet_accuracy
+from .network import Supernet
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +109,6 @@ def train_supernet(settings: SupernetSettings, *, progress: Progress | None = No
         if len(loader) == 0:
             raise TrainingError(f"--batch-size must be at most the training images per process "
                                 f"({len(data.train) // procs.world_size}), but is {recipe.batch_size}")
-        from .calibrate import calibration_batches
-
         calibration = calibration_batches(settings.data, recipe, settings.input_size, settings.calibration_batches,
                                           recipe.batch_size)
         runner = _SandwichRunner(net, optimizer, settings, data, procs, len(loader), step, calibration)
@@ -135,8 +135,6 @@ def train_supernet(settings: SupernetSettings, *, progress: Progress | None = No
 
 def _build(settings: SupernetSettings, data: ImageData, procs: Processes, path: Path,
            fingerprint: dict[str, Any]) -> tuple[Any, Any, int, list[dict[str, float]]]:
-    from .network import Supernet
-
     net = Supernet.from_space(settings.space, num_classes=data.num_classes).to(procs.device)
     optimizer = settings.recipe.optimizer(net)
     if not path.exists():
