@@ -183,6 +183,21 @@ class SearchSpace:
             return f"kernels {bad} are not among {list(self.kernels)}"
         return None
 
+    def why_not_inside(self, other: SearchSpace, ignore_resolution: bool = False) -> str | None:
+        """None when every arch of this space is one of ``other``'s (every choice is one of its
+        choices); else the first choice that is not. Used to check a search against a supernet."""
+        if not ignore_resolution and max(self.resolutions) > max(other.resolutions):
+            return f"resolution {max(self.resolutions)} is above the largest of {list(other.resolutions)}"
+        extra = sorted(set(self.kernels) - set(other.kernels))
+        if extra:
+            return f"kernels {extra} are not among {list(other.kernels)}"
+        for i, (mine, theirs) in enumerate(zip(self.stages, other.stages)):
+            for knob in ("widths", "depths", "heads", "key_dims", "ffn_ratios", "window_sizes"):
+                extra = sorted(set(getattr(mine, knob)) - set(getattr(theirs, knob)))
+                if extra:
+                    return f"stage {i + 1} {knob} {extra} are not among {list(getattr(theirs, knob))}"
+        return None
+
     def contains(self, arch: Arch) -> bool:
         return self.why_not(arch) is None
 

@@ -77,23 +77,21 @@ class Supernet(nn.Module):
 
     def forward(self, x: torch.Tensor, arch: Arch) -> torch.Tensor:
         subnet = self._subnet(arch)
-        skeleton, selections = subnet.skeleton, subnet.selections
-        skeleton.train(self.training)
-        tensors = self._subnet_tensors(subnet, x.device)
-        out = torch.func.functional_call(skeleton, tensors, (x,), strict=True)
-        if self.training:  # BN statistics were updated on gathered copies: write them back
-            buffers = dict(self.named_buffers())
+        subnet.skeleton.train(self.training)
+        full = self._full
+        tensors = self._subnet_tensors(subnet, full, x.device)
+        out = torch.func.functional_call(subnet.skeleton, tensors, (x,), strict=True)
+        if self.training:  # BN statistics updated on gathered copies go back to the shared buffers
             with torch.no_grad():
-                for name, selection in selections.items():
-                    if name in buffers and any(not isinstance(p, slice) for p in selection):
-                        put(buffers[name], selection, tensors[name])
+                for name in subnet.gathered_buffers:
+                    put(full[name], subnet.selections[name], tensors[name])
         return out
 
     def subnet_state_dict(self, arch: Arch) -> dict[str, torch.Tensor]:
         """``arch``'s state dict cut from the shared tensors (copies, detached)."""
         subnet = self._subnet(arch)
-        return {name: gather(self._full[name], selection).detach().clone()
-                for name, selection in subnet.selections.items()}
+        full = self._full
+        return {name: gather(full[name], selection).detach().clone() for name, selection in subnet.selections.items()}
 
     def extract(self, arch: Arch) -> nn.Module:
         """The static model of ``arch`` (``effvit_nas.build_model``) with the supernet's weights and BN
@@ -116,20 +114,22 @@ class Supernet(nn.Module):
         with torch.device("meta"):
             skeleton = build_model(arch, num_classes=self.num_classes)
         full = self._full
-        subnet = _Subnet(skeleton, {}, {})
+        subnet = _Subnet(skeleton, {}, {}, [])
         for name, tensor in (*skeleton.named_parameters(), *skeleton.named_buffers()):
             if name.endswith("attention_bias_idxs"):  # not a weight: a function of the window
                 subnet.bias_windows[name] = math.isqrt(tensor.shape[0])
-            else:
-                subnet.selections[name] = select(name, tuple(full[name].shape), tuple(tensor.shape), arch,
-                                                 self.max_key_dims)
+                continue
+            selection = select(name, tuple(full[name].shape), tuple(tensor.shape), arch, self.max_key_dims)
+            subnet.selections[name] = selection
+            if not isinstance(full[name], nn.Parameter) and any(not isinstance(p, slice) for p in selection):
+                subnet.gathered_buffers.append(name)
         self._subnets[arch] = subnet
         if len(self._subnets) > _SUBNETS_KEPT:
             self._subnets.popitem(last=False)
         return subnet
 
-    def _subnet_tensors(self, subnet: _Subnet, device: torch.device) -> dict[str, torch.Tensor]:
-        full = self._full
+    def _subnet_tensors(self, subnet: _Subnet, full: dict[str, torch.Tensor],
+                        device: torch.device) -> dict[str, torch.Tensor]:
         out = {name: gather(full[name], selection) for name, selection in subnet.selections.items()}
         for name, window in subnet.bias_windows.items():
             out[name] = relative_offset_index(window).to(device)
@@ -141,6 +141,7 @@ class _Subnet:
     skeleton: nn.Module  # the static model of the arch on the meta device: structure, no storage
     selections: dict[str, Selection]  # tensor name -> its part of the supernet's tensor of that name
     bias_windows: dict[str, int]  # attention-bias index buffers -> their window
+    gathered_buffers: list[str]  # BN statistics that are copies, not views: written back after training
 
 
 def _widest_arch(space: SearchSpace) -> Arch:

@@ -35,12 +35,13 @@ from ..train.loop import (
     check_same_run,
     epoch_seed,
     seed_everything,
+    start_epoch,
     train_loader,
     val_loader,
 )
 from ..train.metrics import METRICS_NAME, plot_curves
 from ..train.recipe import Recipe
-from .calibrate import calibration_batches
+from .calibrate import CALIBRATION_BATCHES, calibration_batches
 from .evaluate import resized, subnet_accuracy
 from .network import Supernet
 
@@ -63,7 +64,7 @@ class SupernetSettings:
     out_dir: Path
     img_size: int | None = None  # every subnet at this input size (None: each arch at its own resolution)
     random_subnets: int = 2  # between the largest and the smallest, per step
-    calibration_batches: int = 8  # BN recalibration before the per-epoch evaluation of the ends
+    calibration_batches: int = CALIBRATION_BATCHES  # BN recalibration before evaluating the ends each epoch
     seed: int = 0
     workers: int = 0
     device: str = "auto"
@@ -106,9 +107,6 @@ def train_supernet(settings: SupernetSettings, *, progress: Progress | None = No
         seed_everything(settings.seed, 0, 0)  # identical initial weights on every rank
         net, optimizer, step, history = _build(settings, data, procs, path, fingerprint)
         loader = train_loader(data, recipe, settings.seed, settings.workers, procs)
-        if len(loader) == 0:
-            raise TrainingError(f"--batch-size must be at most the training images per process "
-                                f"({len(data.train) // procs.world_size}), but is {recipe.batch_size}")
         calibration = calibration_batches(settings.data, recipe, settings.input_size, settings.calibration_batches,
                                           recipe.batch_size)
         runner = _SandwichRunner(net, optimizer, settings, data, procs, len(loader), step, calibration)
@@ -117,9 +115,7 @@ def train_supernet(settings: SupernetSettings, *, progress: Progress | None = No
                      settings.space.name, sum(p.numel() for p in net.parameters()) / 1e6, data.source, recipe.epochs,
                      len(loader), settings.random_subnets + 2)
         for epoch in range(len(history), recipe.epochs):
-            seed_everything(settings.seed, epoch, procs.rank)
-            loader.sampler.set_epoch(epoch)
-            loader.generator.manual_seed(epoch_seed(settings.seed, epoch, procs.rank))
+            start_epoch(loader, settings.seed, epoch, procs.rank)
             history.append(runner.run_epoch(epoch, loader, progress if procs.is_main else None))
             _check_in_sync(net, procs)
             if procs.is_main:

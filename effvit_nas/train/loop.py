@@ -89,17 +89,12 @@ def train(settings: TrainSettings, *, progress: Progress | None = None,
         seed_everything(settings.seed, 0, 0)  # identical initial weights on every rank
         model, ema, optimizer, state = _build(settings, data, procs, checkpoint_path, fingerprint)
         loader = train_loader(data, recipe, settings.seed, settings.workers, procs)
-        if len(loader) == 0:
-            raise TrainingError(f"--batch-size must be at most the training images per process "
-                                f"({len(data.train) // procs.world_size}), but is {recipe.batch_size}")
         runner = _EpochRunner(model, ema, optimizer, recipe, data, procs, len(loader), state.step)
         if procs.is_main:
             log.info("training %s on %s: %d epochs x %d steps, lr %.2e", settings.arch.arch_id, data.source,
                      recipe.epochs, len(loader), recipe.scaled_lr())
         for epoch in range(state.epoch, recipe.epochs):
-            seed_everything(settings.seed, epoch, procs.rank)
-            loader.sampler.set_epoch(epoch)
-            loader.generator.manual_seed(epoch_seed(settings.seed, epoch, procs.rank))
+            start_epoch(loader, settings.seed, epoch, procs.rank)
             row = runner.run_epoch(epoch, loader, state, progress if procs.is_main else None)
             state.history.append(row)
             if procs.is_main:
@@ -198,9 +193,21 @@ def train_loader(data: ImageData, recipe: Recipe, seed: int, workers: int, procs
     else:
         sampler = DistributedSampler(data.train, num_replicas=procs.world_size, rank=procs.rank, shuffle=True,
                                      seed=seed, drop_last=True)
-    return DataLoader(data.train, batch_size=recipe.batch_size // procs.world_size, sampler=sampler,
-                      num_workers=workers, drop_last=True, generator=torch.Generator(),
-                      pin_memory=procs.device.type == "cuda")
+    loader = DataLoader(data.train, batch_size=recipe.batch_size // procs.world_size, sampler=sampler,
+                        num_workers=workers, drop_last=True, generator=torch.Generator(),
+                        pin_memory=procs.device.type == "cuda")
+    if len(loader) == 0:
+        raise TrainingError(f"--batch-size must be at most the training images per process "
+                            f"({len(data.train) // procs.world_size}), but is {recipe.batch_size}")
+    return loader
+
+
+def start_epoch(loader: Any, seed: int, epoch: int, rank: int) -> None:
+    """Reseed everything for ``epoch`` (Python, NumPy, torch, the sampler's shuffle, the workers): what
+    makes a resumed run repeat the uninterrupted one."""
+    seed_everything(seed, epoch, rank)
+    loader.sampler.set_epoch(epoch)
+    loader.generator.manual_seed(epoch_seed(seed, epoch, rank))
 
 
 def _checkpoint(model: Any, ema: Any, optimizer: Any, state: RunState, settings: TrainSettings,
