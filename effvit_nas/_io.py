@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigFileError
 
-__all__ = ["atomic_write_text", "check_keys", "load_yaml_mapping", "parse_like"]
+__all__ = ["atomic_path", "atomic_write_text", "check_keys", "check_out_dir", "check_out_file", "load_yaml_mapping",
+           "parse_like"]
 
 
 def load_yaml_mapping(path: str | os.PathLike, what: str) -> dict[str, Any]:
@@ -59,20 +61,73 @@ def check_keys(
         raise ConfigFileError(f"{where} must have the keys {missing}, but they are missing")
 
 
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new one, never a torn one."""
+def check_out_dir(path: str | os.PathLike, flag: str = "--out") -> Path:
+    """A folder a command will write into: new, or an existing folder. A file in its place, or on the
+    way to it, is refused before any work starts (else the first write fails after the work)."""
+    path = Path(path)
+    _check_on_the_way(path, flag)
+    if path.exists() and not path.is_dir():
+        raise ConfigFileError(f"{flag} must be a folder (new or existing), but {str(path)!r} is a file; "
+                              f"choose another {flag} or move the file")
+    return path
+
+
+def check_out_file(path: str | os.PathLike, flag: str, *, overwrite: bool = True) -> Path:
+    """A file a command will write: not a folder, in a folder that is new or exists; an existing file
+    is refused unless ``overwrite``."""
+    path = Path(path)
+    _check_on_the_way(path, flag)
+    if path.is_dir():
+        raise ConfigFileError(f"{flag} must name a file, but {str(path)!r} is a folder; add a file name to it")
+    if path.exists() and not overwrite:
+        raise ConfigFileError(f"{flag} must name a file that does not exist yet, but {str(path)!r} exists; "
+                              f"choose another {flag} or delete it")
+    return path
+
+
+def _check_on_the_way(path: Path, flag: str) -> None:
+    """The nearest existing folder above ``path`` must be a folder, so that ``mkdir(parents=True)`` works."""
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ConfigFileError(f"{flag} must lie in a folder, but {str(parent)!r} on the way to "
+                                      f"{str(path)!r} is a file; choose another {flag}")
+            return
+
+
+def _default_file_mode() -> int:
+    mask = os.umask(0)  # the only way to read the umask is to set it
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _default_file_mode()
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary path beside ``path`` for a writer to fill. When the block ends normally it replaces
+    ``path`` in one step, so readers see the old file or the new one, never a torn one; when it raises,
+    it is removed. The file gets the permissions a plain ``open`` would give (mkstemp's are owner-only)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    os.close(fd)
+    tmp = Path(name)
     try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
+        yield tmp
+        os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (``atomic_path``), flushed to disk before it replaces the old file."""
+    with atomic_path(path) as tmp, open(tmp, "w") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
 def parse_like(text: str, example: Any) -> Any:

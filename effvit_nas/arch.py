@@ -21,7 +21,8 @@ from typing import Any
 from ._io import atomic_write_text, check_keys, load_yaml_mapping
 from .errors import ConfigFileError, InvalidArchError, UnknownNameError
 
-__all__ = ["Arch", "NUM_STAGES", "PRESETS", "stem_output_size", "downsampled_size", "stage_sizes"]
+__all__ = ["Arch", "NUM_STAGES", "PRESETS", "MAX_KNOB", "MAX_PARAMS", "MAX_MACS", "check_knob_bound",
+           "stem_output_size", "downsampled_size", "stage_sizes"]
 
 NUM_STAGES = 3
 ARCH_SCHEMA_VERSION = 1
@@ -38,6 +39,33 @@ PRESETS: dict[str, dict[str, Any]] = {
     "m4": dict(widths=(128, 256, 384), depths=(1, 2, 3), heads=(4, 4, 4), kernels=(7, 5, 3, 3)),
     "m5": dict(widths=(192, 288, 384), depths=(1, 3, 4), heads=(3, 3, 4), kernels=(7, 5, 3, 3)),
 }
+
+
+# Upper bounds, so that a typo (depth 100000000, resolution 100000) is refused at once instead of
+# allocating until the machine gives out: 10x the largest choice of the default search space
+# (search_spaces/efficientvit_m.yaml; tests/test_arch.py checks that they agree), far beyond any
+# network one would train. Windows are the exception: a window of w holds (w^2)^2 attention logits and
+# bias indices, so 10x the default's 14 would cost 10^4 times its memory; 32 still covers global
+# attention on the stage-1 map up to 512 px.
+BOUND_FACTOR = 10
+DEFAULT_SPACE_MAX = dict(resolution=288, width=512, depth=5, heads=6, key_dim=32, ffn_ratio=4, window_size=14,
+                         kernel=7)
+MAX_KNOB: dict[str, int] = {knob: BOUND_FACTOR * value for knob, value in DEFAULT_SPACE_MAX.items()}
+MAX_KNOB["window_size"] = 32
+# Per-knob bounds multiply (width 5120 x depth 50 x FFN ratio 40 is terabytes of weights), so the
+# whole network is bounded too, by what building, exporting and timing it cost: 10x the parameters
+# and MACs of the default space's largest arch (tests/test_arch.py checks these figures).
+MAX_PARAMS = BOUND_FACTOR * 45_199_616
+MAX_MACS = BOUND_FACTOR * 3_337_798_144
+
+
+def check_knob_bound(knob: str, value: float, where: str, error: type[Exception] = InvalidArchError) -> None:
+    """Refuse a knob value above ``MAX_KNOB[knob]``; ``where`` names the knob for the user."""
+    bound = MAX_KNOB[knob]
+    if value > bound:
+        why = "memory grows as window^4" if knob == "window_size" else (
+            f"{BOUND_FACTOR}x the default search space's largest, {DEFAULT_SPACE_MAX[knob]}")
+        raise error(f"{where} must be at most {bound} ({why}), but got {value}; use a smaller {knob}")
 
 
 def downsampled_size(size: int) -> int:
@@ -103,12 +131,17 @@ class Arch:
             raise InvalidArchError(
                 f"resolution must be a multiple of 16 and at least 64 (the stem downsamples by 16), but got {res}"
             )
+        check_knob_bound("resolution", res, "resolution")
         per_stage = {}
         for name in PER_STAGE_FIELDS:
             items = _as_tuple(getattr(self, name), name, NUM_STAGES)
             convert = _as_ratio if name == "ffn_ratios" else _as_int
             per_stage[name] = tuple(convert(v, f"{name}[{i}]") for i, v in enumerate(items))
-        kernels = tuple(_as_int(k, f"kernels[{i}]") for i, k in enumerate(_as_tuple(self.kernels, "kernels", None)))
+        kernels = _as_tuple(self.kernels, "kernels", None)
+        if len(kernels) > MAX_KNOB["heads"]:
+            raise InvalidArchError(f"kernels must list at most {MAX_KNOB['heads']} entries (one per head, "
+                                   f"{BOUND_FACTOR}x the default search space's most heads), but got {len(kernels)}")
+        kernels = tuple(_as_int(k, f"kernels[{i}]") for i, k in enumerate(kernels))
         self._check(res, per_stage, kernels)
         # Trailing kernels that no head uses do not change the network; dropping them makes equal
         # networks compare, hash and measure as equal.
@@ -121,6 +154,18 @@ class Arch:
         for name, values in per_stage.items():
             object.__setattr__(self, name, values)
         object.__setattr__(self, "kernels", kernels)
+        self._check_cost()
+
+    def _check_cost(self) -> None:
+        from .counting import count  # counting reads Arch: imported here, not at module level
+
+        cost = count(self)
+        for what, value, bound in (("parameters", cost.params, MAX_PARAMS), ("MACs", cost.macs, MAX_MACS)):
+            if value > bound:
+                raise InvalidArchError(
+                    f"arch must have at most {bound / 1e6:,.0f}M {what} ({BOUND_FACTOR}x the default search space's "
+                    f"largest), but has {value / 1e6:,.0f}M; use smaller widths, depths, FFN ratios or resolution"
+                )
 
     @staticmethod
     def _check(res: int, s: dict[str, tuple], kernels: tuple[int, ...]) -> None:
@@ -131,8 +176,11 @@ class Arch:
                 raise InvalidArchError(
                     f"{where} width must be a positive multiple of 8 (the stem splits it by 8), but got {width}"
                 )
+            check_knob_bound("width", width, f"{where} width")
             if depth < 1:
                 raise InvalidArchError(f"{where} depth must be at least 1, but got {depth}")
+            check_knob_bound("depth", depth, f"{where} depth")
+            check_knob_bound("heads", heads, f"{where} heads")
             if heads < 1 or width % heads:
                 divisors = [d for d in range(1, 9) if width % d == 0]
                 raise InvalidArchError(
@@ -141,7 +189,9 @@ class Arch:
                 )
             if s["key_dims"][i] < 1:
                 raise InvalidArchError(f"{where} key_dim must be at least 1, but got {s['key_dims'][i]}")
+            check_knob_bound("key_dim", s["key_dims"][i], f"{where} key_dim")
             ratio = s["ffn_ratios"][i]
+            check_knob_bound("ffn_ratio", ratio, f"{where} ffn_ratio")
             if ratio <= 0 or not float(width * ratio).is_integer():
                 raise InvalidArchError(
                     f"{where} ffn_ratio must be positive and make width*ratio a whole number of channels, "
@@ -149,6 +199,7 @@ class Arch:
                 )
             if s["window_sizes"][i] < 1:
                 raise InvalidArchError(f"{where} window_size must be at least 1, but got {s['window_sizes'][i]}")
+            check_knob_bound("window_size", s["window_sizes"][i], f"{where} window_size")
         needed = max(s["heads"])
         if len(kernels) < needed:
             raise InvalidArchError(
@@ -158,6 +209,8 @@ class Arch:
         bad = [k for k in kernels[:needed] if k < 1 or k % 2 == 0]
         if bad:
             raise InvalidArchError(f"kernels must be odd and positive (same-size padding), but got {bad}")
+        for j, k in enumerate(kernels[:needed]):
+            check_knob_bound("kernel", k, f"kernels[{j}]")
 
     # ---------------------------------------------------------------- derived shapes
     @property

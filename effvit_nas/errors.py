@@ -10,6 +10,7 @@ __all__ = [
     "InvalidSpaceError",
     "UnknownNameError",
     "TableError",
+    "EstimatorError",
 ]
 
 
@@ -35,3 +36,8 @@ class UnknownNameError(EffNasError):
 
 class TableError(EffNasError):
     """A latency table cannot be used here: corrupted, for another space, or for other hardware."""
+
+
+class EstimatorError(EffNasError):
+    """An estimator cannot score an architecture (a non-finite proxy, a diverged training); a search
+    records the trial as failed with this message instead of stopping."""

@@ -1,25 +1,32 @@
 """Hand an architecture over: timm constructor kwargs, and ONNX checked against torch.
 
-torch, onnx and onnxruntime are imported inside the functions that need them.
+``export_checked_onnx`` is the one rule for handing a model over as ONNX (``effnas export`` and
+``effnas verify`` both use it): fold the BNs, export, and keep the file only if onnxruntime computes
+what torch does. torch, onnx and onnxruntime are imported inside the functions that need them.
 """
 
 from __future__ import annotations
 
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ._io import atomic_path, check_out_file
 from .arch import Arch
-from .errors import InvalidArchError
+from .errors import EffNasError, InvalidArchError
 
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["timm_kwargs", "export_onnx", "onnx_max_abs_diff", "DEFAULT_OPSET"]
+__all__ = ["timm_kwargs", "export_onnx", "onnx_max_abs_diff", "export_checked_onnx", "export_arch_onnx",
+           "DEFAULT_OPSET", "MAX_ONNX_DIFF"]
 
 DEFAULT_OPSET = 17
+# Largest |onnxruntime - torch| on the logits accepted for a handed-over model. Both compute in fp32
+# and differ only by summation order and fused kernels, orders of magnitude below this; a wrong graph
+# (a dropped bias, a transposed weight) differs by far more.
+MAX_ONNX_DIFF = 1e-3
 
 
 def timm_kwargs(arch: Arch) -> dict[str, Any]:
@@ -57,34 +64,26 @@ def export_onnx(
     The input is ``(batch_size, 3, resolution, resolution)`` for a whole network, or ``input_shape``
     for a block of one (what latency tables measure).
 
-    The TorchScript-based exporter is used on purpose: the graph is static (fixed shapes), and it is
-    about 10x faster than the dynamo exporter, which matters when a latency table exports hundreds
+    The TorchScript-based exporter is used on purpose: the graph is static (fixed shapes), and it
+    exports much faster than the dynamo exporter, which matters when a latency table exports hundreds
     of blocks.
     """
     import onnx
     import torch
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     if input_shape is None:
         if resolution is None:
             raise TypeError("export_onnx needs a resolution or an input_shape")
         input_shape = (batch_size, 3, resolution, resolution)
     dummy = torch.randn(*input_shape)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # deprecation notes about the exporter choice
-            torch.onnx.export(
-                model.eval(), (dummy,), tmp, input_names=["input"], output_names=["output"],
-                opset_version=opset, dynamo=False,
-            )
-        onnx.checker.check_model(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # deprecation notes about the exporter choice
+        torch.onnx.export(
+            model.eval(), (dummy,), str(tmp), input_names=["input"], output_names=["output"],
+            opset_version=opset, dynamo=False,
+        )
+        onnx.checker.check_model(str(tmp))
     return path
 
 
@@ -102,3 +101,36 @@ def onnx_max_abs_diff(path: str | os.PathLike, model: torch.nn.Module, resolutio
     session = onnx_session(path)
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     return float(np.abs(got - expected).max())
+
+
+def export_checked_onnx(model: torch.nn.Module, path: str | os.PathLike, resolution: int, *,
+                        batch_size: int = 1, flag: str = "--onnx") -> tuple[Path, float]:
+    """Fold ``model``'s BatchNorms (in place; it stays in eval mode), export it to ``path`` and check that
+    onnxruntime matches torch within ``MAX_ONNX_DIFF``. Returns the path and the largest difference.
+    On a mismatch nothing is written (an existing file at ``path`` is left as it was)."""
+    path = check_out_file(path, flag)
+    model = model.eval().fuse()
+    with atomic_path(path, suffix=".onnx") as tmp:
+        export_onnx(model, tmp, resolution, batch_size=batch_size)
+        diff = onnx_max_abs_diff(tmp, model, resolution, batch_size=batch_size)
+        if diff > MAX_ONNX_DIFF:
+            raise EffNasError(f"the ONNX export must match torch within {MAX_ONNX_DIFF:g}, but differs by {diff:.2e}; "
+                              "nothing was written (report this arch: the exporter mistranslated it)")
+    return path, diff
+
+
+def export_arch_onnx(arch: Arch, path: str | os.PathLike, checkpoint: str | os.PathLike | None = None, *,
+                     batch_size: int = 1) -> tuple[Path, float, list[str]]:
+    """``arch``'s network (with the weights of ``checkpoint``, an ``effnas train`` checkpoint or a state
+    dict, when given) exported by ``export_checked_onnx``. Returns the path, the largest difference
+    onnxruntime vs torch, and the notes on how the checkpoint's weights were loaded."""
+    from .model import build_model
+    from .train.checkpoint import trained_model
+
+    check_out_file(path, "--onnx")  # before the checkpoint is read: a bad path fails first and fast
+    if checkpoint:
+        model, _, notes = trained_model(arch, checkpoint)
+    else:
+        model, notes = build_model(arch), []
+    exported, diff = export_checked_onnx(model, path, arch.resolution, batch_size=batch_size)
+    return exported, diff, notes

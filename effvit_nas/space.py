@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ._io import check_keys, load_yaml_mapping
-from .arch import NUM_STAGES, Arch, stem_output_size
+from .arch import NUM_STAGES, Arch, check_knob_bound, stem_output_size
 from .errors import ConfigFileError, InvalidArchError, InvalidSpaceError
 
 if TYPE_CHECKING:
@@ -42,6 +42,11 @@ class StageChoices:
     key_dims: tuple[int, ...]
     ffn_ratios: tuple[float, ...]
     window_sizes: tuple[int, ...]
+
+    def by_knob(self) -> tuple[tuple[str, tuple], ...]:
+        """(knob as the YAML names it, its choices), in the YAML's order."""
+        return tuple(zip(_STAGE_KEYS, (self.widths, self.depths, self.heads, self.key_dims, self.ffn_ratios,
+                                       self.window_sizes)))
 
     @property
     def pairs(self) -> tuple[tuple[int, int], ...]:
@@ -120,9 +125,15 @@ class SearchSpace:
         return space
 
     def _validate(self, where: str) -> None:
-        """Every choice must be usable: a choice no valid arch can take would silently never be sampled."""
+        """Every choice must be usable: a choice no valid arch can take would silently never be sampled.
+        Every choice must also lie within ``Arch``'s bounds (checked first, so a typo like depth 10^8 is
+        refused before anything is built)."""
+        for knob, choices in (("resolution", self.resolutions), ("kernel", self.kernels)):
+            check_knob_bound(knob, max(choices), f"{where} {knob}", InvalidSpaceError)
         for i, stage in enumerate(self.stages):
             swhere = f"{where} stage {i + 1}"
+            for knob, choices in stage.by_knob():
+                check_knob_bound(knob, max(choices), f"{swhere} {knob}", InvalidSpaceError)
             for h in stage.heads:
                 if not any(w % h == 0 for w in stage.widths):
                     raise InvalidSpaceError(
@@ -148,11 +159,7 @@ class SearchSpace:
             "name": self.name,
             "resolution": list(self.resolutions),
             "kernels": list(self.kernels),
-            "stages": [
-                {k: list(v) for k, v in zip(_STAGE_KEYS, (s.widths, s.depths, s.heads, s.key_dims,
-                                                           s.ffn_ratios, s.window_sizes))}
-                for s in self.stages
-            ],
+            "stages": [{k: list(v) for k, v in s.by_knob()} for s in self.stages],
         }
 
     @property

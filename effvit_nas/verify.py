@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ._io import atomic_write_text
+from ._io import atomic_write_text, check_out_dir
 from .arch import Arch
 from .errors import EffNasError, TableError
+from .export import export_checked_onnx
 from .latency.measure import MeasureProtocol, create_runtime, hardware_info, measure_chunk, wait_for_speed
 from .latency.table import LatencyTable
 from .provenance import git_revision, library_versions, utc_now
@@ -34,7 +35,6 @@ __all__ = ["VerifySettings", "verify", "REPORT_JSON", "REPORT_MD"]
 REPORT_JSON = "verify.json"
 REPORT_MD = "verify.md"
 ONNX_NAME = "model.onnx"
-MAX_ONNX_DIFF = 1e-3
 
 
 @dataclass(frozen=True)
@@ -49,10 +49,18 @@ class VerifySettings:
     max_wait_s: float = 120.0
     repeats: int = 3  # measurement chunks; the verdict uses their median
 
+    def __post_init__(self) -> None:
+        for ok, rule in ((self.budget_ms > 0, f"budget must be positive, but got {self.budget_ms} ms"),
+                         (self.max_wait_s >= 0, f"--max-wait must be >= 0 seconds, but got {self.max_wait_s}"),
+                         (self.repeats >= 1, f"repeats must be at least 1, but got {self.repeats}")):
+            if not ok:
+                raise EffNasError(rule)
+
 
 def verify(settings: VerifySettings, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Run the checks; returns the report also written as ``verify.json`` / ``verify.md``."""
     say = progress or (lambda _: None)
+    check_out_dir(settings.out_dir)
     if settings.data and not settings.checkpoint:
         raise EffNasError("--data evaluates trained weights and needs --checkpoint, but none was given; "
                           "pass --checkpoint DIR/checkpoint.pt")
@@ -61,7 +69,9 @@ def verify(settings: VerifySettings, progress: Callable[[str], None] | None = No
     model, weights = _trained_model(settings)
     data = _open_data(settings.data, weights["classes"]) if settings.data else None  # bad data fails before measuring
     say("exporting the fused model to ONNX")
-    onnx_path, onnx_diff = _export(model, settings)
+    # fused in place: the model measured and evaluated below is the graph handed over
+    onnx_path, onnx_diff = export_checked_onnx(model, settings.out_dir / ONNX_NAME, settings.arch.resolution,
+                                               batch_size=settings.table.runtime.batch_size, flag="--out")
     say(f"measuring on {settings.table.runtime.runtime} as table {settings.table.target!r} does")
     latency = _measure(model, onnx_path, settings)
     accuracy = None
@@ -96,19 +106,6 @@ def _trained_model(settings: VerifySettings) -> tuple[Any, dict[str, Any]]:
                           "notes": notes, "num_classes": model.head.linear.out_features,
                           "trained_resolution": checkpoint.get("img_size"),
                           "recipe": checkpoint.get("settings", {}).get("recipe")}
-
-
-def _export(model: Any, settings: VerifySettings) -> tuple[Path, float]:
-    from .export import export_onnx, onnx_max_abs_diff
-
-    batch = settings.table.runtime.batch_size
-    model.fuse()
-    path = export_onnx(model, settings.out_dir / ONNX_NAME, settings.arch.resolution, batch_size=batch)
-    diff = onnx_max_abs_diff(path, model, settings.arch.resolution, batch_size=batch)
-    if diff > MAX_ONNX_DIFF:
-        path.unlink()
-        raise EffNasError(f"the ONNX export must match torch within {MAX_ONNX_DIFF:g}, but differs by {diff:.2e}")
-    return path, diff
 
 
 def _measure(model: Any, onnx_path: Path, settings: VerifySettings) -> dict[str, Any]:
@@ -187,6 +184,7 @@ def _report(settings: VerifySettings, hardware: dict[str, Any], mismatch: str | 
     return {
         "verdict": "within budget" if measured <= settings.budget_ms else "OVER BUDGET",
         "within_budget": measured <= settings.budget_ms,
+        "judged_ms": measured,  # the figure the verdict compares with the budget: latency.measured_ms
         "budget_ms": settings.budget_ms,
         "predicted_ms": predicted,
         "measured_over_budget": measured / settings.budget_ms,

@@ -3,8 +3,9 @@ measured end to end, and the M-series check.
 
 Run:  python scripts/bench_search.py [--target amd-epyc-2core-ort-b1] [--seeds 5] [--trials 150]
 
-Prints Markdown for docs/BENCHMARKS.md. The compliance part measures networks on this machine with
-the table's runtime and protocol (interleaved with the table's reference network, drift reported).
+Prints Markdown for docs/BENCHMARKS.md and writes each part's figures to docs/results/search_*.json.
+The compliance part measures networks on this machine with the table's runtime and protocol
+(interleaved with the table's reference network, drift reported).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _results import save_result
+
 from effvit_nas import Arch, SearchSpace, build_model
 from effvit_nas.estimators import create_estimator
 from effvit_nas.latency.measure import MeasureProtocol, create_runtime, measure_chunk, wait_for_speed
@@ -30,12 +33,13 @@ from effvit_nas.search.optuna_backend import run_optuna
 ESTIMATOR, MARGIN = "size-prior", 0.0
 
 
-def best_under(target: str, budget: float, trials: int, seed: int, sampler: str):
+def best_under(target: str, budget: float, trials: int, seed: int, sampler: str, with_presets: bool = True):
+    """The best arch a search finds under ``budget`` (a study in memory: nothing to save here).
+    ``with_presets=False`` leaves M0-M5 out of the first trials, so a comparison with them is fair."""
     problem = SearchProblem(SearchSpace.default(), [Target(LatencyTable.load(target), (budget,), MARGIN)],
-                            create_estimator(ESTIMATOR))
-    with tempfile.TemporaryDirectory() as tmp:
-        study = run_optuna(problem, Path(tmp), trials=trials, seed=seed, sampler=sampler)
-        return best_per_budget(feasible_candidates(study, problem), problem)[budget]
+                            create_estimator(ESTIMATOR), seed_with_references=with_presets)
+    study = run_optuna(problem, None, trials=trials, seed=seed, sampler=sampler)
+    return best_per_budget(feasible_candidates(study, problem), problem)[budget]
 
 
 def main_job_seconds(target: str) -> float:
@@ -85,6 +89,8 @@ def samplers(args: argparse.Namespace) -> None:
         rnd.append(best_under(args.target, 2.0, args.trials, seed, "random").score)
         print(f"| {seed} | {tpe[-1]:.2f} | {rnd[-1]:.2f} |")
     print(f"| **median** | **{statistics.median(tpe):.2f}** | **{statistics.median(rnd):.2f}** |\n")
+    save_result("search_samplers", "python scripts/bench_search.py --only samplers " + _flags(args),
+                {"estimator": ESTIMATOR, "margin": MARGIN, "budget_ms": 2.0, "tpe": tpe, "random": rnd})
 
 
 def compliance(args: argparse.Namespace, table: LatencyTable) -> None:
@@ -103,27 +109,50 @@ def compliance(args: argparse.Namespace, table: LatencyTable) -> None:
     drift = table.drift_factor(reference_ms)
     print(f"reference now / at build: x{reference_ms / table.reference_ms:.3f} (correction applied x{drift:.3f}; "
           f"waited {waited:.0f} s for the build-time speed)\n")
-    print("| budget | arch | predicted ms | measured ms | corrected ms | measured / budget | corrected / budget | "
+    print("| budget | arch | predicted ms | raw measured ms | drift-corrected ms | raw / budget | corrected / budget | "
           "predicted / budget |")
     print("|---|---|---|---|---|---|---|---|")
+    rows = []
     for b, c in best.items():
         measured = timings[b].value(protocol.statistic)
+        rows.append({"budget_ms": b, "arch_id": c.arch.arch_id, "predicted_ms": c.latency_ms[args.target],
+                     "raw_measured_ms": measured, "drift_corrected_ms": measured / drift})
         print(f"| {b} ms | `{c.arch.arch_id}` | {c.latency_ms[args.target]:.3f} | {measured:.3f} | "
               f"{measured / drift:.3f} | {measured / b:.2f} | {measured / drift / b:.2f} | "
               f"{c.latency_ms[args.target] / b:.2f} |")
+    save_result("search_compliance", "python scripts/bench_search.py --only compliance " + _flags(args),
+                {"estimator": ESTIMATOR, "margin": MARGIN, "statistic": protocol.statistic,
+                 "reference_vs_build": reference_ms / table.reference_ms, "drift_factor": drift,
+                 "waited_s": waited, "rows": rows})
 
 
 def m_series(args: argparse.Namespace, table: LatencyTable) -> None:
-    print("\n## Against the M-series: budget = the M model's predicted latency (300 trials, seed 0)\n")
+    """With M0-M5 NOT among the trials (else the preset itself fits and the comparison holds by
+    construction), does a search find something that scores higher at the M model's latency?"""
+    seeds = range(args.seeds)
+    print(f"\n## Against the M-series: budget = the M model's predicted latency, M0-M5 not enqueued "
+          f"({args.trials} trials, TPE and random, seeds 0..{args.seeds - 1}, median)\n")
     estimator = create_estimator(ESTIMATOR)
-    print("| model | budget ms | M score | best found score | best found ms |\n|---|---|---|---|---|")
+    print("| model | budget ms | M score | TPE best (median) | random best (median) | TPE wins on seeds |\n"
+          "|---|---|---|---|---|---|")
+    rows = []
     for name in ("m0", "m1", "m2", "m3", "m4", "m5"):
         arch = Arch.preset(name)
         budget = table.predict_ms(arch)
-        found = best_under(args.target, budget, 300, 0, "tpe")
-        print(f"| {name.upper()} | {budget:.3f} | {estimator.score(arch):.2f} | {found.score:.2f} | "
-              f"{found.latency_ms[args.target]:.3f} |")
+        tpe = [best_under(args.target, budget, args.trials, s, "tpe", with_presets=False).score for s in seeds]
+        rnd = [best_under(args.target, budget, args.trials, s, "random", with_presets=False).score for s in seeds]
+        m_score = estimator.score(arch)
+        wins = sum(t > m_score for t in tpe)
+        rows.append({"model": name, "budget_ms": budget, "m_score": m_score, "tpe": tpe, "random": rnd})
+        print(f"| {name.upper()} | {budget:.3f} | {m_score:.2f} | {statistics.median(tpe):.2f} | "
+              f"{statistics.median(rnd):.2f} | {wins}/{len(tpe)} |")
+    save_result("search_vs_mseries", "python scripts/bench_search.py --only m-series " + _flags(args),
+                {"estimator": ESTIMATOR, "margin": MARGIN, "trials": args.trials, "rows": rows})
 
+
+def _flags(args: argparse.Namespace) -> str:
+    return f"--target {args.target} --seeds {args.seeds} --trials {args.trials} --estimator {args.estimator} " \
+           f"--margin {args.margin:g}"
 
 if __name__ == "__main__":
     main()

@@ -2,7 +2,7 @@
 
 Run:  python scripts/bench_train.py [throughput] [resume] [ddp]     (all three by default)
 
-Prints Markdown for docs/BENCHMARKS.md.
+Prints Markdown for docs/BENCHMARKS.md; ddp also writes docs/results/train_ddp.json.
 - throughput: training steps (forward, backward, AdamW) of our M0 and timm's ``efficientvit_m0``
   on the same random batch, interleaved over rounds on 2 threads; median img/s and the ratio.
 - resume: M0 at 64 px on digits, 4 epochs uninterrupted, and the same run killed (SIGKILL) in its
@@ -22,6 +22,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from _results import save_result
 
 EFFNAS = [sys.executable, "-m", "effvit_nas"]
 
@@ -124,6 +126,9 @@ def ddp(epochs: int = 15, seeds: tuple[int, ...] = (0, 1)) -> None:
         print(f"\n{procs} process(es): mean final top-1 {statistics.mean(tops):.2f}, seed spread "
               f"{max(tops) - min(tops):.2f} points")
     print()
+    keys = ("processes", "seed", "val_top1", "val_top1_ema", "train_img_per_s", "wall_s")
+    save_result("train_ddp", "python scripts/bench_train.py ddp",
+                {"run": " ".join(args), "rows": [dict(zip(keys, row)) for row in rows]})
 
 
 def main() -> None:

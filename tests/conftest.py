@@ -80,7 +80,7 @@ def ray_cluster():
     """One local Ray cluster for the Ray tests (they share a module; start-up costs seconds): 2 CPUs,
     no dashboard, stopped after them so its idle processes do not slow the rest of the suite.
     Yields its address, so a driver in a subprocess can join it as a user's would (--address)."""
-    ray = pytest.importorskip("ray")
+    import ray
     context = ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
     yield context.address_info["gcs_address"]
     ray.shutdown()

@@ -118,3 +118,58 @@ def test_unknown_keys_missing_keys_and_schema_version_are_refused(tmp_path):
 def test_missing_file_is_a_clear_error(tmp_path):
     with pytest.raises(ConfigFileError, match=r"must exist, but .*nope.yaml' was not found"):
         Arch.from_yaml(tmp_path / "nope.yaml")
+
+
+def test_bounds_are_ten_times_the_default_spaces_largest(space):
+    from effvit_nas.arch import BOUND_FACTOR, DEFAULT_SPACE_MAX, MAX_KNOB, MAX_MACS, MAX_PARAMS
+    from effvit_nas.counting import count
+
+    largest = {"resolution": max(space.resolutions), "kernel": max(space.kernels)}
+    for stage in space.stages:
+        for knob, choices in stage.by_knob():
+            largest[knob] = max(largest.get(knob, 0), max(choices))
+    assert DEFAULT_SPACE_MAX == largest
+    assert all(MAX_KNOB[k] == BOUND_FACTOR * v for k, v in largest.items() if k != "window_size")
+    assert largest["window_size"] < MAX_KNOB["window_size"] < BOUND_FACTOR * largest["window_size"]
+    cost = count(space.largest())
+    assert (MAX_PARAMS, MAX_MACS) == (BOUND_FACTOR * cost.params, BOUND_FACTOR * cost.macs)
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (dict(depths=(1, 2, 100_000_000)), r"^stage 3 depth must be at most 50 \(.*\), but got 100000000;"),
+        (dict(resolution=100_000), r"^resolution must be at most 2880 \(.*\), but got 100000;"),
+        (dict(widths=(64, 1_000_000, 192)), r"^stage 2 width must be at most 5120 \(.*\), but got 1000000;"),
+        (dict(heads=(4, 4, 64), widths=(64, 128, 256)), r"^stage 3 heads must be at most 60 .*got 64"),
+        (dict(key_dims=(16, 512, 16)), r"^stage 2 key_dim must be at most 320 .*got 512"),
+        (dict(ffn_ratios=(50, 2, 2)), r"^stage 1 ffn_ratio must be at most 40 .*got 50"),
+        (dict(window_sizes=(7, 7, 1000)), r"^stage 3 window_size must be at most 32 .*got 1000"),
+        (dict(kernels=(5, 5, 5, 101)), r"^kernels\[3\] must be at most 70 .*got 101"),
+        (dict(kernels=(3,) * 1000), r"^kernels must list at most 60 entries .*got 1000"),
+        # each knob within its bound, together far beyond: the whole network is bounded too
+        (dict(widths=(64, 5120, 5120), depths=(1, 50, 50)), r"^arch must have at most 452M parameters .*but has"),
+        (dict(resolution=2880, widths=(512, 512, 512)), r"^arch must have at most 33,378M MACs .*but has"),
+    ],
+)
+def test_oversized_archs_are_refused_with_knob_bound_and_value(change, message):
+    with pytest.raises(InvalidArchError, match=message) as info:
+        Arch.preset("m0").replace(**change)
+    assert "\n" not in str(info.value)
+
+
+def test_an_oversized_yaml_is_refused_when_read(tmp_path):
+    path = tmp_path / "huge.yaml"
+    path.write_text(yaml.safe_dump({**Arch.preset("m0").to_dict(), "depths": [1, 2, 100_000_000]}))
+    with pytest.raises(InvalidArchError, match=r"stage 3 depth must be at most 50"):
+        Arch.from_yaml(path)
+
+
+def test_the_default_space_and_the_presets_lie_well_within_the_bounds(space):
+    from effvit_nas.arch import MAX_MACS, MAX_PARAMS
+    from effvit_nas.counting import count
+
+    # constructing an arch runs every check: these would raise if a bound cut into the space
+    archs = [space.largest(), space.smallest(), *(Arch.preset(n) for n in PRESETS), *map(space.sample, range(200))]
+    costs = [count(a) for a in archs]
+    assert max(c.params for c in costs) <= MAX_PARAMS / 5 and max(c.macs for c in costs) <= MAX_MACS / 5

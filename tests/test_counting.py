@@ -7,6 +7,8 @@ from effvit_nas import Arch, build_model
 from effvit_nas.counting import count
 from tests.strategies import space_archs
 
+pytestmark = pytest.mark.slow  # trains, measures or spawns processes: `pytest -m "not slow"` skips it
+
 # The paper's Table (params, "FLOPs" which are MACs), and timm's exact parameter counts.
 PAPER = {
     "m0": (2_349_436, 79e6), "m1": (2_980_560, 167e6), "m2": (4_187_554, 201e6),

@@ -116,6 +116,14 @@ def test_content_hash_ignores_comments_but_not_choices(tmp_path):
         (lambda d: d.update(resolution=[64, 64]), ConfigFileError, r"must not repeat a choice"),
         (lambda d: d["stages"][2].update(window=[7]), ConfigFileError, r"unknown key\(s\) \['window'\]"),
         (lambda d: d.update(schema_version=2), ConfigFileError, r"schema_version 1, but has 2"),
+        (lambda d: d["stages"][2].update(depth=[1, 100_000_000]), InvalidSpaceError,
+         r"stage 3 depth must be at most 50 .*but got 100000000"),
+        (lambda d: d.update(resolution=[64, 100_000]), InvalidSpaceError, r"resolution must be at most 2880"),
+        # heads 64 divides only width 128, so neither extreme takes it: each choice is bounded on its own
+        (lambda d: d["stages"][0].update(width=[16, 128, 136], heads=[1, 64]), InvalidSpaceError,
+         r"stage 1 heads must be at most 60 .*got 64"),
+        (lambda d: d["stages"][1].update(width=[32, 5120], depth=[1, 50], ffn_ratio=[2, 40]), InvalidSpaceError,
+         r"has choices no valid arch can use: arch must have at most 452M parameters"),
     ],
 )
 def test_malformed_spaces_are_refused_in_one_line(mutate, error, message):
@@ -124,3 +132,12 @@ def test_malformed_spaces_are_refused_in_one_line(mutate, error, message):
     with pytest.raises(error, match=message) as info:
         SearchSpace.from_dict(data)
     assert "\n" not in str(info.value)
+
+
+def test_an_oversized_space_file_is_refused_when_read(tmp_path):
+    data = yaml.safe_load(yaml.safe_dump(TINY))
+    data["stages"][0]["width"] = [16, 1_000_000]
+    path = tmp_path / "huge.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(InvalidSpaceError, match=r"huge.yaml' stage 1 width must be at most 5120 .*got 1000000"):
+        SearchSpace.from_yaml(path)

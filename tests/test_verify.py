@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
+from effvit_nas import Arch
+from effvit_nas.errors import EffNasError
 from effvit_nas.latency.table import LatencyTable
 from effvit_nas.train import CHECKPOINT_NAME, METRICS_NAME
-from effvit_nas.verify import REPORT_JSON, REPORT_MD
+from effvit_nas.verify import REPORT_JSON, REPORT_MD, VerifySettings
 
 from .cli.helpers import assert_one_line_error, effnas
+
+pytestmark = pytest.mark.slow  # trains, measures or spawns processes: `pytest -m "not slow"` skips it
 
 
 def verify(arch, table, budget, out, *extra):
@@ -33,12 +39,34 @@ def test_a_trained_model_is_measured_evaluated_and_reported(tmp_path, tiny_arch_
     assert report["accuracy"]["val_images"] == 360
 
 
-def test_over_budget_exits_1_with_the_report_written(tmp_path, tiny_arch_yaml, tiny_table_path):
-    out = tmp_path / "v"
-    result = verify(tiny_arch_yaml, tiny_table_path, "1us", out)
-    assert result.returncode == 1
-    assert "OVER BUDGET" in result.stdout
-    assert not json.loads((out / REPORT_JSON).read_text())["within_budget"]
+def test_the_verdict_goes_both_ways_on_the_figure_the_report_gives(tmp_path, tiny_arch_yaml, tiny_table_path):
+    def run(budget_ms: float, name: str) -> tuple[int, str, dict]:
+        out = tmp_path / name
+        result = verify(tiny_arch_yaml, tiny_table_path, f"{budget_ms * 1000:.3f}us", out)
+        assert result.returncode in (0, 1), result.stderr
+        report = json.loads((out / REPORT_JSON).read_text())
+        judged, budget = report["judged_ms"], report["budget_ms"]
+        # the verdict, the exit code, the printed line and the report all rest on one figure
+        assert judged == report["latency"]["measured_ms"] and budget == pytest.approx(budget_ms, abs=1e-6)
+        assert report["within_budget"] == (judged <= budget) == (result.returncode == 0)
+        assert report["verdict"] == ("within budget" if judged <= budget else "OVER BUDGET")
+        assert report["measured_over_budget"] == pytest.approx(judged / budget)
+        assert f"{report['verdict']}: measured {judged:.3f} ms vs budget {budget:.3f} ms" in result.stdout
+        assert f"**{report['verdict']}**" in (out / REPORT_MD).read_text()
+        return result.returncode, result.stdout, report
+
+    code, stdout, loose = run(1000.0, "loose")  # far above anything the tiny 64 px network takes
+    assert code == 0 and "within budget" in stdout and loose["within_budget"]
+    code, stdout, tight = run(loose["judged_ms"] / 20, "tight")
+    assert code == 1 and "OVER BUDGET" in stdout and not tight["within_budget"]
+
+
+def test_a_file_as_out_is_refused_before_measuring(tmp_path, tiny_arch_yaml, tiny_table_path):
+    taken = tmp_path / "taken"
+    taken.write_text("keep me\n")
+    assert_one_line_error(verify(tiny_arch_yaml, tiny_table_path, "1s", taken), "--out must be a folder", "is a file")
+    assert_one_line_error(verify(tiny_arch_yaml, tiny_table_path, "1s", taken / "v"), "--out must lie in a folder")
+    assert taken.read_text() == "keep me\n"
 
 
 def test_other_hardware_is_refused_unless_forced_and_then_said_loudly(tmp_path, tiny_arch_yaml, tiny_table_path):
@@ -68,3 +96,13 @@ def test_bad_input_is_one_line(tmp_path, tiny_arch_yaml, tiny_table_path, traine
                         str(tmp_path / "v"), "--max-wait", "0")
         assert_one_line_error(result, fragment)
     assert_one_line_error(verify(tiny_arch_yaml, tiny_table_path, "2", tmp_path / "v"), "budget must be")
+
+
+@pytest.mark.parametrize("change, message", [(dict(budget_ms=0.0), "budget must be positive"),
+                                             (dict(max_wait_s=-1.0), "--max-wait must be >= 0"),
+                                             (dict(repeats=0), "repeats must be at least 1")])
+def test_settings_refuse_values_below_their_minimum(tmp_path, tiny_arch_yaml, tiny_table_path, change, message):
+    good = dict(arch=Arch.from_yaml(tiny_arch_yaml), table=LatencyTable.load(tiny_table_path), budget_ms=1.0,
+                out_dir=tmp_path)
+    with pytest.raises(EffNasError, match=message):
+        VerifySettings(**{**good, **change})

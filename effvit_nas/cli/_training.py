@@ -8,7 +8,6 @@ import os
 import sys
 from typing import Any
 
-from ..errors import EffNasError
 from ._common import parse_overrides
 
 
@@ -31,17 +30,12 @@ def add_process_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def recipe_from_args(args: argparse.Namespace) -> tuple[str, Any]:
-    """The named recipe with the command line's changes; checks --workers on the way."""
+    """The named recipe with the command line's changes."""
     from ..train import recipe_for
 
-    if args.workers < 0:
-        raise EffNasError(f"--workers must be >= 0, but got {args.workers}")
     recipe_name, recipe = recipe_for(args.recipe, args.data)
     flags = {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr}
     changes = {**{k: str(v) for k, v in flags.items() if v is not None}, **parse_overrides(args.set)}
-    if "epochs" in changes and "warmup_epochs" not in changes and int(changes["epochs"]) <= recipe.warmup_epochs:
-        # a short trial run keeps the recipe's shape: warm up for the same share of it
-        changes["warmup_epochs"] = str(recipe.warmup_epochs * int(changes["epochs"]) / recipe.epochs)
     return recipe_name, recipe.updated(changes)
 
 

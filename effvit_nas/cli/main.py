@@ -75,9 +75,8 @@ def run() -> None:
     code = main()
     if code == INTERRUPTED:
         # After a Ctrl-C, torch's and OpenMP's worker threads can still be inside a call while the
-        # interpreter tears down, which aborts the process ("Fatal Python error: PyThreadState_Get")
-        # about once in twenty. Everything worth keeping is already on disk (every write is atomic),
-        # so skip the teardown.
+        # interpreter tears down, which can abort the process ("Fatal Python error: PyThreadState_Get").
+        # Everything worth keeping is already on disk (every write is atomic), so skip the teardown.
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

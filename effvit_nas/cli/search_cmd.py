@@ -3,13 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import EffNasError
 
+if TYPE_CHECKING:
+    from ..search import SearchBackend
+
+
+NO_ARCH_FOR_A_BUDGET = 1  # the search ran and its results are written, but some budget has no arch
+EPILOG = """exit status:
+  0    an arch for every budget (best.yaml and the rest in --out)
+  1    the search ran, but no arch it found meets some budget (the others are written); the message
+       gives the lowest predicted latency reached: raise --trials or the budget
+  2    bad input, or the estimator could not score any trial (the first reason is given)
+  130  interrupted; rerun the same command with --resume to continue"""
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("search", help="find the best archs under latency budgets")
+    parser = subparsers.add_parser("search", help="find the best archs under latency budgets", epilog=EPILOG,
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--target", action="append", required=True,
                         help="latency table (name or .json); repeat with one --budget each for several targets")
     parser.add_argument("--budget", action="append", required=True,
@@ -17,7 +32,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--margin", default="5%",
                         help="headroom below each budget for prediction error (default 5%%; 0 uses the budget as is)")
     parser.add_argument("--space", default=None, help="search space YAML (default: the built-in one)")
-    parser.add_argument("--trials", type=int, default=300, help="finished trials in total, M0-M5 included")
+    parser.add_argument("--trials", type=int, default=300,
+                        help="finished trials in total (M0-M5 and trials the estimator failed on included)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sampler", default="tpe", help="tpe (default), nsga2 or random")
     parser.add_argument("--estimator", default=None, help="accuracy estimator (default: synflow, docs/ESTIMATORS.md)")
@@ -28,7 +44,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", default=None, help="output folder (default: runs/<target>-<budget>)")
     parser.add_argument("--resume", action="store_true", help="continue the study in --out")
     ray = parser.add_argument_group("Ray Tune backend (--backend ray; docs/SEARCH.md)")
-    ray.add_argument("--backend", default="optuna", help="optuna (in this process, the default) or ray")
+    ray.add_argument("--backend", default="optuna", help="optuna (trials in this process, the default) or ray")
     ray.add_argument("--address", default=None,
                      help="a running Ray cluster (auto, or HOST:PORT of `ray start --head`); default: start one here")
     ray.add_argument("--workers", type=int, default=None, help="trials at once (default 1)")
@@ -63,34 +79,38 @@ def run(args: argparse.Namespace) -> int:
     problem = SearchProblem(space, targets, estimator)
     out = Path(args.out) if args.out else Path("runs") / (
         f"{targets[0].name}-" + "-".join(format_ms(b) for b in targets[0].budgets_ms))
-    ray = _ray_settings(args)
+    backend = _backend(args)
     with progress_bar("searching") as progress:
         metadata = run_search(problem, out, trials=args.trials, seed=args.seed, sampler=args.sampler,
-                              resume=args.resume, progress=progress, backend=args.backend, ray=ray)
+                              resume=args.resume, progress=progress, backend=backend)
     print(f"{metadata['trials_complete']} trials, {metadata['feasible']} feasible; results in {out}/")
+    if metadata["trials_failed"]:
+        print(f"  {metadata['trials_failed']} trials failed (estimator); first: {metadata['first_failure']}")
     for label, best in metadata["best"].items():
         latency = ", ".join(f"{v:.3f} ms on {k}" for k, v in best["predicted_latency_ms"].items())
-        print(f"  {label:>7}: {best['name']}  score {best['score']:.2f}  {latency}  "
+        print(f"  {label:>7}: {best['name']}  {best['score']:.2f} ({estimator.score_label})  {latency}  "
               f"params {best['params'] / 1e6:.2f}M  MACs {best['macs'] / 1e6:.0f}M")
-    missing = [format_ms(b) for b in targets[0].budgets_ms if format_ms(b) not in metadata["best"]]
+    primary = targets[0]
+    missing = [b for b in primary.budgets_ms if format_ms(b) not in metadata["best"]]
     if missing:
-        print(f"  no feasible arch found for {', '.join(missing)}; raise --trials")
+        lowest = ", ".join(f"{v:.3f} ms on {k}" for k, v in metadata["lowest_latency_ms"].items()) or "none"
+        limits = ", ".join(f"{format_ms(b)} (predicted <= {primary.limit_ms(b):.3f} ms with the "
+                           f"{primary.margin:.0%} margin)" for b in missing)
+        sys.stderr.write(f"effnas: no arch found within {limits}; the lowest predicted latency reached was "
+                         f"{lowest}; raise --trials or the budget\n")
+        return NO_ARCH_FOR_A_BUDGET
     return 0
 
 
-def _ray_settings(args: argparse.Namespace):
-    """The Ray flags as settings; they mean nothing to the Optuna backend, so there they are refused."""
+def _backend(args: argparse.Namespace) -> SearchBackend:
+    """The backend with its flags; the Ray flags mean nothing to the Optuna backend, so there they are refused."""
+    from ..search import create_backend
+
     flags = {"address": args.address, "workers": args.workers, "cpus_per_trial": args.cpus_per_trial,
              "gpus_per_trial": args.gpus_per_trial}
     given = {k: v for k, v in flags.items() if v is not None}
-    if args.backend != "ray":
-        if given:
-            flag = "--" + next(iter(given)).replace("_", "-")
-            raise EffNasError(f"{flag} is read by --backend ray, but the backend is {args.backend}; add --backend ray "
-                              f"or drop {flag}")
-        return None
-    from ..search.ray_backend import RaySettings
-
-    settings = RaySettings(**given)
-    settings.check()
-    return settings
+    if given and args.backend != "ray":
+        flag = "--" + next(iter(given)).replace("_", "-")
+        raise EffNasError(f"{flag} is read by --backend ray, but the backend is {args.backend}; add --backend ray "
+                          f"or drop {flag}")
+    return create_backend(args.backend, **given)

@@ -32,12 +32,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    from ..supernet import SUPERNET_CHECKPOINT, SupernetSettings, train_supernet
+    from .._io import check_out_dir
     from ._common import load_space, progress_bar
 
     space = load_space(args.space)
+    out = check_out_dir(Path(args.out) if args.out else Path("runs") / f"supernet-{space.name}")
     recipe_name, recipe = recipe_from_args(args)
-    out = Path(args.out) if args.out else Path("runs") / f"supernet-{space.name}"
+    from ..supernet import SUPERNET_CHECKPOINT, SupernetSettings, train_supernet  # torch: after the checks
     settings = SupernetSettings(space=space, data=args.data, recipe=recipe, out_dir=out, img_size=args.img_size,
                                 random_subnets=args.random_subnets, seed=args.seed, workers=args.workers,
                                 device=args.device, resume=args.resume, recipe_name=recipe_name)

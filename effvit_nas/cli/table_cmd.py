@@ -6,8 +6,11 @@ import argparse
 import json
 import os
 from pathlib import Path
+from typing import TypeVar
 
 from ..errors import EffNasError
+
+T = TypeVar("T")
 
 # Defaults per runtime and device: onnxruntime CPU at batch 1 on every core (deployment), torch CPU
 # at batch 16 on one thread and torch CUDA at batch 2048 in fp16 (the paper's speed test settings).
@@ -57,39 +60,36 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     validate.set_defaults(handler=run_validate)
 
 
-def _table_path(target: str) -> tuple[str, Path]:
-    from ..latency.table import TABLES_DIR
-
-    if target.endswith(".json") or os.sep in target:
-        return Path(target).stem, Path(target)
-    return target, TABLES_DIR / f"{target}.json"
+def _given_or(value: T | None, default: T) -> T:
+    """The flag's value if it was given at all: a 0 is the user's, for the library to refuse, not a
+    cue to fall back to the default as ``value or default`` would."""
+    return default if value is None else value
 
 
 def run_build(args: argparse.Namespace) -> int:
     from ..latency.build import BuildSettings, build_table
     from ..latency.measure import RuntimeConfig
+    from ..latency.table import table_path
     from ._common import load_space, progress_bar
 
     defaults = DEFAULTS.get((args.runtime, args.device))
     if defaults is None:
         raise EffNasError(f"device 'cuda' needs --runtime torch, but got --runtime {args.runtime}; "
                           "use --runtime torch --device cuda")
-    if args.calibration_archs < 8:
-        raise EffNasError(f"--calibration-archs must be at least 8 (4 calibration terms), but got "
-                          f"{args.calibration_archs}")
-    name, path = _table_path(args.target)
+    # settings first: a bad number is refused before anything is looked at or measured
+    config = RuntimeConfig(
+        runtime=args.runtime, device=args.device,
+        threads=_given_or(args.threads, defaults["threads"] or os.cpu_count() or 1),
+        batch_size=_given_or(args.batch_size, defaults["batch_size"]), dtype=_given_or(args.dtype, defaults["dtype"]),
+    )
+    settings = BuildSettings(calibration_archs=args.calibration_archs, seed=args.seed, max_wait_s=args.max_wait)
+    path = table_path(args.target)
     if path.exists() and not args.overwrite:
         raise EffNasError(f"table {str(path)!r} must not exist yet, but it does; pass --overwrite to measure it "
                           "again, or pick another --target")
-    config = RuntimeConfig(
-        runtime=args.runtime, device=args.device,
-        threads=args.threads or defaults["threads"] or os.cpu_count() or 1,
-        batch_size=args.batch_size or defaults["batch_size"], dtype=args.dtype or defaults["dtype"],
-    )
     space = load_space(args.space)
-    settings = BuildSettings(calibration_archs=args.calibration_archs, seed=args.seed, max_wait_s=args.max_wait)
     with progress_bar("measuring") as progress:
-        table = build_table(name, path, config, space, settings, progress=progress)
+        table = build_table(path.stem, path, config, space, settings, progress=progress)
     cal = table.calibration
     print(f"wrote {path}: {len(table.entries)} blocks, {cal.archs} calibration networks "
           f"(median fit error {cal.median_abs_rel_err:.1%}), reference {table.reference_ms:.3f} ms, "
@@ -127,8 +127,6 @@ def run_validate(args: argparse.Namespace) -> int:
     from ..latency.validate import validate_table
     from ._common import progress_bar
 
-    if args.samples < 3:
-        raise EffNasError(f"--samples must be at least 3 (a rank correlation needs them), but got {args.samples}")
     table = LatencyTable.load(args.target)
     out = Path(args.out) if args.out else Path("validation") / table.target
     with progress_bar("validating") as progress:

@@ -23,12 +23,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from .._io import check_out_dir
     from ..train import TrainSettings, train
     from ._common import load_arch, progress_bar
 
     arch = load_arch(args.arch)
+    out = check_out_dir(Path(args.out) if args.out else Path("runs") / f"train-{arch.name or arch.arch_id}")
     recipe_name, recipe = recipe_from_args(args)
-    out = Path(args.out) if args.out else Path("runs") / f"train-{arch.name or arch.arch_id}"
     settings = TrainSettings(arch=arch, data=args.data, recipe=recipe, out_dir=out, seed=args.seed,
                              workers=args.workers, device=args.device, img_size=args.img_size, init_from=args.init_from,
                              resume=args.resume, deterministic=args.deterministic, recipe_name=recipe_name)

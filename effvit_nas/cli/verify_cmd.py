@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
         sys.stderr.write(f"effnas: WARNING: FORCED on other hardware: {report['forced_on_other_hardware']}\n")
     lat = report["latency"]
     predicted = f"{report['predicted_ms']:.3f} ms" if report["predicted_ms"] else "n/a"
-    print(f"{report['verdict']}: measured {lat['measured_ms']:.3f} ms vs budget {budget_ms:.3f} ms "
+    print(f"{report['verdict']}: measured {report['judged_ms']:.3f} ms vs budget {budget_ms:.3f} ms "
           f"(predicted {predicted}; machine at x{lat['reference_ms'] / lat['reference_at_build_ms']:.2f} of its "
           f"build-time speed)")
     if report["accuracy"]:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import abc
 import inspect
+import math
 from typing import TYPE_CHECKING, Any
 
 from .._io import parse_like
 from ..arch import Arch
-from ..errors import EffNasError, UnknownNameError
+from ..errors import EffNasError, EstimatorError, UnknownNameError
 
 if TYPE_CHECKING:
     from ..space import SearchSpace
@@ -27,7 +28,15 @@ class AccuracyEstimator(abc.ABC):
 
     name: str = ""
     description: str = ""
+    # What the score is, in the words a plot axis or a report needs ("synflow score (log)", "top-1 %"):
+    # scores of different estimators are not accuracies and not comparable. Default: f"{name} score".
+    score_label: str = ""
     options: dict[str, Any] = {}  # set per instance by create_estimator
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "score_label" not in cls.__dict__:
+            cls.score_label = f"{cls.name} score"
 
     @abc.abstractmethod
     def score(self, arch: Arch) -> float:
@@ -35,7 +44,16 @@ class AccuracyEstimator(abc.ABC):
 
     def describe(self) -> dict[str, Any]:
         """What a search records about the estimator it used."""
-        return {"name": self.name, "description": self.description}
+        return {"name": self.name, "description": self.description, "score_label": self.score_label}
+
+    def check_score(self, arch: Arch, value: float) -> float:
+        """``value`` if it is a finite number; else ``EstimatorError``, which a search records as a
+        failed trial with this message (a NaN ranked as a number would silently steer the sampler)."""
+        if not math.isfinite(value):
+            raise EstimatorError(f"estimator {self.name!r} must give a finite score, but gave {value} for arch "
+                                 f"{arch.arch_id}; the trial is recorded as failed (if most trials fail, pick "
+                                 "another --estimator)")
+        return float(value)
 
     def check_space(self, space: SearchSpace) -> None:  # noqa: B027 - a hook, most estimators take any space
         """Raise ``EffNasError`` if this estimator cannot score the archs of ``space`` (called before a search)."""

@@ -21,6 +21,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from ..arch import Arch
+from ..errors import EffNasError
 from ._base import AccuracyEstimator, register_estimator
 
 if TYPE_CHECKING:
@@ -32,6 +33,11 @@ __all__ = ["ZeroCostProxy", "GradNorm", "Synflow", "Naswot", "Zico", "PROXY_RESO
 # looks at the networks as the study did, so its measured rank correlation is what a search gets.
 PROXY_RESOLUTION = 64
 PROXY_DATA = "noisy-digits"
+# Intra-op threads while scoring. A proxy is one or two small batches through a small network: a
+# second thread buys nothing measurable there (docs/BENCHMARKS.md, "Two processes at once"), and a
+# process that spins two threads on cores another process also uses slows both by tens of times.
+# One thread scores as fast alone and lets two searches (or Ray workers) share the cores.
+PROXY_THREADS = 1
 
 
 class ZeroCostProxy(AccuracyEstimator):
@@ -40,12 +46,15 @@ class ZeroCostProxy(AccuracyEstimator):
     batches_needed = 1
 
     def __init__(self, *, seed: int = 0, batch_size: int = 32, resolution: int = PROXY_RESOLUTION,
-                 data: str = PROXY_DATA) -> None:
+                 data: str = PROXY_DATA, threads: int = PROXY_THREADS) -> None:
+        if threads < 1:
+            raise EffNasError(f"estimator option threads must be at least 1, but got {threads}")
         self.seed, self.batch_size, self.resolution, self.data = seed, batch_size, resolution, data
+        self.threads = threads
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "seed": self.seed, "batch_size": self.batch_size,
-                "resolution": self.resolution, "data": self.data}
+                "resolution": self.resolution, "data": self.data, "threads": self.threads}
 
     @cached_property
     def _batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -75,9 +84,14 @@ class ZeroCostProxy(AccuracyEstimator):
     def score(self, arch: Arch) -> float:
         import torch
 
-        with torch.random.fork_rng():
-            value = self._compute(arch)
-        return float(value) if math.isfinite(value) else -1e30
+        threads = torch.get_num_threads()
+        torch.set_num_threads(self.threads)
+        try:
+            with torch.random.fork_rng():
+                value = self._compute(arch)
+        finally:
+            torch.set_num_threads(threads)
+        return self.check_score(arch, value)
 
     def _compute(self, arch: Arch) -> float:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -107,6 +121,7 @@ class GradNorm(ZeroCostProxy):
 @register_estimator
 class Synflow(ZeroCostProxy):
     name = "synflow"
+    score_label = "synflow score (log)"
     description = "synaptic flow: sum |theta * dR/dtheta| with |weights| and an all-ones input (Tanaka et al. 2020)"
 
     def _compute(self, arch: Arch) -> float:
@@ -125,6 +140,7 @@ class Synflow(ZeroCostProxy):
 @register_estimator
 class Naswot(ZeroCostProxy):
     name = "naswot"
+    score_label = "naswot score (log|det K|)"
     description = "log|det| of the ReLU-pattern agreement kernel over a batch (Mellor et al. 2021)"
 
     def _compute(self, arch: Arch) -> float:
@@ -150,6 +166,7 @@ class Naswot(ZeroCostProxy):
 @register_estimator
 class Zico(ZeroCostProxy):
     name = "zico"
+    score_label = "zico score (sum of logs)"
     description = "sum over layers of log(sum mean|grad| / std(grad)) across batches (Li et al. 2023)"
     batches_needed = 2
 

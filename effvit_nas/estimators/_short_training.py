@@ -25,6 +25,7 @@ EpochReport = Callable[[int, float], None]
 @register_estimator
 class ShortTraining(AccuracyEstimator):
     name = "short-training"
+    score_label = "validation top-1 % after short training"
     description = "validation top-1 after a few epochs of the small recipe on built-in data"
 
     def __init__(self, *, epochs: int = 2, seed: int = 0, resolution: int = PROXY_RESOLUTION,

@@ -2,8 +2,9 @@
 
 Once-for-All's and AutoFormer's estimate: the subnet is cut from the supernet (``extract``), its
 BatchNorm statistics are measured on a fixed set of training images (``recalibrate_bn``), and it is
-evaluated on the held-out split of the data the supernet was trained on. About a second per arch
-here at 64 px, after one supernet training; cached per arch, so a search that revisits an arch
+evaluated on the held-out split of the data the supernet was trained on. A BN recalibration and one
+pass over the held-out split per arch (docs/BENCHMARKS.md has the cost), after one supernet
+training; cached per arch, so a search that revisits an arch
 pays once. The supernet's ``img_size`` (if it was trained at one size) is the resolution every arch
 is scored at, as for the proxies.
 """
@@ -26,6 +27,7 @@ __all__ = ["SupernetEstimator"]
 @register_estimator
 class SupernetEstimator(AccuracyEstimator):
     name = "supernet"
+    score_label = "validation top-1 % with supernet weights"
     description = "validation top-1 with weights inherited from a trained supernet, after BN recalibration"
 
     # calibration defaults: supernet/calibrate.py's (literals here, so importing estimators loads no torch)

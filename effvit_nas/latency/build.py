@@ -11,8 +11,10 @@ thousands of distinct attention blocks once kernels are counted):
 
 Blocks are measured in chunks, interleaved with a fixed reference network (M0). Every chunk's
 entries are rescaled by (table reference / that chunk's reference), so a machine that slows down
-mid-build does not leave slow and fast entries side by side. Each finished chunk is appended to
-``<table>.partial`` and flushed: a rerun after Ctrl-C or kill continues where it stopped.
+mid-build does not leave slow and fast entries side by side. A chunk measured while the machine was
+in a slow state is measured again; an entry or calibration network still measured off the usual
+state after the retries is kept, rescaled, and marked ``"slow_state": true``. Each finished chunk is
+appended to ``<table>.partial`` and flushed: a rerun after Ctrl-C or kill continues where it stopped.
 """
 
 from __future__ import annotations
@@ -40,12 +42,13 @@ from .measure import (
     MeasureProtocol,
     RuntimeConfig,
     Timing,
+    check_at_least,
     create_runtime,
     hardware_info,
     measure_chunk,
     wait_for_speed,
 )
-from .table import TABLE_SCHEMA_VERSION, LatencyTable
+from .table import TABLE_SCHEMA_VERSION, LatencyTable, predictor_signature
 
 __all__ = ["BuildSettings", "build_table", "plan_keys", "plan_calibration_archs", "REFERENCE_ARCH"]
 
@@ -56,7 +59,8 @@ Progress = Callable[[int, int, str], None]  # (done, total, what) -> None
 
 @dataclass(frozen=True)
 class BuildSettings:
-    """How much to measure and how. The defaults build the default space in about 3 minutes on 2 cores."""
+    """How much to measure and how. The defaults measure about 1,300 blocks and 150 networks for the
+    default space (docs/LATENCY.md gives the time a build took)."""
 
     chunk_size: int = 20  # blocks measured together (with the reference) per chunk
     network_chunk_size: int = 6  # whole networks per chunk
@@ -72,6 +76,19 @@ class BuildSettings:
     seed: int = 0
 
     protocol: MeasureProtocol = MeasureProtocol()
+
+    def __post_init__(self) -> None:
+        check_at_least("chunk_size", self.chunk_size, 1)
+        check_at_least("network_chunk_size", self.network_chunk_size, 1)
+        check_at_least("max_retries", self.max_retries, 0)
+        check_at_least("max_spread", self.max_spread, 0, integer=False)
+        check_at_least("max_drift", self.max_drift, 0, integer=False)
+        check_at_least("max wait in seconds (--max-wait)", self.max_wait_s, 0, integer=False)
+        # the calibration's trees learn from whole networks; fewer than 8 leave them nothing to split
+        check_at_least("calibration networks (--calibration-archs)", self.calibration_archs, 8)
+        check_at_least("seed (--seed)", self.seed, 0)  # numpy's seed sequences take no negative seed
+        for kind, quota in self.quota:
+            check_at_least(f"quota of {kind} blocks", quota, 0)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (dict(v) if k == "quota" else v) for k, v in asdict(self).items()}
@@ -190,10 +207,10 @@ class PartialBuild:
     def state_reference(self) -> float:
         """The machine's usual speed over this build: the 20th percentile of the chunks' reference.
 
-        Shared machines switch between a fast and a slow state for minutes at a time (seen here: the
-        reference at 0.82 ms, then 1.57 ms, in any process). Rescaling by the reference corrects a
-        uniform slowdown, but a neighbour's load does not slow every operator alike, so chunks
-        measured far from the usual state are measured again rather than trusted rescaled."""
+        Shared machines can switch between a fast and a slow state for minutes at a time, in any
+        process (docs/LATENCY.md, "Drift"). Rescaling by the reference corrects a uniform slowdown,
+        but a neighbour's load does not slow every operator alike, so chunks measured far from the
+        usual state are measured again rather than trusted rescaled."""
         refs = sorted(self.references())
         return refs[int(0.2 * (len(refs) - 1))]
 
@@ -362,7 +379,7 @@ def _finalise(target: str, config: RuntimeConfig, runtime_version: str, space: S
     for key, (t, chunk_ref) in partial.best_entries(drift).items():
         scale = reference_ms / chunk_ref  # drift normalisation to the table's reference speed
         entries[key] = {"median_ms": t.median_ms * scale, "p25_ms": t.p25_ms * scale, "p75_ms": t.p75_ms * scale,
-                        "samples": t.samples}
+                        "samples": t.samples, **_slow_state_mark(partial, chunk_ref, drift)}
     models = {}
     for kind, cls in KEY_KINDS.items():
         rows = [(parse_key(k), e) for k, e in entries.items() if k.startswith(kind + ":")]
@@ -378,6 +395,7 @@ def _finalise(target: str, config: RuntimeConfig, runtime_version: str, space: S
         "space": {"name": space.name, "hash": space.content_hash, "choices": space.to_dict()},
         "method": {"statistic": f"{statistic} of all timed calls", "spread": "interquartile range / median",
                    "interleaved": True, "drift_normalised_to_reference": True, **settings.to_dict()},
+        "predictor": predictor_signature(),
         "reference": {"arch": Arch.preset(REFERENCE_ARCH).to_dict(), "median_ms": reference_ms,
                       "chunk_min_ms": min(partial.references()), "chunk_max_ms": max(partial.references()),
                       "chunks": len(partial.references()),
@@ -397,9 +415,21 @@ def _finalise(target: str, config: RuntimeConfig, runtime_version: str, space: S
     for arch, t, chunk_ref in partial.arch_results(drift).values():
         block_sum, features = uncalibrated.calibration_inputs(arch)
         points.append({"arch": arch.to_dict(), "block_sum_ms": block_sum, "features": features,
-                       "measured_ms": t.value(statistic) * reference_ms / chunk_ref})
+                       "measured_ms": t.value(statistic) * reference_ms / chunk_ref,
+                       **_slow_state_mark(partial, chunk_ref, drift)})
     calibration = fit_calibration([p["features"] for p in points], [p["block_sum_ms"] for p in points],
                                   [p["measured_ms"] for p in points], seed=settings.seed)
     data["calibration"] = {**calibration.to_dict(), "points": points}
     data["build"]["calibration_archs"] = len(points)
+    data["build"]["slow_state_entries"] = sum(1 for e in entries.values() if e.get("slow_state"))
+    data["build"]["slow_state_calibration_archs"] = sum(1 for p in points if p.get("slow_state"))
     return LatencyTable.from_dict(data)
+
+
+def _slow_state_mark(partial: PartialBuild, chunk_reference_ms: float, max_drift: float) -> dict[str, bool]:
+    """``{"slow_state": True}`` for a measurement whose chunk ran off the usual state, else nothing.
+
+    Such a measurement is kept only when every retry found the machine slow too. It is rescaled
+    like the rest, but a slow state does not slow every operator alike, so the rescaled figure is
+    less trustworthy: the table says which ones they are (``effnas table show`` counts them)."""
+    return {"slow_state": True} if partial.off_state(chunk_reference_ms, max_drift) else {}

@@ -10,14 +10,22 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from ..arch import Arch
 from ..counting import count
 
-__all__ = ["BlockModel", "Calibration", "calibration_features", "fit_block_model", "fit_calibration",
-           "relative_errors"]
+__all__ = ["BlockModel", "Calibration", "CALIBRATION_FEATURES", "EVALUATOR_VERSION", "calibration_features",
+           "fit_block_model", "fit_calibration", "relative_errors"]
+
+# How a stored table is turned into a number: ``BlockModel.predict`` (features . coef) and
+# ``Calibration.apply`` (the trees walked in pure Python, ``<=`` to the left, as sklearn splits; sklearn
+# casts features to float32 first, and tests/latency/test_fit.py checks the two agree).
+# Bump it with any change to either; tables record it, and one fitted for another evaluator is
+# refused on load rather than silently predicting something else (table.py, ``predictor``).
+EVALUATOR_VERSION = 1
 
 
 def relative_errors(predicted: Sequence[float], measured: Sequence[float]) -> np.ndarray:
@@ -58,6 +66,9 @@ def fit_block_model(feature_names: Sequence[str], features: np.ndarray, latency_
                       float(np.median(np.abs(errors))))
 
 
+# Tables record these names, and a table whose trees were fitted on other ones is refused. A change
+# to how ``calibration_features`` computes a feature under the same name is invisible to that check:
+# give it a new name or bump EVALUATOR_VERSION.
 CALIBRATION_FEATURES = ("log_block_sum_ms", "log_mparams", "log_gmacs", "blocks", "stage1_width", "resolution",
                         "log_stage1_mactivations", "log_attention_mentries")
 
@@ -82,11 +93,11 @@ class Calibration:
     """network_ms = block_sum_ms * exp(correction(features)).
 
     The correction is a small gradient-boosted tree ensemble on ``CALIBRATION_FEATURES``, fitted on
-    whole networks measured during the build. Linear corrections (scale, per-block overhead,
-    per-parameter streaming cost) were tried first and left a median error of 5-6% on this 2-core
-    machine; the measured-over-summed ratio moves from 0.85 to 1.6 with the weights' size against
-    L2/L3 and with the stage-1 activations, in steps that trees follow and lines do not. Stored as
-    plain arrays and evaluated in pure Python: no sklearn needed to predict.
+    whole networks measured during the build. Trees rather than a linear correction: the ratio of
+    measured to summed latency moves in steps, as the weights outgrow a cache level and with the
+    stage-1 activations, and steps are what trees follow and lines do not (docs/LATENCY.md gives
+    the ratios the shipped tables show and what a linear fit left). Stored as plain arrays and
+    evaluated in pure Python: no sklearn needed to predict.
     """
 
     base: float = 0.0
@@ -117,6 +128,18 @@ class Calibration:
     def from_dict(cls, data: dict) -> Calibration:
         return cls(data["base"], data["learning_rate"], tuple(data["trees"]), data["archs"], data["median_abs_rel_err"])
 
+    @classmethod
+    def from_sklearn(cls, model: Any, archs: int) -> Calibration:
+        """The trees of a fitted ``GradientBoostingRegressor`` (squared error, one output) as plain
+        arrays; ``correction`` then equals the model's ``predict``."""
+        trees = []
+        for (estimator,) in model.estimators_:
+            t = estimator.tree_
+            trees.append({"feature": t.feature.tolist(), "threshold": t.threshold.tolist(),
+                          "left": t.children_left.tolist(), "right": t.children_right.tolist(),
+                          "value": t.value[:, 0, 0].tolist()})
+        return cls(float(model.init_.constant_.ravel()[0]), float(model.learning_rate), tuple(trees), archs)
+
 
 def fit_calibration(features: Sequence[Sequence[float]], block_sums_ms: Sequence[float],
                     measured_ms: Sequence[float], *, seed: int = 0) -> Calibration:
@@ -126,13 +149,6 @@ def fit_calibration(features: Sequence[Sequence[float]], block_sums_ms: Sequence
     sums, measured = np.asarray(block_sums_ms, float), np.asarray(measured_ms, float)
     model = GradientBoostingRegressor(n_estimators=150, max_depth=2, learning_rate=0.05, subsample=0.8,
                                       random_state=seed).fit(x, np.log(measured / sums))
-    trees = []
-    for (estimator,) in model.estimators_:
-        t = estimator.tree_
-        trees.append({"feature": t.feature.tolist(), "threshold": t.threshold.tolist(),
-                      "left": t.children_left.tolist(), "right": t.children_right.tolist(),
-                      "value": t.value[:, 0, 0].tolist()})
-    base = float(model.init_.constant_.ravel()[0])
-    calibration = Calibration(base, float(model.learning_rate), tuple(trees), len(measured))
+    calibration = Calibration.from_sklearn(model, len(measured))
     errors = relative_errors([calibration.apply(s, f) for s, f in zip(sums, x)], measured)
     return dataclasses.replace(calibration, median_abs_rel_err=float(np.median(np.abs(errors))))

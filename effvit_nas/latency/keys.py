@@ -22,6 +22,13 @@ from typing import ClassVar
 
 from ..arch import NUM_STAGES, Arch, downsampled_size, stem_output_size
 
+# A table stores entries under ``str(key)`` and fits its block models on ``key.features()``; a table
+# read by a walker that cuts blocks differently, or computes a feature differently under the same
+# name, would predict from the wrong entries without any error. Bump this with any change to
+# ``block_keys``, to a key's fields or to what a ``features()`` computes; tables record it and a
+# table fitted under another version is refused (table.py, ``predictor``).
+KEYS_VERSION = 1
+
 __all__ = [
     "BlockKey",
     "StemKey",
@@ -30,6 +37,7 @@ __all__ = [
     "MergeKey",
     "HeadKey",
     "KEY_KINDS",
+    "KEYS_VERSION",
     "block_keys",
     "parse_key",
 ]

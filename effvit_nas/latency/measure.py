@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import abc
 import logging
+import numbers
 import os
 import platform
 import statistics
@@ -40,9 +41,22 @@ __all__ = [
     "calls_within",
     "hardware_info",
     "wait_for_speed",
+    "check_at_least",
 ]
 
 Forward = Callable[[], Any]
+
+
+def check_at_least(what: str, value: object, minimum: float, *, integer: bool = True) -> None:
+    """Refuse a count or limit below ``minimum`` (or not a number at all) with one line.
+
+    Settings are checked where they are defined, not in the CLI, so a library caller gets the same
+    refusal, and a 0 cannot fall through an ``or`` somewhere into "use the default"."""
+    kind = "an integer" if integer else "a number"
+    ok = (isinstance(value, numbers.Integral) if integer else isinstance(value, numbers.Real))
+    if not ok or isinstance(value, bool) or not value >= minimum:  # ``not >=`` also refuses NaN
+        raise EffNasError(f"{what} must be {kind} of at least {minimum:g}, but got {value!r}; "
+                          f"pass {kind} >= {minimum:g}")
 
 
 @dataclass(frozen=True)
@@ -54,6 +68,10 @@ class RuntimeConfig:
     threads: int = 2  # intra-op threads (CPU)
     batch_size: int = 1
     dtype: str = "float32"  # float32 | float16 (torch CUDA autocast, the paper's GPU setting)
+
+    def __post_init__(self) -> None:
+        check_at_least("threads (--threads)", self.threads, 1)
+        check_at_least("batch size (--batch-size)", self.batch_size, 1)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -88,10 +106,10 @@ def steady_state_allocator() -> None:
     """Keep freed memory in the heap instead of returning it to the OS (glibc only).
 
     By default glibc maps large buffers fresh and unmaps them on free, so each call of a model with
-    big activations pays page faults, and how many depends on the process's history: measured here,
-    one torch batch-16 network took 365 ms in a fresh process and 335 ms after some heap churn. A
-    long-running server sits in the second state; this puts every measuring process there from the
-    start (314 ms, steady)."""
+    big activations pays page faults, and how many depends on the process's history: a fresh
+    process times the same network slower than one after some heap churn. A long-running server
+    sits in the steady state; this puts every measuring process there from the start (the figures
+    that showed it are in docs/LATENCY.md)."""
     import ctypes
     import ctypes.util
 
@@ -118,11 +136,6 @@ def create_runtime(config: RuntimeConfig) -> Runtime:
         )
     if config.device not in ("cpu", "cuda"):
         raise UnknownNameError(f"device must be one of ['cpu', 'cuda'], but got {config.device!r}")
-    if config.threads < 1 or config.batch_size < 1:
-        raise EffNasError(
-            f"threads and batch size must be at least 1, but got threads={config.threads}, "
-            f"batch_size={config.batch_size}"
-        )
     return runtime
 
 
@@ -148,9 +161,9 @@ def onnx_session(path: str | os.PathLike, threads: int | None = None) -> Any:
 
     Every session shares one intra-op pool, sized once per process (by the first caller, or the core
     count). With per-session pools, each session's idle threads spin after a run and steal the cores
-    of the next session, which wrecks interleaved timing (seen here: a 1.6 ms network at 58 ms);
-    disabling spinning instead makes every op pay a thread wake-up. A shared, spinning pool is what
-    one deployed model sees: M0 runs at 0.87 ms with it here, and steadily.
+    of the next session, which wrecks interleaved timing (a network timed many times slower than
+    it runs); disabling spinning instead makes every op pay a thread wake-up. A shared, spinning
+    pool is what one deployed model sees, and it times steadily (docs/LATENCY.md has the figures).
     """
     import onnxruntime as ort
 
@@ -347,8 +360,8 @@ class MeasureProtocol:
     """How blocks and networks are timed: the same in ``table build``, ``validate`` and ``verify``.
 
     Everything is timed warm, in bursts, as a deployed network runs back to back (timing a block
-    cold, one call among others, adds a per-call cost the network does not pay: measured here, it
-    made block sums 1.75x the network and far less additive). The speed reference gets the same
+    cold, one call among others, adds a per-call cost the network does not pay, which makes block
+    sums overshoot the network and far less additive). The speed reference gets the same
     treatment everywhere, so the drift it reports is the machine's, not the context's.
     """
 
@@ -390,9 +403,10 @@ def wait_for_speed(reference: Forward, usual_ms: float, *, max_drift: float, max
     """Hold off while the machine runs slower than usual (the reference beyond ``max_drift``), for at
     most ``max_wait_s``; returns the seconds waited.
 
-    On this 2-core VM a slow state (M0 at 1.56 ms instead of 0.82 ms) comes and goes, lasting from
-    seconds to minutes, whatever the load, and it slows two-thread operators unevenly, which no
-    rescaling undoes. Waiting costs time; measuring through it costs accuracy."""
+    Shared machines can switch into a slow state that comes and goes, lasting from seconds to
+    minutes, whatever the process's own load, and that slows multi-threaded operators unevenly,
+    which no rescaling undoes (docs/LATENCY.md, "Drift"). Waiting costs time; measuring through it
+    costs accuracy."""
     waited = 0.0
     limit = (1 + max_drift) * usual_ms
     while waited < max_wait_s:

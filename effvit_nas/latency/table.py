@@ -3,8 +3,9 @@
 The file is JSON, written atomically, and says where and how it was measured: hardware, runtime and
 settings, the space it covers (its choices and their hash), the timing method, a speed reference
 (a fixed network measured throughout the build, for drift), the per-kind block models, the
-whole-network calibration, and the entries, each with a median and its interquartile range. A
-checksum over the content refuses truncated or hand-edited files.
+whole-network calibration, the predictor it was fitted for, and the entries, each with a median and
+its interquartile range (and ``slow_state`` where the build kept a measurement taken while the
+machine ran slow). A checksum over the content refuses truncated or hand-edited files.
 
 ``predict_ms(arch)`` = calibration(sum of block latencies): a measured entry where the build measured
 that key, the kind's fitted model otherwise. Pure Python; microseconds per arch.
@@ -23,16 +24,19 @@ from .._io import atomic_write_text
 from ..arch import Arch
 from ..errors import TableError, UnknownNameError
 from ..space import SearchSpace
-from .fit import BlockModel, Calibration, calibration_features
-from .keys import BlockKey, block_keys
+from .fit import CALIBRATION_FEATURES, EVALUATOR_VERSION, BlockModel, Calibration, calibration_features
+from .keys import KEY_KINDS, KEYS_VERSION, BlockKey, block_keys
 from .measure import RuntimeConfig, Timing
 
-__all__ = ["LatencyTable", "TABLES_DIR", "list_tables", "resolve_table_path", "TABLE_SCHEMA_VERSION"]
+__all__ = ["LatencyTable", "TABLES_DIR", "list_tables", "table_path", "resolve_table_path", "predictor_signature",
+           "TABLE_SCHEMA_VERSION"]
 
 TABLE_SCHEMA_VERSION = 1
 TABLES_DIR = Path(__file__).resolve().parents[2] / "latency_tables"
 _TOP_KEYS = ("schema_version", "target", "created", "hardware", "runtime", "space", "method", "reference",
              "calibration", "models", "entries", "build", "checksum")
+# Added after the first tables were shipped; a table without it is read by the rule in ``recorded_predictor``.
+_OPTIONAL_KEYS = ("predictor",)
 BUILD_HINT = "effnas table build --target {target}"
 
 
@@ -40,28 +44,58 @@ def list_tables(directory: Path = TABLES_DIR) -> list[str]:
     return sorted(p.stem for p in directory.glob("*.json"))
 
 
+def _is_path(text: str) -> bool:
+    return text.endswith(".json") or os.sep in text
+
+
+def table_path(name_or_path: str | os.PathLike) -> Path:
+    """Where a ``--target`` lives: itself if it ends in ``.json`` or holds a path separator, else
+    ``latency_tables/NAME.json``. Whether it exists is the caller's question (a build wants it not to)."""
+    text = str(name_or_path)
+    return Path(text) if _is_path(text) else TABLES_DIR / f"{text}.json"
+
+
 def resolve_table_path(name_or_path: str | os.PathLike) -> Path:
     """A name found in ``latency_tables/`` or a path to a table file."""
     text = str(name_or_path)
-    if text.endswith(".json") or os.sep in text:
-        path = Path(text)
-        if not path.is_file():
-            raise UnknownNameError(f"table file must exist, but {text!r} was not found; build it with "
-                                   f"{BUILD_HINT.format(target=text)}")
+    path = table_path(text)
+    if path.is_file():
         return path
-    path = TABLES_DIR / f"{text}.json"
-    if not path.is_file():
-        available = ", ".join(list_tables()) or "none"
-        raise UnknownNameError(
-            f"target must be a table in {TABLES_DIR} ({available}) or a .json path, but got {text!r}; "
-            f"measure this machine with: {BUILD_HINT.format(target=text)}"
-        )
-    return path
+    if _is_path(text):
+        raise UnknownNameError(f"table file must exist, but {text!r} was not found; build it with "
+                               f"{BUILD_HINT.format(target=text)}")
+    available = ", ".join(list_tables()) or "none"
+    raise UnknownNameError(
+        f"target must be a table in {TABLES_DIR} ({available}) or a .json path, but got {text!r}; "
+        f"measure this machine with: {BUILD_HINT.format(target=text)}"
+    )
 
 
-def content_checksum(data: dict[str, Any]) -> str:
-    body = {k: v for k, v in data.items() if k != "checksum"}
+def content_checksum(data: dict[str, Any], leave_out: tuple[str, ...] = ("checksum",)) -> str:
+    body = {k: v for k, v in data.items() if k not in leave_out}
     return hashlib.sha256(json.dumps(body, sort_keys=True).encode()).hexdigest()
+
+
+def predictor_signature() -> dict[str, Any]:
+    """What the code that reads a table expects of it: the key walker's and evaluator's versions,
+    and the feature names each block model and the calibration take, in order."""
+    return {"keys_version": KEYS_VERSION, "evaluator_version": EVALUATOR_VERSION,
+            "block_features": {kind: list(cls.feature_names) for kind, cls in KEY_KINDS.items()},
+            "calibration_features": list(CALIBRATION_FEATURES)}
+
+
+def recorded_predictor(data: dict[str, Any]) -> dict[str, Any]:
+    """The predictor a table was fitted for.
+
+    Tables written before the ``predictor`` field existed were all written by version 1 of the key
+    walker and the evaluator (the first versions, never changed before the field was added), and
+    they already list the feature names each of their models and their calibration was fitted on:
+    read them as exactly that, so such a table is checked as strictly as a new one."""
+    if "predictor" in data:
+        return data["predictor"]
+    return {"keys_version": 1, "evaluator_version": 1,
+            "block_features": {kind: model["features"] for kind, model in data["models"].items()},
+            "calibration_features": data["calibration"]["features"]}
 
 
 class LatencyTable:
@@ -70,7 +104,7 @@ class LatencyTable:
     def __init__(self, data: dict[str, Any], path: Path | None = None) -> None:
         self.data = data
         self.path = path
-        self.entries = {k: Timing(**v) for k, v in data["entries"].items()}
+        self.entries = {k: Timing(**{f: v[f] for f in _TIMING_FIELDS}) for k, v in data["entries"].items()}
         self.models = {kind: BlockModel.from_dict(m) for kind, m in data["models"].items()}
         self.calibration = Calibration.from_dict(data["calibration"])
         self._block_cache: dict[BlockKey, float] = {}
@@ -89,12 +123,13 @@ class LatencyTable:
             version = data.get("schema_version") if isinstance(data, dict) else None
             raise TableError(f"table {str(path)!r} must have schema_version {TABLE_SCHEMA_VERSION}, but has "
                              f"{version!r}; {hint}")
-        if set(data) != set(_TOP_KEYS):
-            raise TableError(f"table {str(path)!r} must have exactly the keys {list(_TOP_KEYS)}, but has "
-                             f"{sorted(data)}; {hint}")
+        if not set(_TOP_KEYS) <= set(data) <= set(_TOP_KEYS + _OPTIONAL_KEYS):
+            raise TableError(f"table {str(path)!r} must have exactly the keys {list(_TOP_KEYS)} (and optionally "
+                             f"{list(_OPTIONAL_KEYS)}), but has {sorted(data)}; {hint}")
         if data["checksum"] != content_checksum(data):
             raise TableError(f"table {str(path)!r} must match its checksum, but its content was edited or "
                              f"corrupted; {hint}")
+        _check_predictor(data, path, hint)
         return cls(data, path)
 
     @classmethod
@@ -113,10 +148,15 @@ class LatencyTable:
     def target(self) -> str:
         return self.data["target"]
 
-    @property
+    @cached_property
     def table_id(self) -> str:
-        """Target plus content hash: what search results record to say which table they used."""
-        return f"{self.target}@{self.data['checksum'][:12]}"
+        """Target plus a hash of what was measured and fitted: what search results and validation
+        reports record to say which table they used.
+
+        The hash leaves out ``predictor``, which describes the code that reads the table, not the
+        table: so a table that gained the field later keeps the id its results recorded (for a
+        table without it, the id is the first 12 digits of its checksum, as it always was)."""
+        return f"{self.target}@{content_checksum(self.data, leave_out=('checksum', 'predictor'))[:12]}"
 
     @cached_property
     def runtime(self) -> RuntimeConfig:
@@ -207,11 +247,42 @@ class LatencyTable:
                              f"predicted, but {reason}")
         return self.calibration.apply(*self.calibration_inputs(arch))
 
+    def slow_state_counts(self) -> dict[str, int] | None:
+        """Entries and calibration networks the build kept from a slow state of the machine, or
+        None for a table built before they were marked (its count is unknown, not 0)."""
+        if "slow_state_entries" not in self.data["build"]:
+            return None
+        return {"entries": sum(1 for e in self.data["entries"].values() if e.get("slow_state")),
+                "calibration_archs": sum(1 for p in self.data["calibration"].get("points", []) if p.get("slow_state"))}
+
     def summary(self) -> dict[str, Any]:
         d = self.data
+        slow = self.slow_state_counts()
         return {
             "target": d["target"], "table_id": self.table_id, "created": d["created"], "hardware": d["hardware"],
             "runtime": d["runtime"], "space": {k: d["space"][k] for k in ("name", "hash")},
             "entries": len(self.entries), "reference_ms": self.reference_ms,
-            "calibration": d["calibration"], "build": d["build"],
+            "slow_state": slow if slow is not None else "not recorded (built before slow-state measurements "
+                                                        "were marked)",
+            "predictor": recorded_predictor(d), "calibration": d["calibration"], "build": d["build"],
         }
+
+
+_TIMING_FIELDS = ("median_ms", "p25_ms", "p75_ms", "samples")
+
+
+def _check_predictor(data: dict[str, Any], path: Path, hint: str) -> None:
+    """Refuse a table fitted for other keys, features or evaluator: it would load, and every
+    prediction would silently be something else."""
+    recorded, current = recorded_predictor(data), predictor_signature()
+    pairs = [(f, recorded.get(f), current[f]) for f in ("keys_version", "evaluator_version", "calibration_features")]
+    table_kinds = recorded.get("block_features") or {}
+    pairs += [(f"{kind} block features", table_kinds.get(kind), current["block_features"].get(kind))
+              for kind in sorted(set(table_kinds) | set(current["block_features"]))]
+    diffs = [f"{what} {theirs!r} where this effvit-nas has {ours!r}" for what, theirs, ours in pairs if theirs != ours]
+    if diffs:
+        wrote = data["build"].get("versions", {}).get("effvit-nas", "unknown")
+        raise TableError(
+            f"table {str(path)!r} must be fitted for the predictor of this effvit-nas, but it records "
+            f"{'; '.join(diffs)}; {hint}, or install the effvit-nas that wrote it (version {wrote})"
+        )

@@ -21,7 +21,7 @@ from ..arch import Arch
 from ..errors import EffNasError
 from .build import BuildSettings, plan_calibration_archs
 from .fit import relative_errors
-from .measure import MeasureProtocol, create_runtime, hardware_info, measure_chunk, wait_for_speed
+from .measure import MeasureProtocol, check_at_least, create_runtime, hardware_info, measure_chunk, wait_for_speed
 from .table import LatencyTable
 
 __all__ = ["ValidationReport", "validate_table", "sample_validation_archs", "error_stats"]
@@ -123,6 +123,10 @@ def validate_table(
     """Measure ``samples`` unseen archs end to end and compare with the table's predictions."""
     from ..model import build_model
 
+    check_at_least("validation networks (--samples)", samples, 3)  # a rank correlation needs 3
+    check_at_least("seed (--seed)", seed, 0)  # numpy's seed sequences take no negative seed
+    check_at_least("chunk_size", chunk_size, 1)
+    check_at_least("max wait in seconds (--max-wait)", max_wait_s, 0, integer=False)
     table.check_hardware(hardware_info())
     runtime = create_runtime(table.runtime)
     protocol = MeasureProtocol(**table.data["method"]["protocol"])

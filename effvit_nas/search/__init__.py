@@ -1,33 +1,42 @@
 """Budgeted search: an Optuna study over a ``SearchSpace`` with latency budgets as constraints.
 
-``run_search`` is what ``effnas search`` calls; the pieces (problem, backend, results) are usable
-on their own.
+``run_search`` is what ``effnas search`` calls; the pieces (problem, backends, results) are usable
+on their own. Backends register themselves (``SearchBackend``, ``BACKENDS``); Ray's by module name,
+so that importing this package or listing the backends loads no Ray.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ..errors import EffNasError
-from .optuna_backend import SAMPLERS, check_sampler, run_optuna
+from ..errors import EffNasError, EstimatorError
+from ._backend import (
+    BACKENDS,
+    DEFAULT_BACKEND,
+    Progress,
+    SearchBackend,
+    create_backend,
+    register_backend,
+    register_lazy_backend,
+)
+from ._study import SAMPLERS, check_sampler
+from .optuna_backend import OptunaBackend
 from .problem import Evaluation, SearchProblem, Target
-from .results import best_per_budget, feasible_candidates, pareto_front, write_results
+from .results import best_per_budget, feasible_candidates, outcomes, pareto_front, trial_summary, write_results
 
-if TYPE_CHECKING:
-    from .ray_backend import RaySettings
-
-BACKENDS = ("optuna", "ray")
+register_lazy_backend("ray", f"{__name__}.ray_backend")
 
 __all__ = ["SearchProblem", "Target", "Evaluation", "run_search", "prepare_out_dir", "SAMPLERS",
-           "feasible_candidates", "pareto_front", "best_per_budget", "BACKENDS"]
+           "feasible_candidates", "pareto_front", "best_per_budget", "BACKENDS", "DEFAULT_BACKEND", "SearchBackend",
+           "OptunaBackend", "create_backend", "register_backend", "register_lazy_backend"]
 
 
 def prepare_out_dir(out_dir: Path, resume: bool) -> None:
     """A fresh search needs an empty (or new) folder; a resumed one needs the old one."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise EffNasError(f"--out must be a folder, but {str(out_dir)!r} is a file; pick another --out")
     if resume:
         if not (out_dir / "study.db").exists():
             raise EffNasError(f"--resume needs a study in {str(out_dir)!r}, but there is none; run without "
@@ -36,7 +45,11 @@ def prepare_out_dir(out_dir: Path, resume: bool) -> None:
     if out_dir.exists() and any(out_dir.iterdir()):
         raise EffNasError(f"--out must be a new or empty folder, but {str(out_dir)!r} holds files; pass --resume to "
                           "continue the search there, or pick another --out")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a parent is a file, or not writable
+        raise EffNasError(f"--out must be a folder that can be created, but {str(out_dir)!r} cannot "
+                          f"({exc.strerror}); pick another --out") from None
 
 
 def run_search(
@@ -47,30 +60,26 @@ def run_search(
     seed: int,
     sampler: str = "tpe",
     resume: bool = False,
-    progress: Callable[[int, int, str], None] | None = None,
-    backend: str = "optuna",
-    ray: RaySettings | None = None,
+    progress: Progress | None = None,
+    backend: str | SearchBackend = DEFAULT_BACKEND,
 ) -> dict[str, Any]:
-    """Search, then write the results; ``backend`` is ``optuna`` (in this process) or ``ray`` (Ray Tune)."""
-    if backend not in BACKENDS:
-        raise EffNasError(f"--backend must be one of {', '.join(BACKENDS)}, but got {backend!r}")
+    """Search, then write the results; ``backend`` is a registered name or a built backend (for options:
+    ``create_backend("ray", workers=2)``). Trials the estimator cannot score are recorded as failed and
+    counted in the metadata; when every trial failed there is no result, and the first reason is raised."""
+    if not isinstance(backend, SearchBackend):
+        backend = create_backend(backend)
     if trials < 1:
         raise EffNasError(f"--trials must be at least 1, but got {trials}")
     check_sampler(sampler)  # before the out dir is touched
     prepare_out_dir(out_dir, resume)
     started = time.perf_counter()
-    if backend == "ray":
-        from .ray_backend import RaySettings, run_ray
-
-        ray = ray or RaySettings()
-        ray.check()
-        study = run_ray(problem, out_dir, trials=trials, seed=seed, sampler=sampler, resume=resume,
-                        progress=progress, settings=ray)
-    else:
-        study = run_optuna(problem, out_dir, trials=trials, seed=seed, sampler=sampler, resume=resume,
-                           progress=progress)
-    run_info = {"seed": seed, "sampler": sampler, "trials": trials, "resumed": resume, "backend": backend,
+    study = backend.run(problem, out_dir, trials=trials, seed=seed, sampler=sampler, resume=resume, progress=progress)
+    summary = trial_summary(outcomes(study))
+    if summary["trials_complete"] == 0 and summary["trials_failed"]:
+        raise EstimatorError(f"a search needs trials its estimator can score, but all {summary['trials_failed']} "
+                             f"failed; first: {summary['first_failure']}")
+    run_info = {"seed": seed, "sampler": sampler, "trials": trials, "resumed": resume, "backend": backend.name,
                 "search_seconds": round(time.perf_counter() - started, 2)}
-    if backend == "ray":
-        run_info["ray"] = dataclasses.asdict(ray)
+    if backend.describe():
+        run_info[backend.name] = backend.describe()  # e.g. "ray": its cluster and per-trial resources
     return write_results(study, problem, out_dir, run_info)

@@ -69,6 +69,9 @@ class SearchProblem:
     space: SearchSpace
     targets: list[Target]
     estimator: AccuracyEstimator
+    # M0-M5 (where the space holds them) as the first trials: a user's search starts from the
+    # hand-designed family. Off, the search must find its way alone (what a test of the sampler needs).
+    seed_with_references: bool = True
     _cache: dict[Arch, Evaluation] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -120,9 +123,10 @@ class SearchProblem:
         return predicted_latency(self.targets, arch)
 
     def evaluate(self, arch: Arch) -> Evaluation:
+        """Score and latency; ``EstimatorError`` when the estimator cannot score ``arch`` (not cached)."""
         cached = self._cache.get(arch)
         if cached is None:
-            cached = Evaluation(self.estimator.score(arch), *self.latency(arch))
+            cached = Evaluation(self.estimator.check_score(arch, self.estimator.score(arch)), *self.latency(arch))
             self._cache[arch] = cached
         return cached
 
@@ -136,6 +140,7 @@ class SearchProblem:
         return self._cache[arch]
 
     def reference_archs(self) -> dict[str, Arch]:
-        """M0–M5 where the space contains them: seeded into every search and plotted beside it."""
+        """M0–M5 where the space contains them: seeded into the search (``seed_with_references``) and
+        plotted beside it."""
         presets = {name.upper(): Arch.preset(name) for name in PRESETS}
         return {name: arch for name, arch in presets.items() if self.space.contains(arch)}

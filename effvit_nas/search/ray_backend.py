@@ -10,7 +10,9 @@ The pieces, and why each sits where it does:
 - **Scoring** runs in Ray workers (``_run_trial``): each worker process builds the estimator once
   from its name and options, so a supernet or a dataset never travels through the object store.
   An estimator that trains reports top-1 after every epoch; ``ASHAScheduler`` stops the unpromising
-  ones, and those trials are told to Optuna as PRUNED (their partial score is not a result).
+  ones, and those trials are told to Optuna as PRUNED (their partial score is not a result). An
+  arch the estimator cannot score is reported as such and told as FAIL with its reason, as by the
+  Optuna backend; any other error in a worker stops the search.
 - **Resume** after the driver is killed goes through ``Tuner.restore`` of ``OUT/ray``: finished
   trials stay, trials in flight run again.
 
@@ -20,10 +22,10 @@ same arch with the same seed and trials (checked in ``scripts/bench_ray.py``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,11 +38,12 @@ from ray.tune.search.optuna import OptunaSearch
 
 from .._io import atomic_write_text
 from ..arch import Arch
-from ..errors import EffNasError
-from .optuna_backend import STUDY_NAME, make_sampler, quiet_optuna, storage_url
+from ..errors import EffNasError, EstimatorError
+from ._backend import Progress, SearchBackend, register_backend
+from ._study import FAIL_REASON, STUDY_NAME, create_study, finished_count, make_sampler, quiet_optuna, storage_url
 from .problem import SearchProblem, predicted_latency
 
-__all__ = ["RaySettings", "run_ray", "EXPERIMENT_DIR"]
+__all__ = ["RayBackend", "RaySettings", "run_ray", "EXPERIMENT_DIR"]
 EXPERIMENT_DIR = "ray"  # inside the search's output folder
 
 
@@ -60,8 +63,27 @@ class RaySettings:
                               f"{self.cpus_per_trial:g} and {self.gpus_per_trial:g}")
 
 
+@register_backend
+class RayBackend(SearchBackend):
+    name = "ray"
+    description = "Ray Tune trials on a local or remote cluster, several at once, ASHA for estimators that train"
+
+    def __init__(self, *, address: str | None = None, workers: int = 1, cpus_per_trial: float = 1.0,
+                 gpus_per_trial: float = 0.0, local_cpus: int | None = None) -> None:
+        self.settings = RaySettings(address, workers, cpus_per_trial, gpus_per_trial, local_cpus)
+        self.settings.check()
+
+    def run(self, problem: SearchProblem, out_dir: Path, *, trials: int, seed: int, sampler: str = "tpe",
+            resume: bool = False, progress: Progress | None = None) -> optuna.Study:
+        return run_ray(problem, out_dir, trials=trials, seed=seed, sampler=sampler, resume=resume, progress=progress,
+                       settings=self.settings)
+
+    def describe(self) -> dict[str, Any]:
+        return dataclasses.asdict(self.settings)
+
+
 def run_ray(problem: SearchProblem, out_dir: Path, *, trials: int, seed: int, sampler: str = "tpe",
-            resume: bool = False, progress: Callable[[int, int, str], None] | None = None,
+            resume: bool = False, progress: Progress | None = None,
             settings: RaySettings = RaySettings()) -> optuna.Study:
     """Run (or continue) the search on Ray until ``trials`` trials have finished; returns the study."""
     settings.check()
@@ -71,6 +93,9 @@ def run_ray(problem: SearchProblem, out_dir: Path, *, trials: int, seed: int, sa
                           "none; resume with the backend that started the search (--backend optuna)")
     _check_same_search(out_dir, problem, trials, resume)
     quiet_optuna()
+    if not resume:
+        # created here, labelled, and loaded by OptunaSearch (load_if_exists), so both backends' studies read alike
+        create_study(problem, out_dir, sampler=sampler, seed=seed, backend=RayBackend.name)
     # Tune's rich console output (config tables, TensorBoard hints) would bury the command's progress
     # bar; its legacy engine honours verbose=0. Read by Tune when the run starts.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
@@ -79,21 +104,18 @@ def run_ray(problem: SearchProblem, out_dir: Path, *, trials: int, seed: int, sa
         tune.with_parameters(_run_trial, estimator_name=problem.estimator.name,
                              estimator_options=dict(problem.estimator.options), threads=settings.cpus_per_trial),
         {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial})
-    global _PROGRESS
-    _PROGRESS = progress
+    _LIVE_PROGRESS[_experiment_key(experiment)] = progress
     try:
         grid = _tuner(problem, out_dir, trials, seed, sampler, resume, settings, trainable).fit()
     finally:
-        _PROGRESS = None
+        _LIVE_PROGRESS.pop(_experiment_key(experiment), None)
         if started_here:
             ray.shutdown()  # a local cluster started for this search; a cluster already there stays up
     if grid.errors:
         first = str(grid.errors[0]).strip().splitlines()[-1][:200]
         raise EffNasError(f"Ray trials must finish, but {len(grid.errors)} failed; first: {first}")
     study = optuna.load_study(study_name=STUDY_NAME, storage=storage_url(out_dir))
-    finished = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
-                                                        optuna.trial.TrialState.PRUNED))
-    if len(finished) < trials:
+    if finished_count(study) < trials:
         # Tune catches Ctrl-C itself, saves the experiment and returns early; to the user it is an
         # interrupt like the embedded backend's (exit 130, "rerun with --resume"), not a result
         raise KeyboardInterrupt
@@ -144,8 +166,9 @@ def _tune_config(problem: SearchProblem, out_dir: Path, trials: int, seed: int, 
     epochs = getattr(problem.estimator, "epochs", 1) if hasattr(problem.estimator, "score_reporting") else 1
     scheduler = (ASHAScheduler(time_attr="epochs_done", metric="score", mode="max", max_t=epochs, grace_period=1,
                                reduction_factor=2) if epochs > 1 else FIFOScheduler())
+    references = problem.reference_archs().values() if problem.seed_with_references else ()
     search = _StudySearch(space=_AskArch(problem), metric=["score", "latency_ms"], mode=["max", "min"],
-                          points_to_evaluate=[problem.space.to_params(a) for a in problem.reference_archs().values()],
+                          points_to_evaluate=[problem.space.to_params(a) for a in references] or None,
                           sampler=make_sampler(sampler, seed), study_name=STUDY_NAME,
                           storage=optuna.storages.RDBStorage(storage_url(out_dir)))
     return tune.TuneConfig(search_alg=search, scheduler=scheduler, num_samples=trials,
@@ -170,13 +193,21 @@ class _AskArch:
 
 
 class _StudySearch(OptunaSearch):
-    """OptunaSearch that tells a trial stopped early by the scheduler as PRUNED, not COMPLETE."""
+    """OptunaSearch that tells a trial stopped early by the scheduler as PRUNED, and one whose estimator
+    failed as FAIL with the reason (as the Optuna backend does), not COMPLETE."""
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        if result and not error and not result.get("complete", True) and trial_id not in self._completed_trials:
-            self._ot_study.tell(self._ot_trials[trial_id], state=optuna.trial.TrialState.PRUNED)
-            self._completed_trials.add(trial_id)
-            return
+        if result and not error and trial_id not in self._completed_trials:
+            trial = self._ot_trials[trial_id]
+            if result.get(FAIL_REASON):
+                trial.set_user_attr(FAIL_REASON, result[FAIL_REASON])
+                self._ot_study.tell(trial, state=optuna.trial.TrialState.FAIL)
+                self._completed_trials.add(trial_id)
+                return
+            if not result.get("complete", True):
+                self._ot_study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+                self._completed_trials.add(trial_id)
+                return
         super().on_trial_complete(trial_id, result, error)
 
 
@@ -195,15 +226,23 @@ def _run_trial(config: dict[str, Any], *, estimator_name: str, estimator_options
     estimator = _ESTIMATORS[key]
     _set_torch_threads(max(1, int(threads)))
     arch, latency = Arch.from_dict(config["arch"]), config["latency_ms"]
-    if hasattr(estimator, "score_reporting"):
-        epochs = estimator.epochs
+    epochs = estimator.epochs if hasattr(estimator, "score_reporting") else 1
+    try:
+        if hasattr(estimator, "score_reporting"):
 
-        def report(epoch: int, top1: float) -> None:
-            tune.report({"score": top1, "latency_ms": latency, "epochs_done": epoch, "complete": epoch >= epochs})
+            def report(epoch: int, top1: float) -> None:
+                tune.report({"score": estimator.check_score(arch, top1), "latency_ms": latency, "epochs_done": epoch,
+                             "complete": epoch >= epochs})
 
-        estimator.score_reporting(arch, report)
-    else:
-        tune.report({"score": estimator.score(arch), "latency_ms": latency, "epochs_done": 1, "complete": True})
+            estimator.score_reporting(arch, report)
+        else:
+            score = estimator.check_score(arch, estimator.score(arch))
+            tune.report({"score": score, "latency_ms": latency, "epochs_done": 1, "complete": True})
+    except EstimatorError as exc:
+        # a result, not a Ray error (which would stop the whole search): the driver tells it as FAIL;
+        # the score is a placeholder Tune's metric check needs, never told to Optuna
+        tune.report({"score": float("-inf"), "latency_ms": latency, "epochs_done": epochs, "complete": True,
+                     FAIL_REASON: str(exc)})
 
 
 def _set_torch_threads(threads: int) -> None:
@@ -214,17 +253,26 @@ def _set_torch_threads(threads: int) -> None:
 
 
 # --------------------------------------------------------------------------- progress in the driver
-_PROGRESS: Callable[[int, int, str], None] | None = None  # set by run_ray; read by the (restorable) callback
+# The command's progress function, by experiment folder, for the searches running in this process.
+# Tune pickles the callbacks with the experiment and unpickles them on Tuner.restore, which takes no
+# new ones (ray 2.60: restore(path, trainable, resume_*, param_space, storage_filesystem)), so a
+# callback cannot hold the bar of the process running now. It looks the bar up by the folder its
+# trial says it belongs to, which Tune updates on restore (even from a moved folder).
+_LIVE_PROGRESS: dict[str, Progress | None] = {}
+
+
+def _experiment_key(path: str | Path) -> str:
+    return os.path.realpath(path)
 
 
 class _ProgressCallback(tune.Callback):
-    """Drives the command's progress bar. Restored with the experiment on --resume, so it reads the
-    bar of the process running now from a module global instead of holding one."""
+    """Drives the command's progress bar (finished trials of ``total``)."""
 
     def __init__(self, total: int) -> None:
         self.total = total
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        if _PROGRESS is not None:
+        progress = _LIVE_PROGRESS.get(_experiment_key(trial.remote_experiment_path))
+        if progress is not None:
             done = len({t.trial_id for t in trials if t.status in ("TERMINATED", "ERROR")} | {trial.trial_id})
-            _PROGRESS(done, self.total, "trials")
+            progress(done, self.total, "trials")

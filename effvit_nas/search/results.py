@@ -1,5 +1,8 @@
 """From a finished study to what a user takes away: best.yaml per budget, pareto.json, pareto.png and
-the run's metadata."""
+the run's metadata.
+
+Everything here reads the study through ``outcomes``: one plain record per trial, whichever backend
+ran it, so the rules for what a trial means (its state, its failure) live in one place."""
 
 from __future__ import annotations
 
@@ -15,9 +18,51 @@ from ..arch import Arch
 from ..counting import count
 from ..provenance import git_revision, library_versions, utc_now
 from ..units import format_ms
+from ._study import FAIL_REASON
 from .problem import SearchProblem
 
-__all__ = ["Candidate", "feasible_candidates", "pareto_front", "best_per_budget", "write_results"]
+__all__ = ["Candidate", "TrialOutcome", "outcomes", "trial_summary", "feasible_candidates", "pareto_front",
+           "best_per_budget", "write_results"]
+
+
+@dataclass(frozen=True)
+class TrialOutcome:
+    number: int
+    state: str  # complete, pruned, failed (the estimator could not score it), interrupted, or running/waiting
+    arch: Arch | None  # None when the trial stopped before its arch was recorded
+    latency_ms: dict[str, float]  # per target, from the tables (known before scoring)
+    score: float | None = None  # complete trials only
+    fail_reason: str | None = None
+
+
+def outcomes(study: optuna.Study) -> list[TrialOutcome]:
+    out = []
+    for trial in study.get_trials(deepcopy=False):
+        attrs = trial.user_attrs
+        state = trial.state.name.lower()
+        if trial.state == optuna.trial.TrialState.FAIL:
+            state = "failed" if FAIL_REASON in attrs else "interrupted"
+        out.append(TrialOutcome(
+            number=trial.number, state=state, arch=Arch.from_dict(attrs["arch"]) if "arch" in attrs else None,
+            latency_ms=dict(attrs.get("latency_ms", {})),
+            score=trial.values[0] if trial.state == optuna.trial.TrialState.COMPLETE else None,
+            fail_reason=attrs.get(FAIL_REASON)))
+    return out
+
+
+def trial_summary(trials: list[TrialOutcome]) -> dict[str, Any]:
+    """Counts per state, the first failure's reason, and the lowest predicted latency reached per target."""
+    failed = [t for t in trials if t.state == "failed"]
+    complete = [t for t in trials if t.state == "complete"]
+    targets = {name for t in complete for name in t.latency_ms}
+    return {
+        "trials_complete": len(complete),
+        "trials_pruned": sum(t.state == "pruned" for t in trials),
+        "trials_failed": len(failed),
+        "first_failure": failed[0].fail_reason if failed else None,
+        "lowest_latency_ms": {name: min(t.latency_ms[name] for t in complete if name in t.latency_ms)
+                              for name in sorted(targets)},
+    }
 
 
 @dataclass(frozen=True)
@@ -33,17 +78,17 @@ class Candidate:
                 "latency_ms": self.latency_ms, "params": cost.params, "macs": cost.macs, "arch": self.arch.to_dict()}
 
 
-def feasible_candidates(study: optuna.Study, problem: SearchProblem) -> list[Candidate]:
+def feasible_candidates(study: optuna.Study | list[TrialOutcome], problem: SearchProblem) -> list[Candidate]:
     """Every completed trial that meets every budget's constraint, one per distinct arch. Scores come
     from the study (a backend may have computed them in another process); latency from the tables."""
+    trials = outcomes(study) if isinstance(study, optuna.Study) else study
     out: dict[Arch, Candidate] = {}
-    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
-        arch = Arch.from_dict(trial.user_attrs["arch"])
-        if arch in out:
+    for trial in trials:
+        if trial.state != "complete" or trial.arch is None or trial.arch in out:
             continue
-        evaluation = problem.record(arch, trial.values[0])
+        evaluation = problem.record(trial.arch, trial.score)
         if evaluation.feasible:
-            out[arch] = Candidate(trial.number, arch, evaluation.score, evaluation.latency_ms)
+            out[trial.arch] = Candidate(trial.number, trial.arch, evaluation.score, evaluation.latency_ms)
     return list(out.values())
 
 
@@ -75,7 +120,8 @@ def variant_name(problem: SearchProblem, budget_ms: float) -> str:
 
 def write_results(study: optuna.Study, problem: SearchProblem, out_dir: Path, run_info: dict[str, Any]) -> dict:
     """Write best.yaml (and best-<budget>.yaml for a family), pareto.json, pareto.png, metadata.json."""
-    candidates = feasible_candidates(study, problem)
+    trials = outcomes(study)
+    candidates = feasible_candidates(trials, problem)
     primary = problem.primary.name
     front = pareto_front(candidates, primary)
     best = best_per_budget(candidates, problem)
@@ -92,7 +138,8 @@ def write_results(study: optuna.Study, problem: SearchProblem, out_dir: Path, ru
         "budgets_ms": {t.name: list(t.budgets_ms) for t in problem.targets},
         "margin": {t.name: t.margin for t in problem.targets},
         "estimator": problem.estimator.describe(),
-        "trials_complete": len(study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))),
+        "seed_with_references": problem.seed_with_references,
+        **trial_summary(trials),
         "feasible": len(candidates),
     }
     written = {}
@@ -109,18 +156,19 @@ def write_results(study: optuna.Study, problem: SearchProblem, out_dir: Path, ru
         for path in files:
             arch.to_yaml(path, metadata=info)
         written[budget] = {"name": name, "files": [str(p) for p in files], **info}
-    pareto = {"target": primary, "objectives": ["score (max)", f"latency_ms on {primary} (min)"],
+    objectives = [f"score: {problem.estimator.score_label} (max)", f"latency_ms on {primary} (min)"]
+    pareto = {"target": primary, "objectives": objectives,
               "front": [c.to_dict() for c in front],
               "references": {n: {"score": e.score, "latency_ms": e.latency_ms} for n, e in references.items()}}
     atomic_write_text(out_dir / "pareto.json", json.dumps(pareto, indent=1) + "\n")
     metadata["best"] = {format_ms(b): w for b, w in written.items()}
     atomic_write_text(out_dir / "metadata.json", json.dumps(metadata, indent=1) + "\n")
-    plot_pareto(study, problem, front, best, references, out_dir / "pareto.png")
+    plot_pareto(trials, problem, front, best, references, out_dir / "pareto.png")
     return metadata
 
 
-def plot_pareto(study: optuna.Study, problem: SearchProblem, front: list[Candidate], best: dict[float, Candidate],
-                references: dict, path: Path) -> Path:
+def plot_pareto(trials: list[TrialOutcome], problem: SearchProblem, front: list[Candidate],
+                best: dict[float, Candidate], references: dict, path: Path) -> Path:
     import matplotlib
     import matplotlib.ticker
 
@@ -128,10 +176,10 @@ def plot_pareto(study: optuna.Study, problem: SearchProblem, front: list[Candida
     import matplotlib.pyplot as plt
 
     primary = problem.primary.name
-    trials = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    complete = [t for t in trials if t.state == "complete"]
     fig, ax = plt.subplots(figsize=(7, 5))
-    ax.scatter([t.values[1] for t in trials], [t.values[0] for t in trials], s=8, color="0.75",
-               label=f"trials ({len(trials)})")
+    ax.scatter([t.latency_ms[primary] for t in complete], [t.score for t in complete], s=8, color="0.75",
+               label=f"trials ({len(complete)})")
     ax.plot([c.latency_ms[primary] for c in front], [c.score for c in front], "-o", ms=3, color="tab:blue",
             label="feasible Pareto front")
     for name, evaluation in references.items():
@@ -149,7 +197,7 @@ def plot_pareto(study: optuna.Study, problem: SearchProblem, front: list[Candida
     ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
     ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
     ax.set(xlabel=f"predicted latency on {primary} (ms)",
-           ylabel=f"estimated accuracy ({problem.estimator.name})",
+           ylabel=problem.estimator.score_label,  # what the values are: a proxy's score is not an accuracy
            title=f"{problem.space.name}: best under each budget (stars), M0–M5 (squares)")
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()

@@ -15,7 +15,6 @@ a single process.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,14 +29,17 @@ from ..train.checkpoint import read_checkpoint, save_checkpoint
 from ..train.data import ImageData, open_data
 from ..train.distributed import Processes, start_processes, stop_processes
 from ..train.loop import (
+    EpochRunner,
+    Progress,
+    RunState,
     TrainingError,
     check_run,
+    check_run_settings,
     check_same_run,
     epoch_seed,
     seed_everything,
     start_epoch,
     train_loader,
-    val_loader,
 )
 from ..train.metrics import METRICS_NAME, plot_curves
 from ..train.recipe import Recipe
@@ -52,8 +54,6 @@ __all__ = ["SupernetSettings", "train_supernet", "SUPERNET_CHECKPOINT", "SUPERNE
 SUPERNET_CHECKPOINT = "supernet.pt"
 SUPERNET_FORMAT = "effvit-nas-supernet/1"
 ENDS = ("largest", "smallest")  # the sandwich's ends, evaluated after every epoch
-
-Progress = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,9 @@ class SupernetSettings:
     resume: bool = False
     deterministic: bool = False
     recipe_name: str = field(default="custom", compare=False)
+
+    def __post_init__(self) -> None:
+        check_run_settings(self.workers, self.out_dir)
 
     @property
     def input_size(self) -> int:
@@ -105,36 +108,36 @@ def train_supernet(settings: SupernetSettings, *, progress: Progress | None = No
         fingerprint = settings.fingerprint(data, procs.world_size)
         path = settings.out_dir / SUPERNET_CHECKPOINT
         seed_everything(settings.seed, 0, 0)  # identical initial weights on every rank
-        net, optimizer, step, history = _build(settings, data, procs, path, fingerprint)
+        net, optimizer, state = _build(settings, data, procs, path, fingerprint)
         loader = train_loader(data, recipe, settings.seed, settings.workers, procs)
         calibration = calibration_batches(settings.data, recipe, settings.input_size, settings.calibration_batches,
                                           recipe.batch_size)
-        runner = _SandwichRunner(net, optimizer, settings, data, procs, len(loader), step, calibration)
+        runner = _SandwichRunner(net, optimizer, settings, data, procs, len(loader), state, calibration)
         if procs.is_main:
             log.info("training the supernet of %s (%.1fM weights) on %s: %d epochs x %d steps of %d subnets",
                      settings.space.name, sum(p.numel() for p in net.parameters()) / 1e6, data.source, recipe.epochs,
                      len(loader), settings.random_subnets + 2)
-        for epoch in range(len(history), recipe.epochs):
+        for epoch in range(state.epoch, recipe.epochs):
             start_epoch(loader, settings.seed, epoch, procs.rank)
-            history.append(runner.run_epoch(epoch, loader, progress if procs.is_main else None))
+            state.history.append(runner.run_epoch(epoch, loader, progress if procs.is_main else None))
             _check_in_sync(net, procs)
             if procs.is_main:
-                save_checkpoint(_checkpoint(net, optimizer, runner.step, history, settings, fingerprint, data), path)
-                _write_metrics(settings, history, fingerprint)
+                save_checkpoint(_checkpoint(net, optimizer, state, settings, fingerprint, data), path)
+                _write_metrics(settings, state.history, fingerprint)
                 if on_epoch:
-                    on_epoch(history[-1])
+                    on_epoch(state.history[-1])
             procs.barrier()
-        return _summary(settings, history, fingerprint)
+        return _summary(settings, state.history, fingerprint)
     finally:
         stop_processes(procs)
 
 
 def _build(settings: SupernetSettings, data: ImageData, procs: Processes, path: Path,
-           fingerprint: dict[str, Any]) -> tuple[Any, Any, int, list[dict[str, float]]]:
+           fingerprint: dict[str, Any]) -> tuple[Any, Any, RunState]:
     net = Supernet.from_space(settings.space, num_classes=data.num_classes).to(procs.device)
     optimizer = settings.recipe.optimizer(net)
     if not path.exists():
-        return net, optimizer, 0, []
+        return net, optimizer, RunState()
     if not settings.resume:
         raise TrainingError(f"--out must not hold a supernet already, but {str(path)!r} exists; pass --resume to "
                             "continue it or choose another --out")
@@ -143,11 +146,11 @@ def _build(settings: SupernetSettings, data: ImageData, procs: Processes, path: 
     net.load_state_dict(saved["model"])
     optimizer.load_state_dict(saved["optimizer"])
     log.info("resuming after epoch %d (step %d)", len(saved["history"]), saved["step"])
-    return net, optimizer, int(saved["step"]), list(saved["history"])
+    return net, optimizer, RunState(int(saved["step"]), list(saved["history"]))
 
 
-def _checkpoint(net: Any, optimizer: Any, step: int, history: list[dict[str, float]], settings: SupernetSettings,
-                fingerprint: dict[str, Any], data: ImageData) -> dict[str, Any]:
+def _checkpoint(net: Any, optimizer: Any, state: RunState, settings: SupernetSettings, fingerprint: dict[str, Any],
+                data: ImageData) -> dict[str, Any]:
     return {
         "format": SUPERNET_FORMAT,
         "space": settings.space.to_dict(),
@@ -157,9 +160,9 @@ def _checkpoint(net: Any, optimizer: Any, step: int, history: list[dict[str, flo
         "recipe": settings.recipe.to_dict(),
         "model": net.state_dict(),
         "optimizer": optimizer.state_dict(),
-        "epoch": len(history),
-        "step": step,
-        "history": history,
+        "epoch": state.epoch,
+        "step": state.step,
+        "history": state.history,
         "settings": fingerprint,
     }
 
@@ -193,92 +196,60 @@ def _write_metrics(settings: SupernetSettings, history: list[dict[str, float]], 
 
 
 # --------------------------------------------------------------------------- epochs
-class _SandwichRunner:
+class _SandwichRunner(EpochRunner):
+    """The training loop's epochs with a sandwich of subnets per batch; evaluates the sandwich's ends."""
+
+    ddp = False  # the gradients are averaged by hand, over the tensors any rank used
+
     def __init__(self, net: Any, optimizer: Any, settings: SupernetSettings, data: ImageData, procs: Processes,
-                 steps_per_epoch: int, step: int, calibration: list[Any]) -> None:
+                 steps_per_epoch: int, state: RunState, calibration: list[Any]) -> None:
         from timm.loss import SoftTargetCrossEntropy
 
-        self.net, self.optimizer, self.settings, self.procs = net, optimizer, settings, procs
-        self.recipe = settings.recipe
-        self.steps_per_epoch, self.step, self.calibration = steps_per_epoch, step, calibration
-        self.scheduler = self.recipe.scheduler(optimizer, steps_per_epoch)
-        self.scheduler.step_update(step)  # a resumed run continues the lr where it stopped
-        self.mixer = self.recipe.mixer(data.num_classes)
-        self.criterion = self.recipe.loss()
+        super().__init__(net, optimizer, settings.recipe, data, procs, steps_per_epoch, state)
+        self.settings, self.calibration = settings, calibration
         self.distill = SoftTargetCrossEntropy()
-        # AGC (timm) leaves the classifier out: its weights are meant to move freely
-        self.clipped = [p for name, p in net.named_parameters() if not name.startswith("head.linear")]
-        self.autocast = dict(device_type=procs.device.type, dtype=torch.bfloat16,
-                             enabled=procs.device.type == "cuda" and self.recipe.amp)
-        self.val_loader = val_loader(data, self.recipe.batch_size, procs)
-
-    def sandwich(self, rng: Any) -> list[Arch]:
-        ends = self.settings.ends()
-        middle = [self.settings.at_training_size(self.settings.space.sample(rng))
-                  for _ in range(self.settings.random_subnets)]
-        return [ends["largest"], *middle, ends["smallest"]]
+        self.rng: Any = None
 
     def run_epoch(self, epoch: int, loader: Any, progress: Progress | None) -> dict[str, float]:
         import numpy as np
-        from timm.utils import dispatch_clip_grad
 
-        self.net.train()
-        rng = np.random.default_rng(epoch_seed(self.settings.seed, epoch, self.procs.rank))
-        device = self.procs.device
-        teacher_sum = student_sum = 0.0
-        seen, start = 0, time.perf_counter()
-        for i, (images, targets) in enumerate(loader):
-            images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-            if self.mixer is not None:
-                images, targets = self.mixer(images, targets)
-            self.optimizer.zero_grad(set_to_none=True)
-            soft_targets, student_loss = None, 0.0
-            archs = self.sandwich(rng)
-            for k, arch in enumerate(archs):
-                with torch.autocast(**self.autocast):
-                    logits = self.net(resized(images, arch.resolution), arch)
-                    if soft_targets is None:  # the largest learns from the labels, the others from it
-                        loss = self.criterion(logits, targets)
-                        soft_targets = logits.detach().float().softmax(-1)
-                    else:
-                        loss = self.distill(logits, soft_targets)
-                _check_finite(loss, epoch, i)
-                loss.backward()
-                if k == 0:
-                    teacher_loss = loss.item()
+        self.rng = np.random.default_rng(epoch_seed(self.settings.seed, epoch, self.procs.rank))
+        return super().run_epoch(epoch, loader, progress)
+
+    def sandwich(self) -> list[Arch]:
+        ends = self.settings.ends()
+        middle = [self.settings.at_training_size(self.settings.space.sample(self.rng))
+                  for _ in range(self.settings.random_subnets)]
+        return [ends["largest"], *middle, ends["smallest"]]
+
+    def train_step(self, images: Any, targets: Any) -> dict[str, float]:
+        soft_targets, student_loss = None, 0.0
+        archs = self.sandwich()
+        for k, arch in enumerate(archs):
+            with torch.autocast(**self.autocast):
+                logits = self.net(resized(images, arch.resolution), arch)
+                if soft_targets is None:  # the largest learns from the labels, the others from it
+                    loss = self.criterion(logits, targets)
+                    soft_targets = logits.detach().float().softmax(-1)
                 else:
-                    student_loss += loss.item() / (len(archs) - 1)
-            if self.procs.distributed:
-                _average_gradients(list(self.net.parameters()), self.procs)
-            if self.recipe.clip_grad:
-                dispatch_clip_grad([p for p in self.clipped if p.grad is not None], self.recipe.clip_grad, mode="agc")
-            self.optimizer.step()
-            self.step += 1
-            self.scheduler.step_update(self.step)
-            teacher_sum += teacher_loss * len(images)
-            student_sum += student_loss * len(images)
-            seen += len(images)
-            if progress:
-                progress(epoch * self.steps_per_epoch + i + 1, self.recipe.epochs * self.steps_per_epoch,
-                         f"epoch {epoch + 1}/{self.recipe.epochs} loss {teacher_loss:.3f}/{student_loss:.3f}")
-        train_s = time.perf_counter() - start
-        teacher_sum, student_sum, seen = self.procs.all_sum(teacher_sum, student_sum, seen)
-        row = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], "train_loss": teacher_sum / seen,
-               "distill_loss": student_sum / seen, "train_seconds": train_s, "train_img_per_s": seen / train_s}
+                    loss = self.distill(logits, soft_targets)
+            self.backward(loss)
+            if k == 0:
+                teacher_loss = loss.item()
+            else:
+                student_loss += loss.item() / (len(archs) - 1)
+        if self.procs.distributed:
+            _average_gradients(list(self.net.parameters()), self.procs)
+        return {"train_loss": teacher_loss, "distill_loss": student_loss}
+
+    def evaluate_epoch(self) -> dict[str, float]:
+        """Top-1 of the sandwich's ends with inherited weights after BN recalibration (the supernet
+        estimator's number)."""
+        row = {}
         for end, arch in self.settings.ends().items():
-            row.update(self.evaluate_subnet(arch, end))
+            scores = subnet_accuracy(self.net, arch, self.calibration, self.val_loader, self.procs, self.autocast)
+            row.update({f"val_top1_{end}": scores["val_top1"], f"val_loss_{end}": scores["val_loss"]})
         return row
-
-    def evaluate_subnet(self, arch: Arch, label: str) -> dict[str, float]:
-        """Top-1 of ``arch`` with inherited weights after BN recalibration (the supernet estimator's number)."""
-        scores = subnet_accuracy(self.net, arch, self.calibration, self.val_loader, self.procs, self.autocast)
-        return {f"val_top1_{label}": scores["val_top1"], f"val_loss_{label}": scores["val_loss"]}
-
-
-def _check_finite(loss: Any, epoch: int, step: int) -> None:
-    if not torch.isfinite(loss):
-        raise TrainingError(f"the training loss must stay finite, but it is {loss.item()} at epoch {epoch + 1} step "
-                            f"{step + 1}; lower --lr or raise warmup_epochs with --set")
 
 
 def _check_in_sync(net: torch.nn.Module, procs: Processes) -> None:

@@ -13,10 +13,10 @@ where asked (``--init-from``), never silently.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._io import atomic_path
 from ..arch import Arch
 from ..errors import EffNasError
 
@@ -37,15 +37,8 @@ def save_checkpoint(payload: dict[str, Any], path: str | os.PathLike) -> Path:
     import torch
 
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
     return path
 
 

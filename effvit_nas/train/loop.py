@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .._io import check_out_dir
 from ..arch import Arch
 from ..errors import EffNasError
 from .checkpoint import CHECKPOINT_FORMAT, load_weights, read_checkpoint, save_checkpoint
@@ -53,6 +54,9 @@ class TrainSettings:
     img_size: int | None = None  # train at another resolution than the arch's (None: the arch's)
     recipe_name: str = field(default="custom", compare=False)
 
+    def __post_init__(self) -> None:
+        check_run_settings(self.workers, self.out_dir)
+
     @property
     def train_arch(self) -> Arch:
         """The network trained: the arch at the training resolution (windows clamp to smaller maps)."""
@@ -63,6 +67,14 @@ class TrainSettings:
         return {"arch": self.arch.to_dict(), "img_size": self.train_arch.resolution, "data": data.describe(),
                 "recipe": self.recipe.to_dict(), "seed": self.seed, "world_size": world_size,
                 "workers": self.workers, "init_from": self.init_from}
+
+
+def check_run_settings(workers: int, out_dir: Path) -> None:
+    """What a training run (plain or supernet) needs before it starts: checked up front, so a bad value
+    fails in one line instead of in a loader process or at the first checkpoint."""
+    if workers < 0:
+        raise TrainingError(f"--workers must be >= 0, but got {workers}; 0 loads data in the training process")
+    check_out_dir(out_dir)
 
 
 @dataclass
@@ -89,13 +101,13 @@ def train(settings: TrainSettings, *, progress: Progress | None = None,
         seed_everything(settings.seed, 0, 0)  # identical initial weights on every rank
         model, ema, optimizer, state = _build(settings, data, procs, checkpoint_path, fingerprint)
         loader = train_loader(data, recipe, settings.seed, settings.workers, procs)
-        runner = _EpochRunner(model, ema, optimizer, recipe, data, procs, len(loader), state.step)
+        runner = EpochRunner(model, optimizer, recipe, data, procs, len(loader), state, ema=ema)
         if procs.is_main:
             log.info("training %s on %s: %d epochs x %d steps, lr %.2e", settings.arch.arch_id, data.source,
                      recipe.epochs, len(loader), recipe.scaled_lr())
         for epoch in range(state.epoch, recipe.epochs):
             start_epoch(loader, settings.seed, epoch, procs.rank)
-            row = runner.run_epoch(epoch, loader, state, progress if procs.is_main else None)
+            row = runner.run_epoch(epoch, loader, progress if procs.is_main else None)
             state.history.append(row)
             if procs.is_main:
                 save_checkpoint(_checkpoint(model, ema, optimizer, state, settings, fingerprint, data), checkpoint_path)
@@ -228,73 +240,95 @@ def _checkpoint(model: Any, ema: Any, optimizer: Any, state: RunState, settings:
 
 
 # --------------------------------------------------------------------------- epochs
-class _EpochRunner:
-    """Holds what every epoch uses; ``run_epoch`` trains one epoch and evaluates."""
+class EpochRunner:
+    """Trains one epoch and evaluates, holding what every epoch uses: the scheduler, mixing, loss, AGC,
+    autocast and validation loader. A network trains as is; the supernet overrides ``train_step`` (the
+    losses of one batch) and ``evaluate_epoch``."""
 
-    def __init__(self, model: Any, ema: Any, optimizer: Any, recipe: Recipe, data: ImageData, procs: Processes,
-                 steps_per_epoch: int, step: int) -> None:
+    ddp = True  # wrap the network in DistributedDataParallel under torchrun
+
+    def __init__(self, model: Any, optimizer: Any, recipe: Recipe, data: ImageData, procs: Processes,
+                 steps_per_epoch: int, state: RunState, *, ema: Any = None) -> None:
         import torch
 
         self.model, self.ema, self.optimizer, self.recipe, self.procs = model, ema, optimizer, recipe, procs
+        self.steps_per_epoch, self.state = steps_per_epoch, state
         self.net = model
-        if procs.distributed:
+        if procs.distributed and self.ddp:
             from torch.nn.parallel import DistributedDataParallel
 
             self.net = DistributedDataParallel(model, device_ids=[procs.device.index] if procs.device.index is not None
                                                else None)
         self.scheduler = recipe.scheduler(optimizer, steps_per_epoch)
         # a new scheduler sets the warm-up's first lr; a resumed run needs the lr of where it stopped
-        self.scheduler.step_update(step)
+        self.scheduler.step_update(state.step)
         self.mixer = recipe.mixer(data.num_classes)
         self.criterion = recipe.loss()
-        self.steps_per_epoch = steps_per_epoch
         # AGC (timm) leaves the classifier out: its weights are meant to move freely
-        self.clipped = list(model.parameters())[:-2]
+        self.clipped = [p for name, p in model.named_parameters() if not name.startswith("head.linear")]
         self.autocast = dict(device_type=procs.device.type, dtype=torch.bfloat16,
                              enabled=procs.device.type == "cuda" and recipe.amp)
         self.val_loader = val_loader(data, recipe.batch_size, procs)
+        self.position = ""  # "epoch E step S", for errors
 
-    def run_epoch(self, epoch: int, loader: Any, state: RunState, progress: Progress | None) -> dict[str, float]:
-        import torch
+    def run_epoch(self, epoch: int, loader: Any, progress: Progress | None) -> dict[str, float]:
         from timm.utils import dispatch_clip_grad
 
         self.net.train()
-        device = self.procs.device
-        loss_sum, seen, start = 0.0, 0, time.perf_counter()
+        device, recipe = self.procs.device, self.recipe
+        sums: dict[str, float] = {}
+        seen, start = 0, time.perf_counter()
         for i, (images, targets) in enumerate(loader):
+            self.position = f"epoch {epoch + 1} step {i + 1}"
             images, targets = images.to(device, non_blocking=True), targets.to(device, non_blocking=True)
             if self.mixer is not None:
                 images, targets = self.mixer(images, targets)
-            with torch.autocast(**self.autocast):
-                loss = self.criterion(self.net(images), targets)
-            if not torch.isfinite(loss):
-                raise TrainingError(f"the training loss must stay finite, but it is {loss.item()} at epoch "
-                                    f"{epoch + 1} step {i + 1}; lower --lr or raise warmup_epochs with --set")
             self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if self.recipe.clip_grad:
-                dispatch_clip_grad(self.clipped, self.recipe.clip_grad, mode="agc")
+            losses = self.train_step(images, targets)
+            if recipe.clip_grad:
+                dispatch_clip_grad(self.clipped, recipe.clip_grad, mode="agc")  # skips tensors with no gradient
             self.optimizer.step()
-            state.step += 1
-            self.scheduler.step_update(state.step)
+            self.state.step += 1
+            self.scheduler.step_update(self.state.step)
             if self.ema is not None:
-                self.ema.update(self.model, step=state.step)
-            loss_sum += loss.item() * len(images)
+                self.ema.update(self.model, step=self.state.step)
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0.0) + value * len(images)
             seen += len(images)
             if progress:
-                progress(epoch * self.steps_per_epoch + i + 1, self.recipe.epochs * self.steps_per_epoch,
-                         f"epoch {epoch + 1}/{self.recipe.epochs} loss {loss.item():.3f}")
+                progress(epoch * self.steps_per_epoch + i + 1, recipe.epochs * self.steps_per_epoch,
+                         f"epoch {epoch + 1}/{recipe.epochs} loss {'/'.join(f'{v:.3f}' for v in losses.values())}")
         train_s = time.perf_counter() - start
-        loss_sum, seen = self.procs.all_sum(loss_sum, seen)
-        row = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"], "train_loss": loss_sum / seen,
+        *totals, seen = self.procs.all_sum(*sums.values(), seen)
+        row = {"epoch": epoch + 1, "lr": self.optimizer.param_groups[0]["lr"],
+               **{name: total / seen for name, total in zip(sums, totals)},
                "train_seconds": train_s, "train_img_per_s": seen / train_s}
-        row.update(self.evaluate(self.model, "val"))
-        if self.ema is not None:
-            row.update(self.evaluate(self.ema.module, "val_ema"))
+        row.update(self.evaluate_epoch())
         return row
 
-    def evaluate(self, model: Any, prefix: str) -> dict[str, float]:
-        return evaluate(model, self.val_loader, self.procs, prefix, self.autocast)
+    def train_step(self, images: Any, targets: Any) -> dict[str, float]:
+        """Forward and backward on one batch (the runner zeroed the gradients and steps after); returns
+        the batch's mean losses by their name in the epoch's row."""
+        import torch
+
+        with torch.autocast(**self.autocast):
+            loss = self.criterion(self.net(images), targets)
+        self.backward(loss)
+        return {"train_loss": loss.item()}
+
+    def backward(self, loss: Any) -> None:
+        import torch
+
+        if not torch.isfinite(loss):
+            raise TrainingError(f"the training loss must stay finite, but it is {loss.item()} at {self.position}; "
+                                "lower --lr or raise warmup_epochs with --set")
+        loss.backward()
+
+    def evaluate_epoch(self) -> dict[str, float]:
+        row = evaluate(self.model, self.val_loader, self.procs, "val", self.autocast)
+        if self.ema is not None:
+            row.update(evaluate(self.ema.module, self.val_loader, self.procs, "val_ema", self.autocast))
+        return row
 
 
 def val_loader(data: ImageData, batch_size: int, procs: Processes) -> Any:

@@ -3,7 +3,10 @@ import json
 import pytest
 
 from effvit_nas import Arch
+from effvit_nas.latency.table import LatencyTable
 from tests.cli.helpers import assert_one_line_error, effnas
+
+pytestmark = pytest.mark.slow  # trains, measures or spawns processes: `pytest -m "not slow"` skips it
 
 TABLE = "amd-epyc-2core-ort-b1"
 
@@ -18,6 +21,9 @@ def test_the_main_job_runs_and_writes_its_outputs(tmp_path):
         assert (out / name).exists(), name
     arch = Arch.from_yaml(out / "best.yaml")
     assert arch.name == f"effvit-{TABLE}-2ms"
+    # the default 5% margin: what the table predicts for best.yaml stays below 95% of the budget
+    assert LatencyTable.load(TABLE).predict_ms(arch) <= 2.0 * (1 - 0.05)
+    assert json.loads((out / "metadata.json").read_text())["margin"] == {TABLE: 0.05}
     export = effnas("export", str(out / "best.yaml"), "--onnx", str(tmp_path / "best.onnx"))
     assert export.returncode == 0, export.stderr
     assert "onnx.checker passed" in export.stdout and (tmp_path / "best.onnx").exists()
@@ -70,6 +76,33 @@ def test_malformed_space_and_resume_and_non_empty_out(tmp_path):
     (full / "something.txt").write_text("x")
     assert_one_line_error(effnas("search", "--target", TABLE, "--budget", "2ms", "--out", str(full)),
                           "--out must be a new or empty folder")
+
+
+def test_an_out_that_is_a_file_is_one_line(tmp_path):
+    file = tmp_path / "taken.txt"
+    file.write_text("x")
+    for extra in ([], ["--resume"]):
+        assert_one_line_error(effnas("search", "--target", TABLE, "--budget", "2ms", "--estimator", "size-prior",
+                                     "--out", str(file), *extra), "--out must be a folder", "is a file")
+    assert_one_line_error(effnas("search", "--target", TABLE, "--budget", "2ms", "--estimator", "size-prior",
+                                 "--out", str(file / "run")), "--out must be a folder that can be created")
+    assert file.read_text() == "x"
+
+
+def test_a_budget_no_arch_meets_exits_1_with_the_lowest_latency_reached(tmp_path):
+    """0.3 ms is above the space's floor (about 0.2 ms) but the one trial is M0 (0.91 ms): the search
+    ran and found nothing within the budget, which is not a success."""
+    out = tmp_path / "run"
+    result = effnas("search", "--target", TABLE, "--budget", "0.3ms", "--trials", "1", "--estimator", "size-prior",
+                    "--out", str(out))
+    assert result.returncode == 1, result.stderr
+    m0_ms = LatencyTable.load(TABLE).predict_ms(Arch.preset("m0"))
+    last = result.stderr.strip().splitlines()[-1]
+    assert last == (f"effnas: no arch found within 300us (predicted <= 0.285 ms with the 5% margin); the lowest "
+                    f"predicted latency reached was {m0_ms:.3f} ms on {TABLE}; raise --trials or the budget"), last
+    assert "1 trials, 0 feasible" in result.stdout
+    assert (out / "metadata.json").exists() and not (out / "best.yaml").exists()
+    assert "exit status" in effnas("search", "--help").stdout
 
 
 def test_export_refuses_a_checkpoint_for_another_arch(tmp_path):

@@ -1,7 +1,11 @@
 import json
 import shutil
 
+import pytest
+
 from tests.cli.helpers import assert_one_line_error, effnas
+
+pytestmark = pytest.mark.slow  # trains, measures or spawns processes: `pytest -m "not slow"` skips it
 
 
 def test_list_shows_the_shipped_tables():
@@ -10,11 +14,19 @@ def test_list_shows_the_shipped_tables():
     assert "amd-epyc-2core-ort-b1" in result.stdout
 
 
-def test_show_prints_metadata(tiny_table_path):
+def test_show_prints_metadata_and_counts_slow_state_measurements(tiny_table_path):
     result = effnas("table", "show", str(tiny_table_path))
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
     assert summary["target"] == "tiny" and summary["entries"] > 0
+    data = json.loads(tiny_table_path.read_text())
+    assert summary["slow_state"] == {
+        "entries": sum(1 for e in data["entries"].values() if e.get("slow_state")),
+        "calibration_archs": sum(1 for p in data["calibration"]["points"] if p.get("slow_state")),
+    }
+    assert summary["slow_state"]["entries"] == data["build"]["slow_state_entries"]
+    shipped = json.loads(effnas("table", "show", "amd-epyc-2core-ort-b1").stdout)
+    assert shipped["slow_state"].startswith("not recorded")  # built before they were marked: unknown, not 0
 
 
 def test_unknown_target_is_one_line_with_the_build_command():
@@ -39,6 +51,50 @@ def test_build_refuses_to_overwrite_and_bad_settings(tiny_table_path, tmp_path):
     assert_one_line_error(effnas("table", "build", "--target", str(tmp_path / "x.json"), "--runtime", "tvm"),
                           "invalid choice: 'tvm'")
     assert not (tmp_path / "x.json").exists()
+
+
+@pytest.mark.parametrize(("flags", "message"), [
+    (["--threads", "0"], "threads (--threads) must be an integer of at least 1, but got 0"),
+    (["--threads", "-2"], "threads (--threads) must be an integer of at least 1, but got -2"),
+    (["--runtime", "torch", "--batch-size", "0"], "batch size (--batch-size) must be an integer of at least 1, but "
+                                                  "got 0"),
+    (["--calibration-archs", "0"], "calibration networks (--calibration-archs) must be an integer of at least 8"),
+    (["--max-wait", "-1"], "max wait in seconds (--max-wait) must be a number of at least 0, but got -1.0"),
+    (["--seed", "-1"], "seed (--seed) must be an integer of at least 0, but got -1"),
+    (["--threads", "1.5"], "argument --threads: invalid int value: '1.5'"),
+])
+def test_build_refuses_zero_and_negative_numbers_before_measuring(tmp_path, flags, message):
+    target = tmp_path / "never.json"
+    assert_one_line_error(effnas("table", "build", "--target", str(target), *flags), message)
+    assert list(tmp_path.iterdir()) == []  # no table, no partial build
+
+
+@pytest.mark.parametrize(("samples", "message"), [
+    ("0", "validation networks (--samples) must be an integer of at least 3, but got 0"),
+    ("-4", "validation networks (--samples) must be an integer of at least 3, but got -4"),
+    ("2", "validation networks (--samples) must be an integer of at least 3, but got 2"),
+    ("1.5", "argument --samples: invalid int value: '1.5'"),
+])
+def test_validate_refuses_a_bad_sample_count(tiny_table_path, tmp_path, samples, message):
+    out = tmp_path / "val"
+    assert_one_line_error(effnas("table", "validate", "--target", str(tiny_table_path), "--samples", samples,
+                                 "--out", str(out)), message)
+    assert not out.exists()
+
+
+def test_validate_refuses_a_table_measured_on_other_hardware(tiny_table_path, tmp_path):
+    from effvit_nas.latency.table import content_checksum
+
+    data = json.loads(tiny_table_path.read_text())
+    data["hardware"]["cpu_model"] = "Some Other CPU 9000"
+    data["checksum"] = content_checksum(data)
+    other = tmp_path / "other-box.json"
+    other.write_text(json.dumps(data))
+    assert_one_line_error(effnas("table", "validate", "--target", str(other), "--samples", "3", "--out",
+                                 str(tmp_path / "val")),
+                          "must be used on the hardware it was measured on, but cpu_model 'Some Other CPU 9000'",
+                          "effnas table build --target")
+    assert not (tmp_path / "val").exists()
 
 
 def test_validate_writes_report_and_plot(tiny_table_path, tmp_path):

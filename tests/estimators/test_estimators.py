@@ -10,8 +10,10 @@ import pytest
 
 from effvit_nas import Arch
 from effvit_nas.counting import count
-from effvit_nas.errors import UnknownNameError
+from effvit_nas.errors import EffNasError, UnknownNameError
 from effvit_nas.estimators import ESTIMATORS, ShortTraining, create_estimator, prune_with
+
+pytestmark = pytest.mark.slow  # trains, measures or spawns processes: `pytest -m "not slow"` skips it
 
 PROXIES = ["grad-norm", "synflow", "naswot", "zico"]
 
@@ -39,11 +41,15 @@ def test_every_estimator_is_registered_and_unknown_names_list_them():
         create_estimator("nope")
 
 
-def test_short_training_is_seeded_and_prunes_in_a_single_objective_study(tmp_path, tiny_space):
+def test_short_training_scores_its_last_epoch_seeded_and_prunes_in_a_single_objective_study(tmp_path, tiny_space):
+    """The estimator's plumbing, not its accuracy: 2 epochs on noisy-digits leave the smallest arch at
+    12-31% over seeds 0-2 (chance 10%), too close to chance for a floor."""
     arch = tiny_space.smallest()
     estimator = ShortTraining(epochs=2, seed=0)
-    top1 = estimator.score(arch)
-    assert 0 <= top1 <= 100 and ShortTraining(epochs=2, seed=0).score(arch) == top1
+    reports: list[tuple[int, float]] = []
+    top1 = estimator.score_reporting(arch, lambda epoch, value: reports.append((epoch, value)))
+    assert [epoch for epoch, _ in reports] == [1, 2] and reports[-1][1] == top1
+    assert ShortTraining(epochs=2, seed=0).score(arch) == top1
 
     # a pruner that prunes everything: the training must stop after its first epoch
     study = optuna.create_study(storage=f"sqlite:///{tmp_path / 'study.db'}", direction="maximize",
@@ -70,5 +76,5 @@ def test_estimator_options_are_typed_and_checked():
     assert create_estimator("short-training", epochs="3").epochs == 3
     with pytest.raises(UnknownNameError, match="options must be among .*'epochs'.*, but got 'epoch'"):
         create_estimator("short-training", epoch="3")
-    with pytest.raises(Exception, match="estimator option epochs must be int, but got 'x'"):
+    with pytest.raises(EffNasError, match="estimator option epochs must be int, but got 'x'"):
         create_estimator("short-training", epochs="x")

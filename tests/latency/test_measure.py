@@ -4,6 +4,8 @@ import torch
 from effvit_nas import Arch, EffNasError, UnknownNameError, build_model
 from effvit_nas.latency.measure import RuntimeConfig, Timing, create_runtime, hardware_info, measure_interleaved
 
+pytestmark = pytest.mark.slow  # trains, measures or spawns processes: `pytest -m "not slow"` skips it
+
 
 def small_model():
     arch = Arch.preset("m0").replace(resolution=64)
@@ -33,11 +35,22 @@ def test_timing_statistics():
     assert t.median_ms == 3.0 and t.p25_ms == 2.0 and t.p75_ms == 4.0 and t.spread == pytest.approx(2 / 3)
 
 
-def test_unknown_runtime_and_bad_settings_are_refused():
+def test_an_unknown_runtime_is_refused():
     with pytest.raises(UnknownNameError, match=r"runtime must be one of \['onnxruntime', 'torch'\]"):
         create_runtime(RuntimeConfig(runtime="tvm"))
-    with pytest.raises(EffNasError, match="threads and batch size must be at least 1"):
-        create_runtime(RuntimeConfig(threads=0))
+
+
+@pytest.mark.parametrize(("settings", "message"), [
+    (dict(threads=0), r"threads \(--threads\) must be an integer of at least 1, but got 0; pass an integer >= 1"),
+    (dict(threads=-2), r"threads \(--threads\) must be an integer of at least 1, but got -2"),
+    (dict(threads=1.5), r"threads \(--threads\) must be an integer of at least 1, but got 1.5"),
+    (dict(batch_size=0), r"batch size \(--batch-size\) must be an integer of at least 1, but got 0"),
+    (dict(batch_size=True), r"batch size \(--batch-size\) must be an integer of at least 1, but got True"),
+])
+def test_runtime_settings_are_refused_when_made_not_when_used(settings, message):
+    # a 0 must never reach code where it could read as "unset" (``threads or cpu_count()``)
+    with pytest.raises(EffNasError, match=message):
+        RuntimeConfig(**settings)
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")

@@ -1,17 +1,23 @@
 """A real latency table of the tiny space, measured here, and every way a table is refused."""
 
 import json
+import math
+import statistics
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from effvit_nas import Arch, SearchSpace, TableError, UnknownNameError
 from effvit_nas.latency.build import build_table, plan_keys
-from effvit_nas.latency.keys import block_keys
+from effvit_nas.latency.fit import EVALUATOR_VERSION
+from effvit_nas.latency.keys import KEYS_VERSION, block_keys
 from effvit_nas.latency.measure import RuntimeConfig, hardware_info
-from effvit_nas.latency.table import LatencyTable
+from effvit_nas.latency.table import LatencyTable, content_checksum, predictor_signature, recorded_predictor
 from effvit_nas.latency.validate import validate_table
 from tests.conftest import tiny_settings
+
+pytestmark = pytest.mark.slow  # trains, measures or spawns processes: `pytest -m "not slow"` skips it
 
 
 def test_table_records_where_and_how_it_was_measured(tiny_table_path, tiny_space):
@@ -36,14 +42,21 @@ def test_predictions_are_positive_and_rank_small_below_large(tiny_table_path, ti
     assert all(table.predict_ms(tiny_space.sample(rng)) > 0 for _ in range(50))
 
 
-def test_unmeasured_keys_come_from_the_kind_model(tiny_table_path, tiny_space):
-    table = LatencyTable.load(tiny_table_path)
+def test_a_block_takes_its_measured_entry_and_the_kind_model_otherwise(tiny_table_path, tiny_space):
+    """An attention model rigged to say 1000 ms for every key: only keys the build did not measure
+    may show it, and a measured key gives its entry's first quartile (the table's statistic)."""
+    data = json.loads(tiny_table_path.read_text())
+    model = data["models"]["attention"]
+    model["coef"] = [1000.0] + [0.0] * (len(model["coef"]) - 1)  # the constant term only
+    table = LatencyTable.from_dict(data)
     rng = np.random.default_rng(1)
-    keys = {k for _ in range(200) for k in block_keys(tiny_space.sample(rng))}
+    keys = {k for _ in range(200) for k in block_keys(tiny_space.sample(rng)) if k.kind == "attention"}
     unmeasured = [k for k in keys if str(k) not in table.entries]
-    assert unmeasured, "the tiny quota leaves some attention keys unmeasured"
-    for key in unmeasured[:5]:
-        assert table.block_ms(key) == pytest.approx(table.models[key.kind].predict(key.features()))
+    measured = [k for k in keys if str(k) in table.entries]
+    assert unmeasured and measured, "the tiny quota measures some attention keys and leaves others"
+    assert all(table.block_ms(k) == 1000.0 for k in unmeasured)
+    assert all(table.block_ms(k) == table.entries[str(k)].p25_ms < 1000.0 for k in measured)
+    assert any(table.entries[str(k)].p25_ms != table.entries[str(k)].median_ms for k in measured)
 
 
 def test_an_interrupted_build_resumes_without_losing_measurements(tmp_path, tiny_space, ort_threads):
@@ -95,6 +108,57 @@ def test_truncated_and_edited_tables_are_refused(tiny_table_path, tmp_path):
         LatencyTable.load(edited)
 
 
+def _rewritten(tiny_table_path, tmp_path, edit) -> Path:
+    """The tiny table with ``edit`` applied and its checksum made to match: a file as a build of
+    other code would have written it."""
+    data = json.loads(tiny_table_path.read_text())
+    edit(data)
+    data["checksum"] = content_checksum(data)
+    path = tmp_path / "rewritten.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_a_table_records_the_predictor_it_was_fitted_for(tiny_table_path):
+    table = LatencyTable.load(tiny_table_path)
+    assert table.data["predictor"] == predictor_signature()
+    assert table.data["predictor"]["calibration_features"] == table.data["calibration"]["features"]
+    for kind, model in table.data["models"].items():
+        assert table.data["predictor"]["block_features"][kind] == model["features"]
+
+
+@pytest.mark.parametrize(("edit", "message"), [
+    (lambda d: d["predictor"].update(keys_version=KEYS_VERSION + 1),
+     rf"keys_version {KEYS_VERSION + 1} where this effvit-nas has {KEYS_VERSION}"),
+    (lambda d: d["predictor"].update(evaluator_version=EVALUATOR_VERSION + 1),
+     rf"evaluator_version {EVALUATOR_VERSION + 1} where this effvit-nas has {EVALUATOR_VERSION}"),
+    (lambda d: d["predictor"]["calibration_features"].reverse(), r"calibration_features \['log_attention_mentries'"),
+    (lambda d: d["predictor"]["block_features"]["head"].append("bytes"), r"head block features \['const', 'pool', "
+                                                                        r"'linear_macs', 'bytes'\]"),
+    (lambda d: d["predictor"]["block_features"].pop("merge"), r"merge block features None where"),
+])
+def test_a_table_fitted_for_another_predictor_is_refused(tiny_table_path, tmp_path, edit, message):
+    path = _rewritten(tiny_table_path, tmp_path, edit)
+    with pytest.raises(TableError, match=r"must be fitted for the predictor of this effvit-nas, but it records "
+                                         + message) as caught:
+        LatencyTable.load(path)
+    assert "effnas table build --target rewritten" in str(caught.value) and "\n" not in str(caught.value)
+
+
+def test_a_table_from_before_the_predictor_field_is_read_as_version_1(tiny_table_path, tmp_path):
+    """The rule for old files: keys and evaluator version 1, the features their models list."""
+    old = _rewritten(tiny_table_path, tmp_path, lambda d: d.pop("predictor"))
+    table = LatencyTable.load(old)
+    assert recorded_predictor(table.data) == {**predictor_signature(), "keys_version": 1, "evaluator_version": 1}
+    # the id names what was measured, so adding or dropping the predictor record leaves it alone
+    assert table.table_id == LatencyTable.load(tiny_table_path).table_id
+    assert table.table_id == f"tiny@{table.data['checksum'][:12]}"
+    renamed = _rewritten(tiny_table_path, tmp_path, lambda d: (d.pop("predictor"),
+                                                                d["models"]["stem"]["features"].reverse()))
+    with pytest.raises(TableError, match=r"stem block features \['activations', 'macs', 'const'\]"):
+        LatencyTable.load(renamed)
+
+
 def test_unknown_targets_list_the_available_ones_and_the_build_command():
     with pytest.raises(UnknownNameError, match=r"target must be a table in .*effnas table build --target nope"):
         LatencyTable.load("nope")
@@ -118,13 +182,33 @@ def test_other_hardware_is_refused(tiny_table_path):
         table.check_hardware({**hardware_info(), "cores": 128})
 
 
-def test_validate_measures_unseen_archs_and_reports_raw_and_corrected(tiny_table_path, tmp_path):
+# Measured while this bound was set, on a 2-core machine under a load of ~5 from other processes
+# (5 tiny builds, 15 validations of 6-8 networks): the median network's relative error was 3-75%
+# raw and 15-308% drift-corrected, 3-75% for the better of the two; a constant guess (every network
+# at the median measured latency) did 5-23%. In one further run the machine ran 3.2x slower than
+# during the build: 191% raw, while its drift-corrected figures were close. Under such load the tiny
+# table (8 calibration networks, 3 timing rounds) is no better than a constant, and which reading
+# of the machine holds (as during the build, or slowed as the reference says) changes from run to
+# run, so the bound takes the better of the two and only catches gross errors (units, batch, keys,
+# a calibration applied the wrong way), with a margin for such a machine.
+MEDIAN_WITHIN_FACTOR = 2.5
+
+
+def test_the_tiny_table_predicts_its_own_validation_networks(tiny_table_path, tmp_path):
     table = LatencyTable.load(tiny_table_path)
-    report = validate_table(table, 4, seed=0, max_wait_s=0)
-    assert len(report.rows) == 4 and report.drift > 0
+    report = validate_table(table, 8, seed=0, max_wait_s=0)
+    assert len(report.rows) == 8
+
+    def median_factor(measured: str) -> float:
+        return math.exp(statistics.median(abs(math.log(r["predicted_ms"] / r[measured])) for r in report.rows))
+
+    raw, corrected = median_factor("measured_ms"), median_factor("measured_corrected_ms")
+    assert min(raw, corrected) <= MEDIAN_WITHIN_FACTOR, (
+        f"median network predicted {raw:.2f}x off its raw and {corrected:.2f}x off its drift-corrected measurement "
+        f"(reference ratio {report.reference_ratio:.2f}): {report.rows}")
     stats = report.stats()
-    assert set(stats) == {"calibrated, drift-corrected", "calibrated, raw", "plain block sum, drift-corrected",
-                          "plain block sum, raw"}
-    for row in report.rows:
-        assert row["measured_corrected_ms"] == pytest.approx(row["measured_ms"] / row["chunk_drift"])
+    assert stats["calibrated, raw"]["median_abs_err"] == pytest.approx(
+        statistics.median(abs(r["predicted_ms"] / r["measured_ms"] - 1) for r in report.rows))
+    assert stats["calibrated, drift-corrected"]["median_abs_err"] == pytest.approx(
+        statistics.median(abs(r["predicted_ms"] / r["measured_corrected_ms"] - 1) for r in report.rows))
     assert report.plot(tmp_path / "scatter.png").stat().st_size > 10_000

@@ -10,6 +10,8 @@ from effvit_nas.export import export_onnx, onnx_max_abs_diff
 from tests.model.test_timm_parity import randomise
 from tests.strategies import space_archs
 
+pytestmark = pytest.mark.slow  # trains, measures or spawns processes: `pytest -m "not slow"` skips it
+
 
 def images(arch: Arch, batch: int = 2) -> torch.Tensor:
     return torch.randn(batch, 3, arch.resolution, arch.resolution, generator=torch.Generator().manual_seed(0))

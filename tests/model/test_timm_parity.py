@@ -13,6 +13,8 @@ from effvit_nas.arch import PRESETS
 from effvit_nas.export import timm_kwargs
 from tests.strategies import space_archs
 
+pytestmark = pytest.mark.slow  # trains, measures or spawns processes: `pytest -m "not slow"` skips it
+
 
 def randomise(model: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
     gen = torch.Generator().manual_seed(seed)

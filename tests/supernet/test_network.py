@@ -10,6 +10,8 @@ from effvit_nas import Arch
 from effvit_nas.errors import InvalidArchError
 from effvit_nas.supernet import Supernet, recalibrate_bn
 
+pytestmark = pytest.mark.slow  # trains, measures or spawns processes: `pytest -m "not slow"` skips it
+
 
 @pytest.fixture(scope="module")
 def supernet(space):

@@ -13,11 +13,14 @@ import torch
 from effvit_nas import Arch
 from effvit_nas.errors import EffNasError
 from effvit_nas.estimators import create_estimator
+from effvit_nas.latency.table import LatencyTable
 from effvit_nas.supernet import SUPERNET_CHECKPOINT, SupernetSettings, load_supernet, train_supernet
 from effvit_nas.train import CHECKPOINT_NAME, CURVES_NAME, METRICS_NAME, read_checkpoint
 
 from ..cli.helpers import assert_one_line_error, effnas
 from ..conftest import DATA, tiny_recipe
+
+pytestmark = pytest.mark.slow  # trains, measures or spawns processes: `pytest -m "not slow"` skips it
 
 TINY_SPACE = str(DATA / "tiny_space.yaml")
 
@@ -39,7 +42,9 @@ def test_training_writes_checkpoint_metrics_and_curves_and_learns(trained_supern
     metrics = json.loads((out / METRICS_NAME).read_text())
     assert metrics["epochs_done"] == 2
     last, first = metrics["epochs"][-1], metrics["epochs"][0]
-    assert last["val_top1_largest"] > 30.0 and last["val_top1_smallest"] > 12.0  # chance is 10%
+    # the largest reaches 66-68% over seeds 0-2 (chance 10%). The smallest, trained only by distillation,
+    # is still near chance after 2 epochs (14-29%): its losses must fall, its accuracy is not asserted.
+    assert last["val_top1_largest"] > 45.0
     assert last["train_loss"] < first["train_loss"] and last["distill_loss"] < first["distill_loss"]
     assert (out / CURVES_NAME).stat().st_size > 10_000
     net, saved = load_supernet(trained_supernet)
@@ -75,7 +80,7 @@ def test_two_gloo_processes_train_one_supernet(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((out / METRICS_NAME).read_text())
     assert metrics["settings"]["world_size"] == 2 and metrics["epochs_done"] == 1
-    assert metrics["val_top1_largest"] > 15.0
+    assert metrics["val_top1_largest"] > 25.0  # 40-52% over seeds 0-2 (chance 10%)
     assert result.stdout.count("largest") == 2  # rank 0 reports (1 epoch + the summary), rank 1 is quiet
 
 
@@ -83,23 +88,31 @@ def test_the_estimator_scores_inherited_accuracy_once_per_arch(trained_supernet,
     estimator = create_estimator("supernet", checkpoint=str(trained_supernet), calibration_batches="2")
     largest, smallest = tiny_space.largest(), tiny_space.smallest()
     first = estimator.score(largest)
-    assert 10.0 < first <= 100.0
+    ends = read_checkpoint(trained_supernet)["history"][-1]
+    assert first == ends["val_top1_largest"]  # the training's own report of its last epoch, to the bit
     assert estimator.score(largest) == first and len(estimator.cache) == 1
     assert estimator.score(largest.replace(resolution=96)) == first  # scored at the supernet's 64 px
     fresh = create_estimator("supernet", checkpoint=str(trained_supernet), calibration_batches="2")
-    assert fresh.score(smallest) == estimator.score(smallest)  # deterministic across instances
+    assert fresh.score(smallest) == estimator.score(smallest) == ends["val_top1_smallest"]  # deterministic
     with pytest.raises(EffNasError, match="search space must lie inside"):
         estimator.check_space(__import__("effvit_nas").SearchSpace.default())
 
 
-def test_search_with_the_supernet_estimator(tmp_path, trained_supernet, tiny_table_path):
+def test_search_with_the_supernet_estimator(tmp_path, trained_supernet, tiny_table_path, tiny_space):
+    table = LatencyTable.load(tiny_table_path)
+    # halfway between the space's fastest and slowest arch: the budget binds
+    budget_ms = (table.predict_ms(tiny_space.smallest()) + table.predict_ms(tiny_space.largest())) / 2
     out = tmp_path / "search"
-    result = effnas("search", "--target", str(tiny_table_path), "--budget", "50ms", "--space", TINY_SPACE,
-                    "--estimator", "supernet", "--supernet", str(trained_supernet), "--trials", "6", "--out", str(out))
+    result = effnas("search", "--target", str(tiny_table_path), "--budget", f"{budget_ms * 1000:.0f}us",
+                    "--space", TINY_SPACE, "--estimator", "supernet", "--supernet", str(trained_supernet),
+                    "--trials", "6", "--out", str(out))
     assert result.returncode == 0, result.stderr
     metadata = json.loads((out / "metadata.json").read_text())
     assert metadata["estimator"]["name"] == "supernet" and metadata["estimator"]["supernet_epochs"] == 2
-    assert Arch.from_yaml(out / "best.yaml")
+    best = Arch.from_yaml(out / "best.yaml")
+    assert tiny_space.contains(best)
+    limit_ms = round(budget_ms * 1000) / 1000 * 0.95  # the default 5% margin below the budget as given
+    assert table.predict_ms(best) <= limit_ms
 
 
 def test_a_subnet_is_handed_over_and_fine_tuned(tmp_path, trained_supernet, tiny_space):
@@ -154,7 +167,9 @@ def test_without_img_size_each_subnet_trains_and_scores_at_its_own_resolution(tm
     out = tmp_path / "multi"
     summary = train_supernet(SupernetSettings(space=tiny_space, data="digits", recipe=tiny_recipe(1), out_dir=out,
                                               random_subnets=1, calibration_batches=1))
-    assert summary["val_top1_largest"] > 10.0  # the largest at 96 px, the smallest at 64 px
+    assert summary["val_top1_largest"] > 30.0  # the largest at 96 px: 44-54% over seeds 0-2 (chance 10%)
     estimator = create_estimator("supernet", checkpoint=str(out / SUPERNET_CHECKPOINT), calibration_batches="1")
     low, high = (estimator.score(tiny_space.largest().replace(resolution=r)) for r in (64, 96))
-    assert len(estimator.cache) == 2 and 0.0 < low <= 100.0 and 0.0 < high <= 100.0
+    assert len(estimator.cache) == 2 and high == summary["val_top1_largest"]  # scored at 96 px, as trained
+    # at 64 px the largest is no sandwich end and stays near chance (11-14% over seeds 0-2)
+    assert low < high - 15.0

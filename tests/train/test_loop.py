@@ -17,16 +17,20 @@ from effvit_nas.train import CHECKPOINT_NAME, CURVES_NAME, METRICS_NAME
 
 from ..cli.helpers import assert_one_line_error, effnas
 
+pytestmark = pytest.mark.slow  # trains, measures or spawns processes: `pytest -m "not slow"` skips it
+
 
 def test_a_run_writes_checkpoint_metrics_and_learning_curves(trained_tiny):
     metrics = json.loads((trained_tiny / METRICS_NAME).read_text())
     assert metrics["epochs_done"] == 2 and len(metrics["epochs"]) == 2
-    assert metrics["val_top1"] == metrics["epochs"][-1]["val_top1"] > 10.0  # above chance after 2 epochs
+    # 2 epochs leave the tiny arch near chance (20-36% over seeds 0-2): the loss must fall here, and the
+    # 4-epoch run of the resume test holds the accuracy floor
     assert metrics["epochs"][-1]["train_loss"] < metrics["epochs"][0]["train_loss"]
     assert {"val_ema_top1", "train_img_per_s", "lr"} <= set(metrics["epochs"][0])
     assert metrics["settings"]["recipe"]["epochs"] == 2 and metrics["git_revision"]
     checkpoint = torch.load(trained_tiny / CHECKPOINT_NAME, weights_only=True)
     assert checkpoint["epoch"] == 2 and checkpoint["classes"] == [str(d) for d in range(10)]
+    assert metrics["val_top1"] == metrics["epochs"][-1]["val_top1"] == checkpoint["history"][-1]["val_top1"]
     assert (trained_tiny / CURVES_NAME).stat().st_size > 10_000
 
 
@@ -58,6 +62,7 @@ def test_resume_after_a_kill_mid_epoch_matches_an_uninterrupted_run(tmp_path, ti
     assert resumed.returncode == 0, resumed.stderr
     a = json.loads((straight / METRICS_NAME).read_text())
     b = json.loads((killed / METRICS_NAME).read_text())
+    assert a["val_top1"] > 35.0  # 4 epochs: 55-78% over seeds 0-2 (chance 10%)
     for row_a, row_b in zip(a["epochs"], b["epochs"], strict=True):
         for key in ("train_loss", "val_top1", "val_loss", "val_ema_top1", "lr"):
             assert row_a[key] == row_b[key], (row_a["epoch"], key)
@@ -105,7 +110,8 @@ def test_ddp_on_two_gloo_processes_trains_the_same_arch(tmp_path, tiny_arch_yaml
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((out / METRICS_NAME).read_text())
     assert metrics["settings"]["world_size"] == 2 and metrics["epochs_done"] == 2
-    assert metrics["val_top1"] > 10.0
+    # 2 epochs leave the tiny arch near chance (19-36% over seeds 0-2), as in one process: the loss must fall
+    assert metrics["epochs"][-1]["train_loss"] < metrics["epochs"][0]["train_loss"]
     assert result.stdout.count("val top-1") == 3  # rank 0 reports (2 epochs + the summary), rank 1 is quiet
 
 

@@ -1,0 +1,96 @@
+"""What every backend's study has in common: where it lives, its name, its samplers, its labels, and
+which of its trials count as finished."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import optuna
+
+from ..errors import UnknownNameError
+from ..units import format_ms
+
+if TYPE_CHECKING:
+    from .problem import SearchProblem
+
+__all__ = ["STUDY_NAME", "SAMPLERS", "FAIL_REASON", "storage_url", "quiet_optuna", "check_sampler", "make_sampler",
+           "create_study", "is_finished", "finished_count", "fail_unfinished"]
+
+# One fixed name: the folder names the run, and --resume (or optuna-dashboard) finds the study
+# without knowing the arguments it was started with. What the run is goes in the study's user attrs.
+STUDY_NAME = "effnas"
+FAIL_REASON = "fail_reason"  # user attr of a trial the estimator could not score
+SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
+    "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True, group=True),
+    "nsga2": lambda seed: optuna.samplers.NSGAIISampler(seed=seed, population_size=40),
+    "random": lambda seed: optuna.samplers.RandomSampler(seed=seed),
+}
+
+
+def storage_url(out_dir: Path) -> str:
+    return f"sqlite:///{(out_dir / 'study.db').resolve()}"
+
+
+def quiet_optuna() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # multivariate TPE and metric names are marked experimental; the first handles the space's coupled knobs
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
+
+
+def check_sampler(name: str) -> None:
+    if name not in SAMPLERS:
+        raise UnknownNameError(f"sampler must be one of {sorted(SAMPLERS)}, but got {name!r}")
+
+
+def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
+    check_sampler(name)
+    return SAMPLERS[name](seed)
+
+
+def create_study(problem: SearchProblem, out_dir: Path | None, *, sampler: str, seed: int,
+                 backend: str) -> optuna.Study:
+    """A new study in ``out_dir`` (None: in memory), labelled so that optuna-dashboard (which reads the
+    study as it is) shows what its two objectives are and what the run searched."""
+    study = optuna.create_study(study_name=STUDY_NAME, storage=storage_url(out_dir) if out_dir else None,
+                                sampler=make_sampler(sampler, seed), directions=["maximize", "minimize"])
+    study.set_metric_names(["score", f"latency_ms:{problem.primary.name}"])  # what "score" is: user attr "score"
+    for key, value in run_attrs(problem, sampler=sampler, seed=seed, backend=backend).items():
+        study.set_user_attr(key, value)
+    return study
+
+
+def run_attrs(problem: SearchProblem, *, sampler: str, seed: int, backend: str) -> dict[str, Any]:
+    budgets = "; ".join(f"{t.name} under {', '.join(format_ms(b) for b in t.budgets_ms)}" for t in problem.targets)
+    return {
+        "run": f"{problem.space.name}: {budgets}, by {problem.estimator.name}, {sampler} seed {seed}, {backend}",
+        "space": problem.space.name,
+        "budgets_ms": {t.name: list(t.budgets_ms) for t in problem.targets},
+        "margin": {t.name: t.margin for t in problem.targets},
+        "estimator": problem.estimator.name,
+        "score": problem.estimator.score_label,
+        "sampler": sampler,
+        "seed": seed,
+        "backend": backend,
+        "seed_with_references": problem.seed_with_references,
+    }
+
+
+def is_finished(trial: optuna.trial.FrozenTrial) -> bool:
+    """Complete, pruned, or failed with a reason from the estimator: each counts toward ``trials``.
+    A trial failed without a reason was interrupted (a kill, a Ctrl-C) and runs again on resume."""
+    state = optuna.trial.TrialState
+    return trial.state in (state.COMPLETE, state.PRUNED) or (trial.state == state.FAIL and FAIL_REASON in
+                                                             trial.user_attrs)
+
+
+def finished_count(study: optuna.Study) -> int:
+    return sum(is_finished(t) for t in study.get_trials(deepcopy=False))
+
+
+def fail_unfinished(study: optuna.Study) -> None:
+    """Tell the trials a killed process left RUNNING as failed (no reason: they did not finish)."""
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        study.tell(trial.number, state=optuna.trial.TrialState.FAIL)
