@@ -1,7 +1,7 @@
 """Two processes at once: the main job alone against two copies of it started together.
 
 Run:  python scripts/bench_concurrency.py [--trials 300] [--rounds 2] [--proxy-threads 1]
-      (writes docs/results/concurrency-threads<N>.json)
+      (writes docs/results/concurrency-threads<N>-trials<T>.json)
 
 Each round runs ``effnas search --target amd-epyc-2core-ort-b1 --budget 2ms`` once alone, then two
 of it at the same moment, in fresh processes (rounds interleave alone and pair, so a change of the
@@ -74,7 +74,7 @@ def main() -> None:
     print(f"median alone {alone_s:.1f} s; two at once: {', '.join(f'{x:.2f}x' for x in ratios)} "
           f"(worst {max(ratios):.2f}x, goal <= 2.5x)")
     command = "python scripts/bench_concurrency.py " + " ".join(sys.argv[1:])
-    save_result(f"concurrency-threads{args.proxy_threads}", command, figures)
+    save_result(f"concurrency-threads{args.proxy_threads}-trials{args.trials}", command, figures)
 
 
 if __name__ == "__main__":
