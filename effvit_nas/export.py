@@ -93,7 +93,7 @@ def onnx_max_abs_diff(path: str | os.PathLike, model: torch.nn.Module, resolutio
     import numpy as np
     import torch
 
-    from .latency.measure import onnx_session
+    from ._ort import onnx_session
 
     x = torch.randn(batch_size, 3, resolution, resolution, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():

@@ -9,7 +9,7 @@ from pathlib import Path
 
 __all__ = ["git_revision", "library_versions", "utc_now"]
 
-_PACKAGES = ("effvit-nas", "torch", "onnxruntime", "onnx", "optuna", "numpy", "timm")
+_PACKAGES = ("effvit-nas", "torch", "onnxruntime", "openvino", "onnx", "optuna", "numpy", "timm")
 
 
 def git_revision() -> str:

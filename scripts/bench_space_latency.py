@@ -15,7 +15,8 @@ import torch
 
 from effvit_nas import Arch, SearchSpace, build_model
 from effvit_nas.counting import count
-from effvit_nas.latency.measure import RuntimeConfig, create_runtime, hardware_info, measure_interleaved
+from effvit_nas.latency.measure import hardware_info, measure_interleaved
+from effvit_nas.latency.runtimes import RuntimeConfig, create_runtime
 
 
 def main() -> None:

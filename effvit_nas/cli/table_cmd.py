@@ -4,21 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import sys
 from pathlib import Path
-from typing import TypeVar
 
 from ..errors import EffNasError
-
-T = TypeVar("T")
-
-# Defaults per runtime and device: onnxruntime CPU at batch 1 on every core (deployment), torch CPU
-# at batch 16 on one thread and torch CUDA at batch 2048 in fp16 (the paper's speed test settings).
-DEFAULTS = {
-    ("onnxruntime", "cpu"): dict(batch_size=1, threads=None, dtype="float32"),
-    ("torch", "cpu"): dict(batch_size=16, threads=1, dtype="float32"),
-    ("torch", "cuda"): dict(batch_size=2048, threads=1, dtype="float16"),
-}
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -28,22 +17,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build = commands.add_parser("build", help="measure a latency table on this machine (resumable)")
     build.add_argument("--target", required=True,
                        help="table name (written to latency_tables/NAME.json) or a .json path")
-    build.add_argument("--runtime", choices=["onnxruntime", "torch"], default="onnxruntime")
-    build.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    build.add_argument("--threads", type=int, default=None, help="intra-op threads (default: all cores for "
-                       "onnxruntime, 1 for torch, as the paper measured CPUs)")
-    build.add_argument("--batch-size", type=int, default=None, help="default: 1 onnxruntime, 16 torch CPU, 2048 CUDA")
-    build.add_argument("--dtype", choices=["float32", "float16"], default=None, help="default: float16 on CUDA")
+    build.add_argument("--runtime", default="onnxruntime", help="onnxruntime, openvino, torch, tensorrt "
+                       "(effnas table runtimes lists them with their defaults)")
+    build.add_argument("--device", default="cpu", help="cpu or cuda")
+    build.add_argument("--threads", type=int, default=None, help="intra-op threads (default: the runtime's)")
+    build.add_argument("--batch-size", type=int, default=None, help="default: the runtime's on the device")
+    build.add_argument("--dtype", default=None, help="float32 or float16 (default: the runtime's on the device)")
     build.add_argument("--space", default=None, help="search space YAML (default: the built-in one)")
-    build.add_argument("--calibration-archs", type=int, default=150, help="whole networks measured for calibration")
-    build.add_argument("--max-wait", type=float, default=120.0,
-                       help="seconds the build may wait in all for the machine to return to its usual speed")
+    build.add_argument("--calibration-archs", type=int, default=None,
+                       help="networks timed under the deployment rule to fit the calibration (default 48)")
+    build.add_argument("--check-archs", type=int, default=None,
+                       help="networks held out to check the table before it is written (default 8)")
+    build.add_argument("--max-wait", type=float, default=None,
+                       help="seconds the build may wait in all for the machine to return to its usual speed "
+                            "(default 60)")
     build.add_argument("--seed", type=int, default=0)
+    build.add_argument("--accept-below-bar", action="store_true",
+                       help="write the table even if its held-out networks miss the bar (it records that they did)")
     build.add_argument("--overwrite", action="store_true", help="replace an existing complete table")
     build.set_defaults(handler=run_build)
 
     listing = commands.add_parser("list", help="list the tables in latency_tables/")
     listing.set_defaults(handler=run_list)
+
+    runtimes = commands.add_parser("runtimes", help="list the runtimes, their devices and defaults")
+    runtimes.set_defaults(handler=run_runtimes)
 
     show = commands.add_parser("show", help="print a table's metadata")
     show.add_argument("target", help="table name or .json path")
@@ -53,47 +51,46 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     validate.add_argument("--target", required=True, help="table name or .json path")
     validate.add_argument("--samples", type=int, default=30, help="random archs, none used by the calibration")
     validate.add_argument("--seed", type=int, default=0)
-    validate.add_argument("--max-wait", type=float, default=120.0,
-                          help="seconds to wait in all for the machine to return to its build-time speed")
+    validate.add_argument("--rounds", type=int, default=3, help="fresh processes per network (deployment rule)")
+    validate.add_argument("--arch", action="append", default=[], metavar="YAML",
+                          help="also validate this arch (repeatable): the corners or picks a search visits")
     validate.add_argument("--out", default=None, help="folder for report.json and scatter.png "
                           "(default: validation/<target>)")
     validate.set_defaults(handler=run_validate)
 
 
-def _given_or(value: T | None, default: T) -> T:
-    """The flag's value if it was given at all: a 0 is the user's, for the library to refuse, not a
-    cue to fall back to the default as ``value or default`` would."""
-    return default if value is None else value
-
-
 def run_build(args: argparse.Namespace) -> int:
-    from ..latency.build import BuildSettings, build_table
-    from ..latency.measure import RuntimeConfig
+    from dataclasses import replace
+
+    from ..latency.build import BuildSettings, TableBelowBar, build_table
+    from ..latency.runtimes import runtime_class
     from ..latency.table import table_path
     from ._common import load_space, progress_bar
 
-    defaults = DEFAULTS.get((args.runtime, args.device))
-    if defaults is None:
-        raise EffNasError(f"device 'cuda' needs --runtime torch, but got --runtime {args.runtime}; "
-                          "use --runtime torch --device cuda")
     # settings first: a bad number is refused before anything is looked at or measured
-    config = RuntimeConfig(
-        runtime=args.runtime, device=args.device,
-        threads=_given_or(args.threads, defaults["threads"] or os.cpu_count() or 1),
-        batch_size=_given_or(args.batch_size, defaults["batch_size"]), dtype=_given_or(args.dtype, defaults["dtype"]),
-    )
-    settings = BuildSettings(calibration_archs=args.calibration_archs, seed=args.seed, max_wait_s=args.max_wait)
+    config = runtime_class(args.runtime, args.device).config_for(
+        args.device, threads=args.threads, batch_size=args.batch_size, dtype=args.dtype)
+    given = {"calibration_archs": args.calibration_archs, "check_archs": args.check_archs,
+             "max_wait_s": args.max_wait}
+    settings = replace(BuildSettings(seed=args.seed), **{k: v for k, v in given.items() if v is not None})
     path = table_path(args.target)
     if path.exists() and not args.overwrite:
         raise EffNasError(f"table {str(path)!r} must not exist yet, but it does; pass --overwrite to measure it "
                           "again, or pick another --target")
     space = load_space(args.space)
-    with progress_bar("measuring") as progress:
-        table = build_table(path.stem, path, config, space, settings, progress=progress)
-    cal = table.calibration
-    print(f"wrote {path}: {len(table.entries)} blocks, {cal.archs} calibration networks "
-          f"(median fit error {cal.median_abs_rel_err:.1%}), reference {table.reference_ms:.3f} ms, "
-          f"{table.data['build']['seconds']:.0f} s")
+    try:
+        with progress_bar("measuring") as progress:
+            table = build_table(path.stem, path, config, space, settings, progress=progress,
+                                accept_below_bar=args.accept_below_bar)
+    except TableBelowBar as exc:
+        print(f"effnas: {exc}", file=sys.stderr)
+        return 1
+    cal, check = table.calibration, table.data["deployment"]["check"]
+    print(f"wrote {path}: {len(table.entries)} blocks, {cal.archs} calibration networks under the deployment rule, "
+          f"reference {table.deployment_reference_ms:.3f} ms deployed, {table.data['build']['seconds']:.0f} s")
+    verdict = "met the bar" if check["passed"] else f"BELOW THE BAR ({'; '.join(check['misses'])}), written as asked"
+    print(f"check on {check['archs']} held-out networks: median error {check['median_abs_err']:.1%}, "
+          f"{check['within_10pct']:.0%} within ±10%, worst {check['worst_abs_err']:.1%}: {verdict}")
     return 0
 
 
@@ -114,6 +111,24 @@ def run_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_runtimes(args: argparse.Namespace) -> int:
+    from ..latency.runtimes import RUNTIMES, runtime_class
+
+    runtime_class("onnxruntime")  # loads the plug-ins
+    print(f"{'runtime':<12} {'device':<6} {'batch':>5} {'threads':>7} {'dtype':<8} usable here")
+    for name, cls in sorted(RUNTIMES.items()):
+        for device, default in cls.defaults.items():
+            runtime = cls(cls.config_for(device))
+            try:
+                runtime.check_usable()
+                usable = "yes"
+            except EffNasError as exc:
+                usable = f"no: {exc}"
+            threads = "all" if default.threads is None else default.threads
+            print(f"{name:<12} {device:<6} {default.batch_size:>5} {threads:>7} {default.dtype:<8} {usable}")
+    return 0
+
+
 def run_show(args: argparse.Namespace) -> int:
     from ..latency.table import LatencyTable
 
@@ -123,26 +138,32 @@ def run_show(args: argparse.Namespace) -> int:
 
 def run_validate(args: argparse.Namespace) -> int:
     from .._io import atomic_write_text
+    from ..arch import Arch
     from ..latency.table import LatencyTable
     from ..latency.validate import validate_table
     from ._common import progress_bar
 
     table = LatencyTable.load(args.target)
+    added = [Arch.from_yaml(p) for p in args.arch]
     out = Path(args.out) if args.out else Path("validation") / table.target
     with progress_bar("validating") as progress:
-        report = validate_table(table, args.samples, seed=args.seed, max_wait_s=args.max_wait, progress=progress)
+        report = validate_table(table, args.samples, seed=args.seed, rounds=args.rounds,
+                                extra={"added": added} if added else None, progress=progress)
     atomic_write_text(out / "report.json", json.dumps(report.to_dict(), indent=1) + "\n")
     plot = report.plot(out / "scatter.png")
-    print(f"{table.table_id}: {args.samples} unseen archs; reference now / at build x{report.reference_ratio:.3f}, "
-          f"drift correction applied x{report.drift:.3f} (1 when within the reference's own noise)")
-    if report.waited_s:
-        print(f"waited {report.waited_s:.0f} s for the machine to return to its build-time speed")
-    if abs(report.reference_ratio - 1) > 0.15:
+    print(f"{table.table_id}: {len(report.rows)} archs under the deployment rule ({args.rounds} fresh processes "
+          f"each); reference now / at build x{report.reference_ratio:.3f}, drift correction x{report.drift:.3f} "
+          "(1 when within the reference's own noise)")
+    if not table.predicts_deployment:
+        print("note: this table predates the deployment rule: it predicts in-process latency, and has no "
+              "deployed reference to measure drift against")
+    elif abs(report.reference_ratio - 1) > 0.15:
         print("warning: this machine runs far from its speed during the build; the raw figures mix table "
               "error with that change, and the corrected ones assume it slows every operator alike")
-    print(f"{'':<34} {'±5%':>6} {'±10%':>6} {'median':>7} {'worst':>7} {'Spearman':>9}")
-    for label, s in report.stats().items():
-        print(f"{label:<34} {s['within_5pct']:>6.0%} {s['within_10pct']:>6.0%} {s['median_abs_err']:>7.1%} "
-              f"{s['worst_abs_err']:>7.1%} {s['spearman']:>9.3f}")
+    for group in report.groups():
+        print(f"{group + ' archs':<34} {'±5%':>6} {'±10%':>6} {'median':>7} {'worst':>7} {'Spearman':>9}")
+        for label, s in report.stats(group).items():
+            print(f"  {label:<32} {s['within_5pct']:>6.0%} {s['within_10pct']:>6.0%} {s['median_abs_err']:>7.1%} "
+                  f"{s['worst_abs_err']:>7.1%} {s['spearman']:>9.3f}")
     print(f"wrote {out / 'report.json'} and {plot}")
     return 0

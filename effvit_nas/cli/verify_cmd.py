@@ -18,8 +18,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", default=None, help="evaluate top-1 on this data's val split (digits or a dir)")
     parser.add_argument("--out", default=None, help="report folder (default: runs/verify-<arch>-<target>)")
     parser.add_argument("--force", action="store_true", help="measure even on hardware that is not the table's")
-    parser.add_argument("--max-wait", type=float, default=120.0,
-                        help="seconds to wait at most for the machine's usual speed before measuring")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="fresh processes timing the model (deployment rule); the verdict uses their median")
     parser.set_defaults(handler=run)
 
 
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     table = LatencyTable.load(args.target)
     out = Path(args.out) if args.out else Path("runs") / f"verify-{arch.name or arch.arch_id}-{table.target}"
     settings = VerifySettings(arch=arch, table=table, budget_ms=budget_ms, out_dir=out, checkpoint=args.checkpoint,
-                              data=args.data, force=args.force, max_wait_s=args.max_wait)
+                              data=args.data, force=args.force, rounds=args.rounds)
     if args.force:
         sys.stderr.write("effnas: WARNING: --force: a mismatch between this machine and the table's is reported, "
                          "not refused\n")

@@ -7,14 +7,22 @@ thousands of distinct attention blocks once kernels are counted):
 2. every key of M0–M5 and of the space's smallest and largest archs;
 3. keys drawn from random archs of the space, up to a quota per kind, so the measured keys follow
    the distribution a search visits;
-4. whole networks of random archs, for the calibration.
+4. whole networks of random archs under the deployment rule (``deploy.py``: the exported file in a
+   fresh process, a plain session): the calibration is fitted to them, so a prediction means the
+   latency a deployment measures, not the block protocol's;
+5. a few more networks the same way, held out: the build's check of itself, before it writes.
 
-Blocks are measured in chunks, interleaved with a fixed reference network (M0). Every chunk's
-entries are rescaled by (table reference / that chunk's reference), so a machine that slows down
-mid-build does not leave slow and fast entries side by side. A chunk measured while the machine was
-in a slow state is measured again; an entry or calibration network still measured off the usual
-state after the retries is kept, rescaled, and marked ``"slow_state": true``. Each finished chunk is
-appended to ``<table>.partial`` and flushed: a rerun after Ctrl-C or kill continues where it stopped.
+Blocks are measured in chunks, interleaved with a fixed reference network (M0) in this process;
+networks in chunks interleaved with M0 deployed. Every chunk's figures are rescaled by (the build's
+usual reference / that chunk's reference), so a machine that slows down mid-build does not leave
+slow and fast figures side by side; a chunk measured while the machine was in a slow state is
+measured again, and one still off the usual state after the retries is kept, rescaled, and marked
+``"slow_state": true``. Each finished chunk is appended to ``<table>.partial`` and flushed: a rerun
+after Ctrl-C or kill continues where it stopped.
+
+The held-out networks' errors, with the calibration's out-of-fold errors, are the table's residuals
+(its confidence margins). A table whose check misses the bar is not written under its name: it goes
+to ``<name>.rejected.json`` and the user is told what to do.
 """
 
 from __future__ import annotations
@@ -32,29 +40,37 @@ from typing import Any
 
 import numpy as np
 
+from .._checks import check_at_least
 from ..arch import PRESETS, Arch, stage_sizes
 from ..errors import TableError
 from ..provenance import git_revision, library_versions, utc_now
 from ..space import SearchSpace
-from .fit import Calibration, fit_block_model, fit_calibration
+from .deploy import DeployedTiming, DeploymentRule
+from .fit import Calibration, fit_block_model, fit_calibration, relative_errors
 from .keys import KEY_KINDS, BlockKey, DwFfnKey, HeadKey, StemKey, block_keys, parse_key
-from .measure import (
-    MeasureProtocol,
-    RuntimeConfig,
-    Timing,
-    check_at_least,
-    create_runtime,
-    hardware_info,
-    measure_chunk,
-    wait_for_speed,
-)
+from .measure import MeasureProtocol, Timing
+from .meter import REFERENCE_ARCH, LatencyMeter
+from .runtimes import Runtime, RuntimeConfig
 from .table import TABLE_SCHEMA_VERSION, LatencyTable, predictor_signature
 
-__all__ = ["BuildSettings", "build_table", "plan_keys", "plan_calibration_archs", "REFERENCE_ARCH"]
+__all__ = ["BuildSettings", "CheckBar", "build_table", "plan_keys", "plan_calibration_archs", "plan_check_archs",
+           "REFERENCE_ARCH", "rejected_path"]
 
 log = logging.getLogger(__name__)
-REFERENCE_ARCH = "m0"  # the speed reference: fixed, whatever the space
 Progress = Callable[[int, int, str], None]  # (done, total, what) -> None
+
+
+@dataclass(frozen=True)
+class CheckBar:
+    """What the held-out networks must show for a table to be written under its name."""
+
+    max_median_err: float = 0.05
+    min_within_10pct: float = 0.75
+
+    def misses(self, median_err: float, within_10pct: float) -> list[str]:
+        return ([f"median error {median_err:.1%} > {self.max_median_err:.0%}"] if median_err > self.max_median_err
+                else []) + ([f"{within_10pct:.0%} within ±10% < {self.min_within_10pct:.0%}"]
+                            if within_10pct < self.min_within_10pct else [])
 
 
 @dataclass(frozen=True)
@@ -63,19 +79,22 @@ class BuildSettings:
     default space (docs/LATENCY.md gives the time a build took)."""
 
     chunk_size: int = 20  # blocks measured together (with the reference) per chunk
-    network_chunk_size: int = 6  # whole networks per chunk
     max_spread: float = 0.15  # an entry whose IQR/median exceeds this is measured again ...
     max_retries: int = 2  # ... at most this many times, keeping the tightest measurement
     max_drift: float = 0.10  # a chunk whose reference is this much slower than usual is measured again
-    max_wait_s: float = 120.0  # total time the build may wait for the machine to return to its usual speed
+    max_wait_s: float = 60.0  # total time the build may wait for the machine to return to its usual speed
     # Blocks drawn from random archs per kind; stems, heads and DW+FFN blocks are all measured (few
     # enough, and DW+FFN latency steps where onnxruntime starts splitting an op across threads,
     # which no smooth model captures). Attention and merge keys are too many to measure them all.
     quota: tuple[tuple[str, int], ...] = (("attention", 480), ("merge", 200))
-    calibration_archs: int = 150
+    calibration_archs: int = 48  # networks timed under the deployment rule to fit the calibration
+    check_archs: int = 8  # networks held out, timed the same way: the build's check of itself
+    network_chunk_size: int = 8  # networks per deployment chunk (each chunk beside the reference)
     seed: int = 0
 
     protocol: MeasureProtocol = MeasureProtocol()
+    rule: DeploymentRule = DeploymentRule(rounds=2)
+    bar: CheckBar = CheckBar()
 
     def __post_init__(self) -> None:
         check_at_least("chunk_size", self.chunk_size, 1)
@@ -86,12 +105,18 @@ class BuildSettings:
         check_at_least("max wait in seconds (--max-wait)", self.max_wait_s, 0, integer=False)
         # the calibration's trees learn from whole networks; fewer than 8 leave them nothing to split
         check_at_least("calibration networks (--calibration-archs)", self.calibration_archs, 8)
+        check_at_least("held-out check networks (--check-archs)", self.check_archs, 3)
         check_at_least("seed (--seed)", self.seed, 0)  # numpy's seed sequences take no negative seed
         for kind, quota in self.quota:
             check_at_least(f"quota of {kind} blocks", quota, 0)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (dict(v) if k == "quota" else v) for k, v in asdict(self).items()}
+
+    def measured_with(self) -> dict[str, Any]:
+        """Everything that decides what a build measures: a resumed build must match it. How long to
+        wait for the machine and the check's bar may change between a run and its resume."""
+        return {k: v for k, v in self.to_dict().items() if k not in ("max_wait_s", "bar")}
 
 
 # ---------------------------------------------------------------- planning
@@ -124,27 +149,58 @@ def plan_keys(space: SearchSpace, batch: int, settings: BuildSettings) -> list[B
     return list(planned)
 
 
-def plan_calibration_archs(space: SearchSpace, settings: BuildSettings) -> list[Arch]:
-    """Random archs for the calibration; ``validate`` draws from another seed stream."""
-    rng = np.random.default_rng([settings.seed, 2])
+def _random_archs(space: SearchSpace, stream: int, seed: int, wanted: int, leave_out: set[Arch]) -> list[Arch]:
+    rng = np.random.default_rng([seed, stream])
     archs: dict[Arch, None] = {}
-    wanted = min(settings.calibration_archs, space.size())
     for _ in range(100 * wanted):  # bounded: a tiny space has few distinct archs
         if len(archs) >= wanted:
             break
-        archs[space.sample(rng)] = None
+        arch = space.sample(rng)
+        if arch not in leave_out:
+            archs[arch] = None
     return list(archs)
 
 
+def plan_calibration_archs(space: SearchSpace, settings: BuildSettings) -> list[Arch]:
+    """Random archs for the calibration; ``validate`` draws from another seed stream."""
+    return _random_archs(space, 2, settings.seed, min(settings.calibration_archs, space.size()), set())
+
+
+def plan_check_archs(space: SearchSpace, settings: BuildSettings) -> list[Arch]:
+    """Random archs the calibration never sees, for the build's check of itself."""
+    return _random_archs(space, 4, settings.seed, settings.check_archs, set(plan_calibration_archs(space, settings)))
+
+
+def rejected_path(out_path: Path) -> Path:
+    return out_path.with_name(out_path.stem + ".rejected.json")
+
+
 # ---------------------------------------------------------------- the partial file (resume)
+def _usual(references: list[float]) -> float:
+    """The machine's usual speed over a build: the 20th percentile of the chunks' reference.
+
+    Shared machines can switch between a fast and a slow state for minutes at a time, in any
+    process (docs/LATENCY.md, "Drift"). Rescaling by the reference corrects a uniform slowdown,
+    but a neighbour's load does not slow every operator alike, so chunks measured far from the
+    usual state are measured again rather than trusted rescaled."""
+    refs = sorted(references)
+    return refs[int(0.2 * (len(refs) - 1))]
+
+
+def _limit(references: list[float], max_drift: float) -> float:
+    """References above this mark a chunk measured off the usual state."""
+    return (1 + max_drift) * _usual(references) if references and max_drift != float("inf") else float("inf")
+
+
 class PartialBuild:
-    """Append-only JSON lines next to the table: a header, then one line per finished chunk."""
+    """Append-only JSON lines next to the table: a header, then one line per finished chunk (of
+    blocks, timed in this process, or of networks, timed under the deployment rule)."""
 
     def __init__(self, path: Path, header: dict[str, Any]) -> None:
         self.path = path
         self.header = header
         self.block_chunks: list[dict[str, Any]] = []
-        self.arch_chunks: list[dict[str, Any]] = []
+        self.network_chunks: list[dict[str, Any]] = []
         if path.exists():
             self._load()
         else:
@@ -167,7 +223,7 @@ class PartialBuild:
                 "to continue it, or delete it to start over"
             )
         for record in records[1:]:
-            (self.block_chunks if "entries" in record else self.arch_chunks).append(record)
+            (self.block_chunks if "entries" in record else self.network_chunks).append(record)
         # rewrite without a torn tail so appends start on a clean line
         self.path.write_text("".join(json.dumps(r) + "\n" for r in records))
 
@@ -183,11 +239,11 @@ class PartialBuild:
         self.block_chunks.append(record)
         self._append(record)
 
-    def add_archs(self, reference_ms: float, timings: dict[str, Timing], archs: dict[str, Arch],
-                  seconds: float) -> None:
-        record = {"reference_ms": reference_ms, "seconds": seconds,
-                  "archs": {k: {"arch": archs[k].to_dict(), **t.to_dict()} for k, t in timings.items()}}
-        self.arch_chunks.append(record)
+    def add_networks(self, role: str, reference_ms: float, networks: dict[str, tuple[Arch, DeployedTiming]],
+                     seconds: float) -> None:
+        record = {"role": role, "reference_ms": reference_ms, "seconds": seconds,
+                  "networks": {k: {"arch": a.to_dict(), **t.to_dict()} for k, (a, t) in networks.items()}}
+        self.network_chunks.append(record)
         self._append(record)
 
     def measure_counts(self) -> dict[str, int]:
@@ -199,35 +255,21 @@ class PartialBuild:
 
     def seconds(self) -> float:
         """Measuring time over every session of this build, resumed ones included."""
-        return sum(c["seconds"] for c in self.block_chunks + self.arch_chunks)
+        return sum(c["seconds"] for c in self.block_chunks + self.network_chunks)
 
-    def references(self) -> list[float]:
-        return [c["reference_ms"] for c in self.block_chunks + self.arch_chunks]
+    def block_references(self) -> list[float]:
+        return [c["reference_ms"] for c in self.block_chunks]
 
-    def state_reference(self) -> float:
-        """The machine's usual speed over this build: the 20th percentile of the chunks' reference.
-
-        Shared machines can switch between a fast and a slow state for minutes at a time, in any
-        process (docs/LATENCY.md, "Drift"). Rescaling by the reference corrects a uniform slowdown,
-        but a neighbour's load does not slow every operator alike, so chunks measured far from the
-        usual state are measured again rather than trusted rescaled."""
-        refs = sorted(self.references())
-        return refs[int(0.2 * (len(refs) - 1))]
-
-    def slow_limit(self, max_drift: float) -> float:
-        """References above this mark a chunk measured off the usual state."""
-        return (1 + max_drift) * self.state_reference() if max_drift != float("inf") else float("inf")
-
-    def off_state(self, chunk_reference_ms: float, max_drift: float) -> bool:
-        return chunk_reference_ms > self.slow_limit(max_drift)
+    def network_references(self) -> list[float]:
+        return [c["reference_ms"] for c in self.network_chunks]
 
     def measured(self) -> int:
         """Distinct blocks and networks measured so far (what the progress bar counts)."""
-        return len(self.measure_counts()) + len({a for c in self.arch_chunks for a in c["archs"]})
+        return len(self.measure_counts()) + len({a for c in self.network_chunks for a in c["networks"]})
 
     def best_entries(self, max_drift: float = float("inf")) -> dict[str, tuple[Timing, float]]:
         """Per key, the measurement taken nearest the usual state, then the tightest."""
-        limit = self.slow_limit(max_drift)
+        limit = _limit(self.block_references(), max_drift)
         best: dict[str, tuple[Timing, float]] = {}
         for chunk in self.block_chunks:
             ref = chunk["reference_ms"]
@@ -238,62 +280,82 @@ class PartialBuild:
                     best[key] = (timing, ref)
         return best
 
-    def arch_results(self, max_drift: float = float("inf")) -> dict[str, tuple[Arch, Timing, float]]:
-        limit = self.slow_limit(max_drift)
-        out: dict[str, tuple[Arch, Timing, float]] = {}
-        for chunk in self.arch_chunks:
+    def networks(self, role: str, max_drift: float = float("inf")) -> dict[str, tuple[Arch, DeployedTiming, float]]:
+        """Per network of ``role``: (arch, timing, its chunk's reference), the first in-state one kept."""
+        limit = _limit(self.network_references(), max_drift)
+        out: dict[str, tuple[Arch, DeployedTiming, float]] = {}
+        for chunk in self.network_chunks:
+            if chunk["role"] != role:
+                continue
             ref = chunk["reference_ms"]
-            for arch_id, record in chunk["archs"].items():
+            for arch_id, record in chunk["networks"].items():
                 if arch_id in out and not (out[arch_id][2] > limit >= ref):
-                    continue  # keep the first in-state measurement
-                timing = Timing(**{k: v for k, v in record.items() if k != "arch"})
+                    continue
+                timing = DeployedTiming(record["median_ms"], record["p25_ms"], record["p90_ms"],
+                                        tuple(record["rounds_ms"]))
                 out[arch_id] = (Arch.from_dict(record["arch"]), timing, ref)
         return out
 
 
 # ---------------------------------------------------------------- measuring
-class _Measurer:
-    def __init__(self, config: RuntimeConfig, settings: BuildSettings) -> None:
-        from ..model import build_model
-
-        self.runtime = create_runtime(config)
-        self.settings = settings
-        self.batch = config.batch_size
-        reference = Arch.preset(REFERENCE_ARCH)
-        self.reference_forward = self.runtime.prepare(
-            build_model(reference).eval().fuse(), (self.batch, 3, reference.resolution, reference.resolution)
-        )
-        self.waited_s = 0.0
-
-    def wait_for_usual_speed(self, usual_ms: float | None) -> None:
-        if usual_ms is None:
-            return
-        self.waited_s += wait_for_speed(self.reference_forward, usual_ms, max_drift=self.settings.max_drift,
-                                        max_wait_s=self.settings.max_wait_s - self.waited_s,
-                                        statistic=self.settings.protocol.statistic)
-
-    def blocks(self, keys: list[BlockKey]) -> tuple[float, dict[str, Timing], float]:
-        from .blocks import build_block
-
-        started = time.perf_counter()
-        forwards = {str(k): self.runtime.prepare(build_block(k), k.input_shape()) for k in keys}
-        return (*measure_chunk(self.reference_forward, forwards, self.settings.protocol),
-                time.perf_counter() - started)
-
-    def archs(self, archs: list[Arch]) -> tuple[float, dict[str, Timing], float]:
-        from ..model import build_model
-
-        started = time.perf_counter()
-        forwards = {
-            a.arch_id: self.runtime.prepare(build_model(a).eval().fuse(), (self.batch, 3, a.resolution, a.resolution))
-            for a in archs
-        }
-        return (*measure_chunk(self.reference_forward, forwards, self.settings.protocol),
-                time.perf_counter() - started)
-
-
 def _chunks(items: list, size: int) -> list[list]:
     return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _measure_blocks(meter: LatencyMeter, partial: PartialBuild, keys: list[BlockKey], settings: BuildSettings,
+                    report: Callable[[str], None]) -> None:
+    def usual_ms() -> float | None:
+        refs = partial.block_references()
+        return _usual(refs) if len(refs) >= 5 else None
+
+    todo = [k for k in keys if str(k) not in partial.best_entries()]
+    for chunk in _chunks(todo, settings.chunk_size):
+        meter.wait_for_usual_speed(usual_ms())
+        partial.add_blocks(*meter.blocks(chunk))
+        report("blocks")
+    drift = settings.max_drift
+    for _ in range(settings.max_retries):
+        best, counts = partial.best_entries(drift), partial.measure_counts()
+        limit = _limit(partial.block_references(), drift)
+        again = [k for k in keys if counts[str(k)] <= settings.max_retries and (
+            best[str(k)][0].spread > settings.max_spread or best[str(k)][1] > limit)]
+        if not again:
+            break
+        log.info("measuring %d noisy or off-state entries again", len(again))
+        for chunk in _chunks(again, settings.chunk_size):
+            meter.wait_for_usual_speed(usual_ms())
+            partial.add_blocks(*meter.blocks(chunk))
+            report("noisy blocks again")
+
+
+def _measure_networks(meter: LatencyMeter, partial: PartialBuild, role: str, archs: list[Arch],
+                      settings: BuildSettings, report: Callable[[str], None]) -> None:
+    """``archs`` under the deployment rule, in chunks beside the reference; chunks measured off the
+    machine's usual speed are measured again (up to ``max_retries`` times)."""
+    for attempt in range(settings.max_retries + 1):
+        done = partial.networks(role, settings.max_drift)
+        refs = partial.network_references()
+        limit = _limit(refs, settings.max_drift) if len(refs) >= 3 else float("inf")
+        todo = [a for a in archs if a.arch_id not in done or (attempt and done[a.arch_id][2] > limit)]
+        if not todo:
+            return
+        for chunk in _chunks(todo, settings.network_chunk_size):
+            started = time.perf_counter()
+            files = {a.arch_id: meter.export_arch(a) for a in chunk}
+            measured, failures = meter.networks(files, seed=len(partial.network_chunks))
+            if failures:
+                arch_id, reason = next(iter(failures.items()))
+                raise TableError(f"every network must run under the deployment rule, but {len(failures)} of this "
+                                 f"chunk failed (first {arch_id}: {reason}); check the runtime with a smaller "
+                                 "--batch-size, or report it")
+            reference = next(iter(measured.values())).reference_ms
+            partial.add_networks(role, reference, {a.arch_id: (a, measured[a.arch_id].timing) for a in chunk},
+                                 time.perf_counter() - started)
+            report(f"{role} networks, deployed")
+
+
+class TableBelowBar(TableError):
+    """The build's held-out networks missed the bar; the table went to ``<name>.rejected.json``."""
 
 
 def build_table(
@@ -303,60 +365,45 @@ def build_table(
     space: SearchSpace,
     settings: BuildSettings = BuildSettings(),
     progress: Progress | None = None,
+    *,
+    accept_below_bar: bool = False,
 ) -> LatencyTable:
-    """Measure, fit and calibrate; write ``out_path`` atomically; resume from ``out_path.partial``."""
+    """Measure, fit and calibrate, check on held-out networks; write ``out_path`` atomically (or
+    ``<name>.rejected.json`` and raise ``TableBelowBar``, unless ``accept_below_bar``: then the table
+    is written and says that it missed); resume from ``out_path.partial``."""
     import torch
 
     torch.manual_seed(settings.seed)
     keys = plan_keys(space, config.batch_size, settings)
     calibration_archs = plan_calibration_archs(space, settings)
-    # how long to wait for the machine may change between a run and its resume; nothing else may
-    measured_with = {k: v for k, v in settings.to_dict().items() if k != "max_wait_s"}
-    header = {"target": target, "runtime": config.to_dict(), "space_hash": space.content_hash,
-              "settings": measured_with, "hardware": hardware_info()}
-    partial = PartialBuild(out_path.with_name(out_path.name + ".partial"), header)
-    measurer = _Measurer(config, settings)
-    total = len(keys) + len(calibration_archs)
+    check_archs = plan_check_archs(space, settings)
+    total = len(keys) + len(calibration_archs) + len(check_archs)
+    with LatencyMeter(config, protocol=settings.protocol, rule=settings.rule, chunk_size=settings.network_chunk_size,
+                      max_drift=settings.max_drift, max_wait_s=settings.max_wait_s) as meter:
+        hardware = meter.runtime.hardware()
+        header = {"target": target, "runtime": config.to_dict(), "space_hash": space.content_hash,
+                  "settings": settings.measured_with(), "hardware": hardware,
+                  "runtime_settings": meter.runtime.measurement_settings()}
+        partial = PartialBuild(out_path.with_name(out_path.name + ".partial"), header)
 
-    def report(what: str) -> None:
-        if progress:
-            progress(min(partial.measured(), total), total, what)
+        def report(what: str) -> None:
+            if progress:
+                progress(min(partial.measured(), total), total, what)
 
-    def usual_ms() -> float | None:
-        return partial.state_reference() if len(partial.references()) >= 5 else None
-
-    report("blocks")
-    todo = [k for k in keys if str(k) not in partial.best_entries()]
-    for chunk in _chunks(todo, settings.chunk_size):
-        measurer.wait_for_usual_speed(usual_ms())
-        partial.add_blocks(*measurer.blocks(chunk))
         report("blocks")
-    drift = settings.max_drift
-    for _ in range(settings.max_retries):
-        best, counts = partial.best_entries(drift), partial.measure_counts()
-        again = [k for k in keys if counts[str(k)] <= settings.max_retries and (
-            best[str(k)][0].spread > settings.max_spread or partial.off_state(best[str(k)][1], drift))]
-        if not again:
-            break
-        log.info("measuring %d noisy or off-state entries again", len(again))
-        for chunk in _chunks(again, settings.chunk_size):
-            measurer.wait_for_usual_speed(usual_ms())
-            partial.add_blocks(*measurer.blocks(chunk))
-            report("noisy blocks again")
-    for attempt in range(settings.max_retries + 1):
-        measured_archs = partial.arch_results(drift)
-        todo_archs = [a for a in calibration_archs if a.arch_id not in measured_archs
-                      or (attempt and partial.off_state(measured_archs[a.arch_id][2], drift))]
-        if not todo_archs:
-            break
-        for chunk in _chunks(todo_archs, settings.network_chunk_size):
-            measurer.wait_for_usual_speed(usual_ms())
-            reference_ms, timings, seconds = measurer.archs(chunk)
-            partial.add_archs(reference_ms, timings, {a.arch_id: a for a in chunk}, seconds)
-            report("calibration networks")
-
-    table = _finalise(target, config, measurer.runtime.version(), space, settings, partial, header["hardware"],
-                      measurer.waited_s)
+        _measure_blocks(meter, partial, keys, settings, report)
+        _measure_networks(meter, partial, "calibration", calibration_archs, settings, report)
+        _measure_networks(meter, partial, "check", check_archs, settings, report)
+        table = _finalise(target, config, meter.runtime, space, settings, partial, hardware, meter.waited_s)
+    check = table.data["deployment"]["check"]
+    if not check["passed"] and not accept_below_bar:
+        rejected = table.save(rejected_path(out_path))
+        partial.path.unlink(missing_ok=True)
+        raise TableBelowBar(
+            f"a table must predict its {check['archs']} held-out networks within the bar, but {target!r} missed it "
+            f"({'; '.join(check['misses'])}); it was not written, the measured table is at {str(rejected)!r}; "
+            "rebuild on a quiet machine, or with more networks (--calibration-archs 96)"
+        )
     table.save(out_path)
     partial.path.unlink(missing_ok=True)
     return table
@@ -369,17 +416,53 @@ def _relative_iqr(values: list[float]) -> float:
     return (q[2] - q[0]) / statistics.median(values)
 
 
-def _finalise(target: str, config: RuntimeConfig, runtime_version: str, space: SearchSpace,
-              settings: BuildSettings, partial: PartialBuild, hardware: dict, waited_s: float) -> LatencyTable:
-    statistic = settings.protocol.statistic
-    drift = settings.max_drift
-    in_state = [r for r in partial.references() if not partial.off_state(r, drift)]
-    reference_ms = statistics.median(in_state)
+def _slow_state_mark(references: list[float], chunk_reference_ms: float, max_drift: float) -> dict[str, bool]:
+    """``{"slow_state": True}`` for a measurement whose chunk ran off the usual state, else nothing.
+
+    Such a measurement is kept only when every retry found the machine slow too. It is rescaled
+    like the rest, but a slow state does not slow every operator alike, so the rescaled figure is
+    less trustworthy: the table says which ones they are (``effnas table show`` counts them)."""
+    return {"slow_state": True} if chunk_reference_ms > _limit(references, max_drift) else {}
+
+
+def _reference_summary(references: list[float], max_drift: float) -> dict[str, Any]:
+    in_state = [r for r in references if r <= _limit(references, max_drift)]
+    return {"median_ms": statistics.median(in_state), "chunk_min_ms": min(references),
+            "chunk_max_ms": max(references), "chunks": len(references),
+            # relative interquartile range of the in-state chunks' reference: how far the
+            # reference moves with no real change of machine speed
+            "noise": _relative_iqr(in_state), "chunks_off_state": len(references) - len(in_state)}
+
+
+def _block_entries(partial: PartialBuild, reference_ms: float, max_drift: float) -> dict[str, dict[str, Any]]:
+    references = partial.block_references()
     entries = {}
-    for key, (t, chunk_ref) in partial.best_entries(drift).items():
+    for key, (t, chunk_ref) in partial.best_entries(max_drift).items():
         scale = reference_ms / chunk_ref  # drift normalisation to the table's reference speed
         entries[key] = {"median_ms": t.median_ms * scale, "p25_ms": t.p25_ms * scale, "p75_ms": t.p75_ms * scale,
-                        "samples": t.samples, **_slow_state_mark(partial, chunk_ref, drift)}
+                        "samples": t.samples, **_slow_state_mark(references, chunk_ref, max_drift)}
+    return entries
+
+
+def _out_of_fold_ratios(points: list[dict[str, Any]], seed: int, folds: int = 5) -> list[float]:
+    """measured / predicted for each calibration network, predicted by a calibration fitted without it."""
+    ratios = []
+    for fold in range(folds):
+        train = [p for i, p in enumerate(points) if i % folds != fold]
+        held = [p for i, p in enumerate(points) if i % folds == fold]
+        if not held or len(train) < 4:
+            continue
+        model = fit_calibration([p["features"] for p in train], [p["block_sum_ms"] for p in train],
+                                [p["measured_ms"] for p in train], seed=seed)
+        ratios += [p["measured_ms"] / model.apply(p["block_sum_ms"], p["features"]) for p in held]
+    return ratios
+
+
+def _finalise(target: str, config: RuntimeConfig, runtime: Runtime, space: SearchSpace,
+              settings: BuildSettings, partial: PartialBuild, hardware: dict, waited_s: float) -> LatencyTable:
+    statistic, drift = settings.protocol.statistic, settings.max_drift
+    block_reference = _reference_summary(partial.block_references(), drift)
+    entries = _block_entries(partial, block_reference["median_ms"], drift)
     models = {}
     for kind, cls in KEY_KINDS.items():
         rows = [(parse_key(k), e) for k, e in entries.items() if k.startswith(kind + ":")]
@@ -391,18 +474,12 @@ def _finalise(target: str, config: RuntimeConfig, runtime_version: str, space: S
         "target": target,
         "created": utc_now(),
         "hardware": hardware,
-        "runtime": {**config.to_dict(), "version": runtime_version},
+        "runtime": {**config.to_dict(), "version": runtime.version(), "settings": runtime.measurement_settings()},
         "space": {"name": space.name, "hash": space.content_hash, "choices": space.to_dict()},
         "method": {"statistic": f"{statistic} of all timed calls", "spread": "interquartile range / median",
                    "interleaved": True, "drift_normalised_to_reference": True, **settings.to_dict()},
         "predictor": predictor_signature(),
-        "reference": {"arch": Arch.preset(REFERENCE_ARCH).to_dict(), "median_ms": reference_ms,
-                      "chunk_min_ms": min(partial.references()), "chunk_max_ms": max(partial.references()),
-                      "chunks": len(partial.references()),
-                      # relative interquartile range of the in-state chunks' reference: how far the
-                      # reference moves with no real change of machine speed
-                      "noise": _relative_iqr(in_state),
-                      "chunks_off_state": len(partial.references()) - len(in_state)},
+        "reference": {"arch": Arch.preset(REFERENCE_ARCH).to_dict(), **block_reference},
         "calibration": Calibration().to_dict(),
         "models": models,
         "entries": entries,
@@ -411,25 +488,44 @@ def _finalise(target: str, config: RuntimeConfig, runtime_version: str, space: S
                   "git_revision": git_revision(), "versions": library_versions()},
     }
     uncalibrated = LatencyTable.from_dict(data)
-    points = []
-    for arch, t, chunk_ref in partial.arch_results(drift).values():
+    network_refs = partial.network_references()
+    deployed = _reference_summary(network_refs, drift)
+
+    def point(arch: Arch, timing: DeployedTiming, chunk_ref: float) -> dict[str, Any]:
         block_sum, features = uncalibrated.calibration_inputs(arch)
-        points.append({"arch": arch.to_dict(), "block_sum_ms": block_sum, "features": features,
-                       "measured_ms": t.value(statistic) * reference_ms / chunk_ref,
-                       **_slow_state_mark(partial, chunk_ref, drift)})
+        return {"arch": arch.to_dict(), "block_sum_ms": block_sum, "features": features,
+                "measured_ms": timing.median_ms * deployed["median_ms"] / chunk_ref, "raw_ms": timing.median_ms,
+                "p90_ms": timing.p90_ms, **_slow_state_mark(network_refs, chunk_ref, drift)}
+
+    points = [point(*n) for n in partial.networks("calibration", drift).values()]
     calibration = fit_calibration([p["features"] for p in points], [p["block_sum_ms"] for p in points],
                                   [p["measured_ms"] for p in points], seed=settings.seed)
     data["calibration"] = {**calibration.to_dict(), "points": points}
+    checks = [point(*n) for n in partial.networks("check", drift).values()]
+    for p in checks:
+        p["predicted_ms"] = calibration.apply(p["block_sum_ms"], p["features"])
+    data["deployment"] = _deployment_record(settings, deployed, points, checks)
     data["build"]["calibration_archs"] = len(points)
     data["build"]["slow_state_entries"] = sum(1 for e in entries.values() if e.get("slow_state"))
     data["build"]["slow_state_calibration_archs"] = sum(1 for p in points if p.get("slow_state"))
     return LatencyTable.from_dict(data)
 
 
-def _slow_state_mark(partial: PartialBuild, chunk_reference_ms: float, max_drift: float) -> dict[str, bool]:
-    """``{"slow_state": True}`` for a measurement whose chunk ran off the usual state, else nothing.
+def _deployment_record(settings: BuildSettings, reference: dict[str, Any], points: list[dict[str, Any]],
+                       checks: list[dict[str, Any]]) -> dict[str, Any]:
+    """What the predictions mean (the deployment rule and its reference) and how well they held."""
+    from .fit import error_stats
 
-    Such a measurement is kept only when every retry found the machine slow too. It is rescaled
-    like the rest, but a slow state does not slow every operator alike, so the rescaled figure is
-    less trustworthy: the table says which ones they are (``effnas table show`` counts them)."""
-    return {"slow_state": True} if partial.off_state(chunk_reference_ms, max_drift) else {}
+    predicted, measured = [p["predicted_ms"] for p in checks], [p["measured_ms"] for p in checks]
+    stats = error_stats(predicted, measured)
+    misses = settings.bar.misses(stats["median_abs_err"], stats["within_10pct"])
+    out_of_fold = _out_of_fold_ratios(points, settings.seed)
+    return {
+        "rule": settings.rule.to_dict(),
+        "reference": reference,
+        "residual_ratios": sorted(out_of_fold + [m / p for p, m in zip(predicted, measured)]),
+        "residual_sources": {"out_of_fold_calibration": len(out_of_fold), "held_out_check": len(checks)},
+        "check": {"archs": len(checks), **stats, "errors": [float(e) for e in relative_errors(predicted, measured)],
+                  "bar": asdict(settings.bar), "misses": misses, "passed": not misses,
+                  "arch_ids": [Arch.from_dict(p["arch"]).arch_id for p in checks]},
+    }

@@ -18,7 +18,7 @@ from ..arch import Arch
 from ..counting import count
 
 __all__ = ["BlockModel", "Calibration", "CALIBRATION_FEATURES", "EVALUATOR_VERSION", "calibration_features",
-           "fit_block_model", "fit_calibration", "relative_errors"]
+           "fit_block_model", "fit_calibration", "relative_errors", "error_stats"]
 
 # How a stored table is turned into a number: ``BlockModel.predict`` (features . coef) and
 # ``Calibration.apply`` (the trees walked in pure Python, ``<=`` to the left, as sklearn splits; sklearn
@@ -26,6 +26,21 @@ __all__ = ["BlockModel", "Calibration", "CALIBRATION_FEATURES", "EVALUATOR_VERSI
 # Bump it with any change to either; tables record it, and one fitted for another evaluator is
 # refused on load rather than silently predicting something else (table.py, ``predictor``).
 EVALUATOR_VERSION = 1
+
+
+def error_stats(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
+    """How far predictions fall from measurements: shares within 5% and 10%, median and worst
+    absolute relative error, and Spearman's rank correlation (what a search's ranking needs)."""
+    from scipy.stats import spearmanr
+
+    errors = np.abs(relative_errors(predicted, measured))
+    return {
+        "within_5pct": float(np.mean(errors <= 0.05)),
+        "within_10pct": float(np.mean(errors <= 0.10)),
+        "median_abs_err": float(np.median(errors)),
+        "worst_abs_err": float(np.max(errors)),
+        "spearman": float(spearmanr(predicted, measured).statistic) if len(predicted) > 2 else float("nan"),
+    }
 
 
 def relative_errors(predicted: Sequence[float], measured: Sequence[float]) -> np.ndarray:

@@ -1,105 +1,38 @@
-"""Timing modules on real runtimes, robustly.
+"""Timing callables robustly, in this process: the block protocol of a table build.
 
-A ``Runtime`` turns an eval-mode ``nn.Module`` and an input shape into a zero-argument callable that
-runs one forward pass (and waits for it, on a GPU). ``measure_interleaved`` times several such
-callables in interleaved rounds, so that a slow minute on a shared machine hits all of them alike,
-and reports the median with its spread. Runtimes are registered by name; an unknown name lists the
-valid ones.
+``measure_interleaved`` times several forward callables (from ``Runtime.prepare``) in interleaved
+rounds, so that a slow minute on a shared machine hits all of them alike, and reports the median
+with its spread; ``measure_chunk`` adds the speed reference; ``wait_for_speed`` holds off while the
+machine runs slow. Whole networks as a deployment runs them are timed by ``deploy.py``.
 """
 
 from __future__ import annotations
 
-import abc
 import logging
-import numbers
-import os
 import platform
 import statistics
-import tempfile
 import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import asdict, dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-from ..errors import EffNasError, UnknownNameError
+from typing import Any
 
 log = logging.getLogger(__name__)
 
-if TYPE_CHECKING:
-    import numpy as np
-    import torch
-
-__all__ = [
-    "RuntimeConfig",
-    "Runtime",
-    "Timing",
-    "RUNTIMES",
-    "create_runtime",
-    "measure_interleaved",
-    "warm_up",
-    "calls_within",
-    "hardware_info",
-    "wait_for_speed",
-    "check_at_least",
-]
+__all__ = ["Timing", "MeasureProtocol", "measure_interleaved", "measure_chunk", "warm_up", "calls_within",
+           "hardware_info", "wait_for_speed", "steady_state_allocator", "Forward", "Timer", "host_timed"]
 
 Forward = Callable[[], Any]
+Timer = Callable[[Forward, int], list[float]]  # (forward, calls) -> ms per call: ``Runtime.timed_calls``
 
 
-def check_at_least(what: str, value: object, minimum: float, *, integer: bool = True) -> None:
-    """Refuse a count or limit below ``minimum`` (or not a number at all) with one line.
-
-    Settings are checked where they are defined, not in the CLI, so a library caller gets the same
-    refusal, and a 0 cannot fall through an ``or`` somewhere into "use the default"."""
-    kind = "an integer" if integer else "a number"
-    ok = (isinstance(value, numbers.Integral) if integer else isinstance(value, numbers.Real))
-    if not ok or isinstance(value, bool) or not value >= minimum:  # ``not >=`` also refuses NaN
-        raise EffNasError(f"{what} must be {kind} of at least {minimum:g}, but got {value!r}; "
-                          f"pass {kind} >= {minimum:g}")
-
-
-@dataclass(frozen=True)
-class RuntimeConfig:
-    """How a latency is measured: what a table records and what ``verify`` must reproduce."""
-
-    runtime: str = "onnxruntime"  # onnxruntime | torch
-    device: str = "cpu"  # cpu | cuda
-    threads: int = 2  # intra-op threads (CPU)
-    batch_size: int = 1
-    dtype: str = "float32"  # float32 | float16 (torch CUDA autocast, the paper's GPU setting)
-
-    def __post_init__(self) -> None:
-        check_at_least("threads (--threads)", self.threads, 1)
-        check_at_least("batch size (--batch-size)", self.batch_size, 1)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-class Runtime(abc.ABC):
-    """One way to run a model. Subclasses prepare a callable; timing is shared."""
-
-    name: str = ""
-
-    def __init__(self, config: RuntimeConfig) -> None:
-        self.config = config
-
-    @abc.abstractmethod
-    def prepare(self, module: torch.nn.Module, input_shape: tuple[int, ...]) -> Forward:
-        """A callable that runs ``module`` once on a fixed random input of ``input_shape``."""
-
-    @abc.abstractmethod
-    def version(self) -> str:
-        """The runtime library's version, recorded in tables."""
-
-
-RUNTIMES: dict[str, type[Runtime]] = {}
-
-
-def register_runtime(cls: type[Runtime]) -> type[Runtime]:
-    RUNTIMES[cls.name] = cls
-    return cls
+def host_timed(forward: Forward, calls: int) -> list[float]:
+    clock = time.perf_counter
+    times = []
+    for _ in range(calls):
+        start = clock()
+        forward()
+        times.append((clock() - start) * 1e3)
+    return times
 
 
 def steady_state_allocator() -> None:
@@ -122,127 +55,6 @@ def steady_state_allocator() -> None:
         libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: never give the heap top back
     except (OSError, AttributeError):  # not glibc
         pass
-
-
-def create_runtime(config: RuntimeConfig) -> Runtime:
-    steady_state_allocator()
-    if config.runtime not in RUNTIMES:
-        raise UnknownNameError(f"runtime must be one of {sorted(RUNTIMES)}, but got {config.runtime!r}")
-    runtime = RUNTIMES[config.runtime](config)
-    if config.device == "cuda" and not runtime_supports_cuda(runtime):
-        raise EffNasError(
-            f"device 'cuda' needs the torch runtime and a visible CUDA GPU, but runtime is {config.runtime!r} "
-            "or no GPU is visible; use --runtime torch on a machine with a GPU, or --device cpu"
-        )
-    if config.device not in ("cpu", "cuda"):
-        raise UnknownNameError(f"device must be one of ['cpu', 'cuda'], but got {config.device!r}")
-    return runtime
-
-
-def runtime_supports_cuda(runtime: Runtime) -> bool:
-    if not isinstance(runtime, TorchRuntime):
-        return False
-    import torch
-
-    return torch.cuda.is_available()
-
-
-def _random_input(shape: tuple[int, ...]) -> np.ndarray:
-    import numpy as np
-
-    return np.random.default_rng(0).standard_normal(shape, dtype=np.float32)
-
-
-_ORT_POOL_THREADS: int | None = None
-
-
-def onnx_session(path: str | os.PathLike, threads: int | None = None) -> Any:
-    """An onnxruntime CPU session on the process-wide thread pool.
-
-    Every session shares one intra-op pool, sized once per process (by the first caller, or the core
-    count). With per-session pools, each session's idle threads spin after a run and steal the cores
-    of the next session, which wrecks interleaved timing (a network timed many times slower than
-    it runs); disabling spinning instead makes every op pay a thread wake-up. A shared, spinning
-    pool is what one deployed model sees, and it times steadily (docs/LATENCY.md has the figures).
-    """
-    import onnxruntime as ort
-
-    global _ORT_POOL_THREADS
-    if _ORT_POOL_THREADS is None:
-        _ORT_POOL_THREADS = threads or os.cpu_count() or 1
-        ort.set_global_thread_pool_sizes(_ORT_POOL_THREADS, 1)
-    elif threads is not None and threads != _ORT_POOL_THREADS:
-        raise EffNasError(
-            f"onnxruntime's thread pool is shared by every session of a process and must keep its size, "
-            f"but it has {_ORT_POOL_THREADS} threads and {threads} were asked; use --threads {_ORT_POOL_THREADS} "
-            "or run in a new process"
-        )
-    options = ort.SessionOptions()
-    options.use_per_session_threads = False
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
-
-
-def onnx_pool_threads() -> int | None:
-    """Size of this process's onnxruntime pool, or None before the first session."""
-    return _ORT_POOL_THREADS
-
-
-@register_runtime
-class OnnxRuntimeCPU(Runtime):
-    """onnxruntime's CPU provider: how a model is usually deployed on a CPU server."""
-
-    name = "onnxruntime"
-
-    def version(self) -> str:
-        import onnxruntime
-
-        return onnxruntime.__version__
-
-    def prepare(self, module: torch.nn.Module, input_shape: tuple[int, ...]) -> Forward:
-        from ..export import export_onnx
-
-        with tempfile.TemporaryDirectory() as tmp:
-            return self.prepare_onnx(export_onnx(module, Path(tmp) / "m.onnx", input_shape=input_shape), input_shape)
-
-    def prepare_onnx(self, path: str | os.PathLike, input_shape: tuple[int, ...]) -> Forward:
-        """Time an exported file as it is (``verify`` measures the artifact it hands over)."""
-        session = onnx_session(path, self.config.threads)
-        feeds = {session.get_inputs()[0].name: _random_input(input_shape)}
-        return lambda: session.run(None, feeds)
-
-
-@register_runtime
-class TorchRuntime(Runtime):
-    """Eager PyTorch under inference mode (the paper's speed test traced with TorchScript, which
-    torch now deprecates). On CUDA: fp16 autocast if asked, and a synchronize inside the timed call
-    so the time is the GPU's, not the launch's."""
-
-    name = "torch"
-
-    def version(self) -> str:
-        import torch
-
-        return torch.__version__
-
-    def prepare(self, module: torch.nn.Module, input_shape: tuple[int, ...]) -> Forward:
-        import torch
-
-        device = torch.device(self.config.device)
-        if device.type == "cpu":
-            torch.set_num_threads(self.config.threads)
-        x = torch.from_numpy(_random_input(input_shape)).to(device)
-        module = module.eval().to(device)
-        autocast = device.type == "cuda" and self.config.dtype == "float16"
-
-        def forward() -> None:
-            with torch.inference_mode(), torch.autocast(device.type, dtype=torch.float16, enabled=autocast):
-                module(x)
-            if device.type == "cuda":
-                torch.cuda.synchronize()
-
-        return forward
 
 
 @dataclass(frozen=True)
@@ -274,16 +86,10 @@ class Timing:
         return cls(median_ms=statistics.median(times_ms), p25_ms=q[0], p75_ms=q[2], samples=len(times_ms))
 
 
-def warm_up(forwards: Mapping[Hashable, Forward], calls: int) -> dict[Hashable, float]:
-    """Run each callable ``calls`` times untimed; return each one's mean time per call (ms)."""
-    clock = time.perf_counter
-    per_call = {}
-    for key, forward in forwards.items():
-        start = clock()
-        for _ in range(calls):
-            forward()
-        per_call[key] = (clock() - start) * 1e3 / max(calls, 1)
-    return per_call
+def warm_up(forwards: Mapping[Hashable, Forward], calls: int, timed: Timer = host_timed) -> dict[Hashable, float]:
+    """Run each callable ``calls`` times; return each one's mean time per call (ms), timed as the
+    runtime times (on a GPU the host clock would see only the launch)."""
+    return {key: sum(timed(forward, calls)) / calls if calls else 0.0 for key, forward in forwards.items()}
 
 
 def calls_within(per_call_ms: Mapping[Hashable, float], budget_ms: float, max_calls: int) -> dict[Hashable, int]:
@@ -300,6 +106,7 @@ def measure_interleaved(
     warmup_calls: int = 5,
     seed: int = 0,
     on_round: Callable[[int], None] | None = None,
+    timed: Timer = host_timed,
 ) -> dict[Hashable, Timing]:
     """Time every callable in ``rounds`` rounds: per round, each callable in turn (order shuffled)
     runs a burst of ``calls_per_round`` timed calls. Returns the median per callable.
@@ -308,51 +115,25 @@ def measure_interleaved(
     import random
 
     order = list(forwards)
-    warm_up(forwards, warmup_calls)
+    warm_up(forwards, warmup_calls, timed)
     calls = calls_per_round if isinstance(calls_per_round, Mapping) else dict.fromkeys(order, calls_per_round)
     samples: dict[Hashable, list[float]] = {key: [] for key in order}
     rng = random.Random(seed)
-    clock = time.perf_counter
     for r in range(rounds):
         rng.shuffle(order)
         for key in order:
-            forward = forwards[key]
-            for _ in range(calls[key]):
-                start = clock()
-                forward()
-                samples[key].append((clock() - start) * 1e3)
+            samples[key].extend(timed(forwards[key], calls[key]))
         if on_round:
             on_round(r)
     return {key: Timing.of(values) for key, values in samples.items()}
 
 
 def hardware_info() -> dict[str, Any]:
-    """What a table records to say which machine it was measured on."""
-    info: dict[str, Any] = {
-        "cpu_model": _cpu_model(),
-        "cores": os.cpu_count(),
-        "machine": platform.machine(),
-        "system": platform.system(),
-    }
-    try:
-        import torch
+    """What a table records to say which machine it was measured on (the CPU; a GPU runtime adds its
+    device's facts through ``Runtime.hardware``)."""
+    from .runtimes import cpu_info
 
-        if torch.cuda.is_available():
-            info["gpu"] = torch.cuda.get_device_name(0)
-            info["cuda"] = torch.version.cuda
-    except ImportError:  # pragma: no cover - torch is a dependency
-        pass
-    return info
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    return cpu_info()
 
 
 @dataclass(frozen=True)
@@ -388,18 +169,19 @@ def measure_chunk(
     protocol: MeasureProtocol = MeasureProtocol(),
     *,
     seed: int = 0,
+    timed: Timer = host_timed,
 ) -> tuple[float, dict[Hashable, Timing]]:
     """Time ``forwards`` interleaved with the speed reference; returns (reference ms, timings)."""
     everything = {REFERENCE_KEY: reference, **forwards}
-    per_call = warm_up(everything, protocol.warmup_calls)
+    per_call = warm_up(everything, protocol.warmup_calls, timed)
     calls = calls_within(per_call, protocol.budget_ms, protocol.max_calls)
     timings = measure_interleaved(everything, rounds=protocol.rounds, calls_per_round=calls, warmup_calls=0,
-                                  seed=seed)
+                                  seed=seed, timed=timed)
     return timings.pop(REFERENCE_KEY).value(protocol.statistic), timings
 
 
 def wait_for_speed(reference: Forward, usual_ms: float, *, max_drift: float, max_wait_s: float,
-                   statistic: str = "p25", poll_s: float = 2.0) -> float:
+                   statistic: str = "p25", poll_s: float = 2.0, timed: Timer = host_timed) -> float:
     """Hold off while the machine runs slower than usual (the reference beyond ``max_drift``), for at
     most ``max_wait_s``; returns the seconds waited.
 
@@ -410,7 +192,7 @@ def wait_for_speed(reference: Forward, usual_ms: float, *, max_drift: float, max
     waited = 0.0
     limit = (1 + max_drift) * usual_ms
     while waited < max_wait_s:
-        probe = measure_interleaved({"r": reference}, rounds=1, calls_per_round=15, warmup_calls=3)["r"]
+        probe = measure_interleaved({"r": reference}, rounds=1, calls_per_round=15, warmup_calls=3, timed=timed)["r"]
         if probe.value(statistic) <= limit:
             break
         log.info("machine slower than usual (%.3f ms vs %.3f ms); waiting", probe.value(statistic), usual_ms)

@@ -13,8 +13,10 @@ that key, the kind's fitted model otherwise. Pure Python; microseconds per arch.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 import json
+import math
 import os
 from functools import cached_property
 from pathlib import Path
@@ -26,7 +28,8 @@ from ..errors import TableError, UnknownNameError
 from ..space import SearchSpace
 from .fit import CALIBRATION_FEATURES, EVALUATOR_VERSION, BlockModel, Calibration, calibration_features
 from .keys import KEY_KINDS, KEYS_VERSION, BlockKey, block_keys
-from .measure import RuntimeConfig, Timing
+from .measure import Timing
+from .runtimes import RuntimeConfig
 
 __all__ = ["LatencyTable", "TABLES_DIR", "list_tables", "table_path", "resolve_table_path", "predictor_signature",
            "TABLE_SCHEMA_VERSION"]
@@ -36,7 +39,10 @@ TABLES_DIR = Path(__file__).resolve().parents[2] / "latency_tables"
 _TOP_KEYS = ("schema_version", "target", "created", "hardware", "runtime", "space", "method", "reference",
              "calibration", "models", "entries", "build", "checksum")
 # Added after the first tables were shipped; a table without it is read by the rule in ``recorded_predictor``.
-_OPTIONAL_KEYS = ("predictor",)
+# "deployment" (what the predictions mean, and how well they held on networks measured under the
+# deployment rule) came with the deployment rule; a table without it predicts the block protocol's
+# in-process latency and has no residuals for a confidence margin.
+_OPTIONAL_KEYS = ("predictor", "deployment")
 BUILD_HINT = "effnas table build --target {target}"
 
 
@@ -160,7 +166,7 @@ class LatencyTable:
 
     @cached_property
     def runtime(self) -> RuntimeConfig:
-        settings = {k: v for k, v in self.data["runtime"].items() if k != "version"}
+        settings = {k: v for k, v in self.data["runtime"].items() if k not in ("version", "settings")}
         return RuntimeConfig(**settings)
 
     @cached_property
@@ -175,13 +181,21 @@ class LatencyTable:
     def reference_ms(self) -> float:
         return self.data["reference"]["median_ms"]
 
-    def drift_factor(self, reference_now_ms: float) -> float:
-        """How much slower this machine runs now than during the build (the reference's ratio).
+    @property
+    def deployment_reference_ms(self) -> float | None:
+        """The reference network's latency under the deployment rule during the build (None for a
+        table built before the rule)."""
+        return self.data["deployment"]["reference"]["median_ms"] if self.predicts_deployment else None
+
+    def drift_factor(self, reference_now_ms: float, *, deployed: bool = False) -> float:
+        """How much slower this machine runs now than during the build (the reference's ratio), for
+        the in-process reference or (``deployed``) the deployed one.
 
         A ratio within the reference's own noise during the build (at least 3%) is reported as 1:
         correcting by it would add noise, not remove drift."""
-        ratio = reference_now_ms / self.reference_ms
-        noise = max(self.data["reference"].get("noise", 0.0), 0.03)
+        record = self.data["deployment"]["reference"] if deployed else self.data["reference"]
+        ratio = reference_now_ms / record["median_ms"]
+        noise = max(record.get("noise", 0.0), 0.03)
         return 1.0 if abs(ratio - 1) <= noise else ratio
 
     @property
@@ -208,10 +222,11 @@ class LatencyTable:
                 f"effnas table build --target NAME --space YAML"
             )
 
-    def check_hardware(self, current: dict[str, Any]) -> None:
-        """Refuse to compare measurements on a machine other than the one the table was measured on."""
+    def check_hardware(self, current: dict[str, Any], fields: tuple[str, ...] = ("cpu_model", "cores", "machine")
+                       ) -> None:
+        """Refuse to compare measurements on a machine other than the one the table was measured on;
+        ``fields`` are what the runtime's latency depends on (``Runtime.identity_fields``)."""
         recorded = self.data["hardware"]
-        fields = ["cpu_model", "cores", "machine"] + (["gpu"] if self.runtime.device == "cuda" else [])
         diffs = [f"{f} {recorded.get(f)!r} vs here {current.get(f)!r}"
                  for f in fields if recorded.get(f) != current.get(f)]
         if diffs:
@@ -219,6 +234,44 @@ class LatencyTable:
                 f"table {self.target!r} must be used on the hardware it was measured on, but {'; '.join(diffs)}; "
                 f"measure this machine with effnas table build --target NAME"
             )
+
+    # ---------------------------------------------------------------- how far a prediction holds
+    @property
+    def predicts_deployment(self) -> bool:
+        """Whether predictions are deployment latency (calibrated on networks timed under the
+        deployment rule) rather than the block protocol's in-process latency of older tables."""
+        return "deployment" in self.data
+
+    def residual_ratios(self) -> list[float]:
+        """measured / predicted on networks the calibration did not fit: out-of-fold calibration
+        networks and the build's held-out check, sorted. What a confidence margin is read from."""
+        if not self.predicts_deployment:
+            raise TableError(f"table {self.target!r} must record its prediction residuals for a confidence margin, "
+                             f"but it was built before the deployment rule; rebuild it with "
+                             f"{BUILD_HINT.format(target=self.target)} --overwrite, or use --margin")
+        return sorted(self.data["deployment"]["residual_ratios"])
+
+    def ratio_quantile(self, confidence: float) -> float:
+        """The factor q with measured <= q * predicted at ``confidence``, as a split-conformal bound:
+        the ceil((n + 1) * confidence)-th smallest of the n residual ratios. A search that keeps the
+        predicted latency under budget / q meets the budget with at least that probability on a network
+        drawn like the held-out ones."""
+        if not 0 < confidence < 1:
+            raise TableError(f"confidence must lie between 0 and 1, but got {confidence!r}; pass e.g. 0.9")
+        ratios = self.residual_ratios()
+        rank = math.ceil((len(ratios) + 1) * confidence)
+        if rank > len(ratios):
+            raise TableError(
+                f"confidence {confidence:g} needs at least {math.ceil(confidence / (1 - confidence))} residuals in "
+                f"table {self.target!r}, but it has {len(ratios)}; lower --confidence or rebuild with more "
+                "calibration networks (--calibration-archs)")
+        return ratios[rank - 1]
+
+    def probability_within(self, predicted_ms: float, budget_ms: float) -> float:
+        """Chance that a network predicted at ``predicted_ms`` measures within ``budget_ms``: the share of
+        residual ratios that would keep it there, out of n + 1 (the conformal count, never 1 from n points)."""
+        ratios = self.residual_ratios()
+        return bisect.bisect_right(ratios, budget_ms / predicted_ms) / (len(ratios) + 1)
 
     # ---------------------------------------------------------------- prediction
     def block_ms(self, key: BlockKey) -> float:

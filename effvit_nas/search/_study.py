@@ -3,6 +3,7 @@ which of its trials count as finished."""
 
 from __future__ import annotations
 
+import os
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -53,9 +54,26 @@ def make_sampler(name: str, seed: int) -> optuna.samplers.BaseSampler:
 def create_study(problem: SearchProblem, out_dir: Path | None, *, sampler: str, seed: int,
                  backend: str) -> optuna.Study:
     """A new study in ``out_dir`` (None: in memory), labelled so that optuna-dashboard (which reads the
-    study as it is) shows what its two objectives are and what the run searched."""
-    study = optuna.create_study(study_name=STUDY_NAME, storage=storage_url(out_dir) if out_dir else None,
-                                sampler=make_sampler(sampler, seed), directions=["maximize", "minimize"])
+    study as it is) shows what its two objectives are and what the run searched.
+
+    The database is created and labelled under a temporary name and renamed into place: another
+    process that opens ``study.db`` (a status check, a dashboard) while the search starts would
+    otherwise race it through optuna's schema creation and fail, or find a study without labels."""
+    if out_dir is None:
+        return _labelled(optuna.create_study(sampler=make_sampler(sampler, seed), directions=["maximize", "minimize"]),
+                         problem, sampler=sampler, seed=seed, backend=backend)
+    final = out_dir / "study.db"
+    building = out_dir / "study.db.creating"
+    building.unlink(missing_ok=True)  # left by a process killed while creating
+    storage = optuna.storages.RDBStorage(f"sqlite:///{building.resolve()}")
+    _labelled(optuna.create_study(study_name=STUDY_NAME, storage=storage, directions=["maximize", "minimize"]),
+              problem, sampler=sampler, seed=seed, backend=backend)
+    storage.engine.dispose()
+    os.replace(building, final)
+    return optuna.load_study(study_name=STUDY_NAME, storage=storage_url(out_dir), sampler=make_sampler(sampler, seed))
+
+
+def _labelled(study: optuna.Study, problem: SearchProblem, *, sampler: str, seed: int, backend: str) -> optuna.Study:
     study.set_metric_names(["score", f"latency_ms:{problem.primary.name}"])  # what "score" is: user attr "score"
     for key, value in run_attrs(problem, sampler=sampler, seed=seed, backend=backend).items():
         study.set_user_attr(key, value)
@@ -69,6 +87,7 @@ def run_attrs(problem: SearchProblem, *, sampler: str, seed: int, backend: str) 
         "space": problem.space.name,
         "budgets_ms": {t.name: list(t.budgets_ms) for t in problem.targets},
         "margin": {t.name: t.margin for t in problem.targets},
+        "confidence": {t.name: t.confidence for t in problem.targets},
         "estimator": problem.estimator.name,
         "score": problem.estimator.score_label,
         "sampler": sampler,

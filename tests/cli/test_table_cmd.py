@@ -47,9 +47,10 @@ def test_build_refuses_to_overwrite_and_bad_settings(tiny_table_path, tmp_path):
     shutil.copy(tiny_table_path, existing)
     assert_one_line_error(effnas("table", "build", "--target", str(existing)), "--overwrite")
     assert_one_line_error(effnas("table", "build", "--target", str(tmp_path / "x.json"), "--runtime", "onnxruntime",
-                                 "--device", "cuda"), "needs --runtime torch")
+                                 "--device", "cuda"), "runtime 'onnxruntime' runs on device ['cpu']",
+                          "a runtime that runs on 'cuda'")
     assert_one_line_error(effnas("table", "build", "--target", str(tmp_path / "x.json"), "--runtime", "tvm"),
-                          "invalid choice: 'tvm'")
+                          "runtime must be one of [", "but got 'tvm'")
     assert not (tmp_path / "x.json").exists()
 
 
@@ -97,12 +98,14 @@ def test_validate_refuses_a_table_measured_on_other_hardware(tiny_table_path, tm
     assert not (tmp_path / "val").exists()
 
 
-def test_validate_writes_report_and_plot(tiny_table_path, tmp_path):
+def test_validate_writes_report_and_plot(tiny_table_path, tiny_arch_yaml, tmp_path):
     out = tmp_path / "val"
     result = effnas("table", "validate", "--target", str(tiny_table_path), "--samples", "3", "--out", str(out),
-                    "--max-wait", "0")
+                    "--rounds", "1", "--arch", str(tiny_arch_yaml))
     assert result.returncode == 0, result.stderr
-    assert "calibrated, drift-corrected" in result.stdout
+    assert "calibrated, drift-corrected" in result.stdout and "added archs" in result.stdout
+    report = json.loads((out / "report.json").read_text())
+    assert [r["group"] for r in report["rows"]] == ["random"] * 3 + ["added"]
     assert (out / "report.json").exists() and (out / "scatter.png").exists()
 
 
@@ -111,9 +114,12 @@ def test_build_through_the_cli_writes_a_table_and_arch_info_predicts_with_it(tmp
 
     path = tmp_path / "cli.json"
     result = effnas("table", "build", "--target", str(path), "--space", str(DATA / "tiny_space.yaml"),
-                    "--threads", str(ort_threads), "--calibration-archs", "8", "--max-wait", "0")
+                    "--threads", str(ort_threads), "--calibration-archs", "8", "--check-archs", "3", "--max-wait", "0",
+                    "--accept-below-bar")  # a tiny table on a busy test machine: the wiring is under test
     assert result.returncode == 0, result.stderr
     assert path.exists() and not path.with_name("cli.json.partial").exists()
+    check = json.loads(path.read_text())["deployment"]["check"]
+    assert check["archs"] == 3 and ("met the bar" if check["passed"] else "BELOW THE BAR") in result.stdout
     assert "measuring" in result.stderr  # the progress bar
     info = effnas("arch", "info", "m0", "--target", "amd-epyc-2core-ort-b1")
     assert info.returncode == 0 and "ms predicted (onnxruntime cpu, batch 1" in info.stdout

@@ -2,7 +2,8 @@ import pytest
 import torch
 
 from effvit_nas import Arch, EffNasError, UnknownNameError, build_model
-from effvit_nas.latency.measure import RuntimeConfig, Timing, create_runtime, hardware_info, measure_interleaved
+from effvit_nas.latency.measure import Timing, hardware_info, measure_interleaved
+from effvit_nas.latency.runtimes import RuntimeConfig, create_runtime
 
 pytestmark = pytest.mark.slow  # trains, measures or spawns processes: `pytest -m "not slow"` skips it
 
@@ -36,7 +37,7 @@ def test_timing_statistics():
 
 
 def test_an_unknown_runtime_is_refused():
-    with pytest.raises(UnknownNameError, match=r"runtime must be one of \['onnxruntime', 'torch'\]"):
+    with pytest.raises(UnknownNameError, match=r"runtime must be one of \[.*'onnxruntime'.*'torch'.*\], but got 'tvm'"):
         create_runtime(RuntimeConfig(runtime="tvm"))
 
 
@@ -55,8 +56,15 @@ def test_runtime_settings_are_refused_when_made_not_when_used(settings, message)
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
 def test_cuda_without_a_gpu_is_refused_clearly():
-    with pytest.raises(EffNasError, match="device 'cuda' needs the torch runtime and a visible CUDA GPU"):
+    with pytest.raises(EffNasError, match="device 'cuda' needs a visible CUDA GPU, but torch sees none"):
         create_runtime(RuntimeConfig(runtime="torch", device="cuda"))
+
+
+def test_a_device_the_runtime_does_not_run_on_is_refused_with_the_runtimes_that_do():
+    with pytest.raises(EffNasError, match=r"runtime 'onnxruntime' runs on device \['cpu'\], but device 'cuda' was "
+                                          r"asked; pick another --device, or a runtime that runs on 'cuda': "
+                                          r"\[.*'torch'"):
+        create_runtime(RuntimeConfig(runtime="onnxruntime", device="cuda"))
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")

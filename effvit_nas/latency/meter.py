@@ -1,0 +1,161 @@
+"""``LatencyMeter``: the one object that measures for a table build, a validation, ``verify`` and the
+benchmark scripts.
+
+It owns the runtime, the speed reference (M0 at the table's batch), the block protocol, waiting for
+the machine's usual speed, the deployment rule and chunking. Two ways to measure:
+
+- ``blocks(keys)``: in this process, many blocks side by side (the build's block protocol);
+- ``networks(files)``: exported files under the deployment rule, in chunks, each chunk interleaved
+  with the reference in the same rounds, so every figure carries the machine speed it was taken at.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable, Hashable, Mapping
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..arch import Arch
+from .deploy import DeployedTiming, DeploymentRule, DeploymentServer, measure_deployed
+from .measure import Forward, MeasureProtocol, Timing, measure_chunk, wait_for_speed
+from .runtimes import RuntimeConfig, create_runtime
+
+if TYPE_CHECKING:
+    import torch
+
+    from .keys import BlockKey
+
+__all__ = ["LatencyMeter", "DeployedNetwork", "REFERENCE_ARCH", "network_shape"]
+
+REFERENCE_ARCH = "m0"  # the speed reference: fixed, whatever the space
+NetworkFile = tuple[Path, tuple[int, ...]]
+
+
+def network_shape(arch: Arch, batch: int) -> tuple[int, int, int, int]:
+    return (batch, 3, arch.resolution, arch.resolution)
+
+
+@dataclass(frozen=True)
+class DeployedNetwork:
+    """One network's deployment-rule timing and the reference's in the same rounds."""
+
+    timing: DeployedTiming
+    reference_ms: float
+
+    def corrected_ms(self, usual_reference_ms: float) -> float:
+        """The latency at the machine speed where the reference takes ``usual_reference_ms``."""
+        return self.timing.median_ms * usual_reference_ms / self.reference_ms
+
+
+class LatencyMeter:
+    """Measures under one runtime config. Use as a context manager: it holds a measuring process and
+    a folder of exported files."""
+
+    def __init__(self, config: RuntimeConfig, *, protocol: MeasureProtocol | None = None,
+                 rule: DeploymentRule | None = None, chunk_size: int = 8, max_drift: float = 0.10,
+                 max_wait_s: float = 120.0) -> None:
+        self.config = config
+        self.runtime = create_runtime(config)
+        self.protocol, self.rule = protocol or MeasureProtocol(), rule or DeploymentRule()
+        self.chunk_size, self.max_drift, self.max_wait_s = chunk_size, max_drift, max_wait_s
+        self.reference_arch = Arch.preset(REFERENCE_ARCH)
+        self.waited_s = 0.0
+        self._reference_forward: Forward | None = None
+        self._stack = ExitStack()
+        self._server: DeploymentServer | None = None
+        self._folder: Path | None = None
+        self._reference_file: NetworkFile | None = None
+
+    def __enter__(self) -> LatencyMeter:
+        self._folder = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="effnas-meter-")))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    # ------------------------------------------------------------ in this process: the block protocol
+    def _reference(self) -> Forward:
+        if self._reference_forward is None:
+            from ..model import build_model
+
+            arch = self.reference_arch
+            self._reference_forward = self.runtime.prepare(build_model(arch).eval().fuse(),
+                                                           network_shape(arch, self.config.batch_size))
+        return self._reference_forward
+
+    def wait_for_usual_speed(self, usual_ms: float | None) -> None:
+        """Hold off (within what is left of ``max_wait_s``) while the in-process reference runs slower
+        than ``usual_ms`` by more than ``max_drift``; nothing to compare with while it is None."""
+        if usual_ms is None:
+            return
+        self.waited_s += wait_for_speed(self._reference(), usual_ms, max_drift=self.max_drift,
+                                        max_wait_s=max(self.max_wait_s - self.waited_s, 0.0),
+                                        statistic=self.protocol.statistic, timed=self.runtime.timed_calls)
+
+    def blocks(self, keys: list[BlockKey]) -> tuple[float, dict[str, Timing], float]:
+        """(reference ms, timing per key, seconds): blocks timed beside the reference in this process."""
+        from .blocks import build_block
+
+        started = time.perf_counter()
+        forwards = {str(k): self.runtime.prepare(build_block(k), k.input_shape()) for k in keys}
+        reference_ms, timings = measure_chunk(self._reference(), forwards, self.protocol,
+                                              timed=self.runtime.timed_calls)
+        return reference_ms, timings, time.perf_counter() - started
+
+    # ------------------------------------------------------------ deployed files: the deployment rule
+    def export(self, name: str, module: torch.nn.Module, shape: tuple[int, ...]) -> NetworkFile:
+        """``module`` written as the runtime deploys it, into the meter's folder."""
+        import torch
+
+        assert self._folder is not None, "LatencyMeter is used outside its with-block"
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # no idle torch threads left spinning beside the measuring process
+        try:
+            path = self.runtime.export(module, self._folder / f"{name}{self.runtime.artifact_suffix}", shape)
+        finally:
+            torch.set_num_threads(threads)
+        return path, shape
+
+    def export_arch(self, arch: Arch) -> NetworkFile:
+        """``arch`` with random weights, BatchNorms folded, as the runtime deploys it (latency does
+        not depend on the weights' values)."""
+        from ..model import build_model
+
+        return self.export(arch.arch_id, build_model(arch).eval().fuse(), network_shape(arch, self.config.batch_size))
+
+    def reference_file(self) -> NetworkFile:
+        if self._reference_file is None:
+            self._reference_file = self.export_arch(self.reference_arch)
+        return self._reference_file
+
+    def _measuring_process(self) -> DeploymentServer:
+        if self._server is None:
+            if self.config.device == "cuda":
+                import torch
+
+                # the fresh measuring processes need the memory this one's allocator keeps from blocks
+                torch.cuda.empty_cache()
+            self._server = self._stack.enter_context(DeploymentServer(self.config))
+        return self._server
+
+    def networks(self, files: Mapping[Hashable, NetworkFile], *, seed: int = 0,
+                 progress: Callable[[int, int], None] | None = None
+                 ) -> tuple[dict[Hashable, DeployedNetwork], dict[Hashable, str]]:
+        """Every file under the deployment rule, ``chunk_size`` at a time beside the reference.
+        Returns the timings and, apart, the files that failed to run with the reason."""
+        keys = list(files)
+        measured: dict[Hashable, DeployedNetwork] = {}
+        failures: dict[Hashable, str] = {}
+        for start in range(0, len(keys), self.chunk_size):
+            chunk = {k: files[k] for k in keys[start:start + self.chunk_size]}
+            run = measure_deployed(self._measuring_process(), chunk, self.reference_file(), self.rule,
+                                   seed=seed + start)
+            measured.update({k: DeployedNetwork(t, run.reference.median_ms) for k, t in run.timings.items()})
+            failures.update(run.failures)
+            if progress:
+                progress(len(measured) + len(failures), len(keys))
+        return measured, failures
