@@ -29,7 +29,7 @@ from effvit_nas.search import SearchProblem, Target, best_per_budget, feasible_c
 from effvit_nas.search.optuna_backend import run_optuna
 
 # The issue-4 figures in docs/BENCHMARKS.md used the size prior and no margin (the defaults then);
-# --estimator synflow --margin 5 reproduces today's defaults.
+# --estimator synflow --margin 5 reproduces the defaults before --confidence (issue: honest margins).
 ESTIMATOR, MARGIN = "size-prior", 0.0
 
 

@@ -29,8 +29,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="latency table (name or .json); repeat with one --budget each for several targets")
     parser.add_argument("--budget", action="append", required=True,
                         help="latency budget with a unit, e.g. 2ms; a list 1ms,2ms,4ms on one target makes a family")
-    parser.add_argument("--margin", default="5%",
-                        help="headroom below each budget for prediction error (default 5%%; 0 uses the budget as is)")
+    parser.add_argument("--confidence", type=float, default=None,
+                        help="chance each found arch meets its budget, from the table's validation residuals: "
+                             "predicted latency kept under budget / q, q their conformal quantile (default 0.95)")
+    parser.add_argument("--margin", default=None,
+                        help="a fixed headroom below each budget instead, e.g. 5%% (for a table without residuals; "
+                             "0 uses the budget as is)")
     parser.add_argument("--space", default=None, help="search space YAML (default: the built-in one)")
     parser.add_argument("--trials", type=int, default=300,
                         help="finished trials in total (M0-M5 and trials the estimator failed on included)")
@@ -56,7 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..estimators import create_estimator
     from ..latency.table import LatencyTable
-    from ..search import SearchProblem, Target, run_search
+    from ..search import DEFAULT_CONFIDENCE, SearchProblem, Target, run_search
     from ..units import format_ms, parse_budgets_ms, parse_percent
     from ._common import load_space, parse_overrides, progress_bar
 
@@ -67,8 +71,9 @@ def run(args: argparse.Namespace) -> int:
     if len(args.target) > 1 and any(len(b) > 1 for b in budgets):
         raise EffNasError("a family of budgets (1ms,2ms,...) needs a single --target, but got several targets")
     space = load_space(args.space)
-    margin = parse_percent(args.margin, "--margin")
-    targets = [Target(LatencyTable.load(t), tuple(b), margin) for t, b in zip(args.target, budgets)]
+    margin = None if args.margin is None else parse_percent(args.margin, "--margin")
+    confidence = DEFAULT_CONFIDENCE if args.confidence is None and margin is None else args.confidence
+    targets = [Target(LatencyTable.load(t), tuple(b), margin, confidence) for t, b in zip(args.target, budgets)]
     options = parse_overrides(args.estimator_arg, "--estimator-arg")
     if args.supernet:
         if args.estimator != "supernet":
@@ -86,20 +91,29 @@ def run(args: argparse.Namespace) -> int:
     print(f"{metadata['trials_complete']} trials, {metadata['feasible']} feasible; results in {out}/")
     if metadata["trials_failed"]:
         print(f"  {metadata['trials_failed']} trials failed (estimator); first: {metadata['first_failure']}")
+    for target in targets:
+        print(f"  {target.name}: predicted latency kept under each budget with {target.rule}")
     for label, best in metadata["best"].items():
-        latency = ", ".join(f"{v:.3f} ms on {k}" for k, v in best["predicted_latency_ms"].items())
+        latency = ", ".join(f"{v:.3f} ms on {k} (limit {best['limit_ms'][k]:.3f} ms{_chance(best, k)})"
+                            for k, v in best["predicted_latency_ms"].items())
         print(f"  {label:>7}: {best['name']}  {best['score']:.2f} ({estimator.score_label})  {latency}  "
               f"params {best['params'] / 1e6:.2f}M  MACs {best['macs'] / 1e6:.0f}M")
     primary = targets[0]
     missing = [b for b in primary.budgets_ms if format_ms(b) not in metadata["best"]]
     if missing:
         lowest = ", ".join(f"{v:.3f} ms on {k}" for k, v in metadata["lowest_latency_ms"].items()) or "none"
-        limits = ", ".join(f"{format_ms(b)} (predicted <= {primary.limit_ms(b):.3f} ms with the "
-                           f"{primary.margin:.0%} margin)" for b in missing)
+        limits = ", ".join(f"{format_ms(b)} (predicted <= {primary.limit_ms(b):.3f} ms with {primary.rule})"
+                           for b in missing)
         sys.stderr.write(f"effnas: no arch found within {limits}; the lowest predicted latency reached was "
                          f"{lowest}; raise --trials or the budget\n")
         return NO_ARCH_FOR_A_BUDGET
     return 0
+
+
+def _chance(best: dict, target: str) -> str:
+    """", within budget with probability 0.97", or nothing for a table without residuals to say."""
+    chance = best["probability_within_budget"][target]
+    return "" if chance is None else f", within budget with probability {chance:.2f}"
 
 
 def _backend(args: argparse.Namespace) -> SearchBackend:

@@ -18,6 +18,7 @@ import hashlib
 import json
 import math
 import os
+from fractions import Fraction
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -248,7 +249,7 @@ class LatencyTable:
         if not self.predicts_deployment:
             raise TableError(f"table {self.target!r} must record its prediction residuals for a confidence margin, "
                              f"but it was built before the deployment rule; rebuild it with "
-                             f"{BUILD_HINT.format(target=self.target)} --overwrite, or use --margin")
+                             f"{BUILD_HINT.format(target=self.path or self.target)} --overwrite, or use --margin")
         return sorted(self.data["deployment"]["residual_ratios"])
 
     def ratio_quantile(self, confidence: float) -> float:
@@ -259,7 +260,7 @@ class LatencyTable:
         if not 0 < confidence < 1:
             raise TableError(f"confidence must lie between 0 and 1, but got {confidence!r}; pass e.g. 0.9")
         ratios = self.residual_ratios()
-        rank = math.ceil((len(ratios) + 1) * confidence)
+        rank = math.ceil((len(ratios) + 1) * Fraction(str(confidence)))  # exact: 25 * 0.28 is 7, not 7.000...1
         if rank > len(ratios):
             raise TableError(
                 f"confidence {confidence:g} needs at least {math.ceil(confidence / (1 - confidence))} residuals in "

@@ -23,12 +23,12 @@ from ._backend import (
 )
 from ._study import SAMPLERS, check_sampler
 from .optuna_backend import OptunaBackend
-from .problem import Evaluation, SearchProblem, Target
+from .problem import DEFAULT_CONFIDENCE, Evaluation, SearchProblem, Target
 from .results import best_per_budget, feasible_candidates, outcomes, pareto_front, trial_summary, write_results
 
 register_lazy_backend("ray", f"{__name__}.ray_backend")
 
-__all__ = ["SearchProblem", "Target", "Evaluation", "run_search", "prepare_out_dir", "SAMPLERS",
+__all__ = ["SearchProblem", "Target", "DEFAULT_CONFIDENCE", "Evaluation", "run_search", "prepare_out_dir", "SAMPLERS",
            "feasible_candidates", "pareto_front", "best_per_budget", "BACKENDS", "DEFAULT_BACKEND", "SearchBackend",
            "OptunaBackend", "create_backend", "register_backend", "register_lazy_backend"]
 

@@ -7,44 +7,92 @@ The search never touches a network: it talks to ``estimator.score(arch)`` and to
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from ..arch import PRESETS, Arch
 from ..errors import EffNasError
 from ..estimators import AccuracyEstimator
-from ..latency.table import LatencyTable
+from ..latency.table import TABLES_DIR, LatencyTable
 from ..space import SearchSpace
 from ..units import format_ms
 
-__all__ = ["Target", "Evaluation", "SearchProblem", "predicted_latency"]
+__all__ = ["Target", "Evaluation", "SearchProblem", "predicted_latency", "DEFAULT_CONFIDENCE"]
+
+
+DEFAULT_CONFIDENCE = 0.95  # what ``effnas search`` uses unless --margin or --confidence says otherwise
 
 
 @dataclass(frozen=True)
 class Target:
     """A table and the budgets on it. Several budgets on one target make a family (M0..M5-like);
-    the search constraint is the largest, and each budget gets its own best arch."""
+    the search constraint is the largest, and each budget gets its own best arch.
+
+    How far below a budget the predicted latency must stay is one of two rules. ``confidence``:
+    predicted <= budget / q, with q the table's split-conformal quantile of its validation residuals
+    (measured / predicted), so the budget holds with at least that probability. ``margin``: a fixed
+    headroom, predicted <= budget x (1 - margin), for tables without residuals. Neither: the budget as is."""
 
     table: LatencyTable
     budgets_ms: tuple[float, ...]
-    # Headroom kept below each budget for the table's prediction error: with 0, about half the archs
-    # found at the edge of a budget measure a few percent over it (verify showed 2.007 ms for 1.957
-    # predicted under 2 ms). The CLI keeps 5% by default.
-    margin: float = 0.0
+    margin: float | None = None
+    confidence: float | None = None
 
     def __post_init__(self) -> None:
-        if not 0 <= self.margin < 0.5:
+        if self.margin is not None and self.confidence is not None:
+            raise EffNasError(f"a target takes --confidence or --margin, not both, but got confidence "
+                              f"{self.confidence:g} and margin {self.margin * 100:g}%; drop one")
+        if self.margin is not None and not 0 <= self.margin < 0.5:
             raise EffNasError(f"--margin must be between 0% and 50%, but got {self.margin * 100:g}%")
+        if self.confidence is not None:
+            if not 0 < self.confidence < 1:  # ``not`` also refuses NaN
+                raise EffNasError(f"--confidence must lie strictly between 0 and 1, but got {self.confidence!r}; "
+                                  f"pass e.g. {DEFAULT_CONFIDENCE}")
+            if not self.table.predicts_deployment:
+                raise EffNasError(
+                    f"--confidence needs a table that records its prediction residuals, but table "
+                    f"{self.table.target!r} was built before they were; rebuild the table (effnas table build "
+                    f"--target {_build_target(self.table)} --overwrite) or pass --margin 5%")
+            _ = self.ratio_quantile  # too few residuals for the confidence: refused here, not mid-search
 
     @property
     def name(self) -> str:
         return self.table.target
 
+    @cached_property
+    def ratio_quantile(self) -> float | None:
+        """The factor q (measured <= q x predicted at ``confidence``) the limits divide by; None under a margin."""
+        return None if self.confidence is None else self.table.ratio_quantile(self.confidence)
+
+    @property
+    def rule(self) -> str:
+        """The rule from budget to limit, for messages: "the 5% margin", "the confidence factor ..."."""
+        if self.ratio_quantile is not None:
+            return f"the confidence factor {self.ratio_quantile:.3f} at confidence {self.confidence:g}"
+        return "no margin" if self.margin is None else f"the {self.margin * 100:g}% margin"
+
     def limit_ms(self, budget_ms: float) -> float:
         """The predicted latency an arch may have to count as within ``budget_ms``."""
-        return budget_ms * (1 - self.margin)
+        if self.ratio_quantile is not None:
+            return budget_ms / self.ratio_quantile
+        return budget_ms * (1 - (self.margin or 0.0))
 
     @property
     def constraint_ms(self) -> float:
         return self.limit_ms(max(self.budgets_ms))
+
+    def budget_report(self, budget_ms: float, predicted_ms: float) -> dict[str, float | None]:
+        """What a result says about one budget: the limit and the rule that gave it, and the chance that
+        a network predicted at ``predicted_ms`` measures within the budget (None: no residuals to say)."""
+        chance = self.table.probability_within(predicted_ms, budget_ms) if self.table.predicts_deployment else None
+        return {"limit_ms": self.limit_ms(budget_ms), "confidence": self.confidence,
+                "ratio_quantile": self.ratio_quantile, "margin": self.margin, "probability_within_budget": chance}
+
+
+def _build_target(table: LatencyTable) -> str:
+    """The ``--target`` that rebuilds ``table`` in place: its name when it lives in latency_tables/."""
+    if table.path is None or table.path.resolve().parent == TABLES_DIR:
+        return table.target
+    return str(table.path)
 
 
 def predicted_latency(targets: list[Target], arch: Arch) -> tuple[dict[str, float], dict[str, float]]:
@@ -110,9 +158,10 @@ class SearchProblem:
             floor = self.smallest_latency_ms(target)
             low = [b for b in target.budgets_ms if target.limit_ms(b) < floor]
             if low:
+                need = floor * low[0] / target.limit_ms(low[0])  # the limit is proportional to the budget
                 raise EffNasError(
                     f"budget must be at least the smallest latency the space reaches on {target.name!r} "
-                    f"({floor:.3f} ms, its smallest arch) plus the {target.margin:.0%} margin, but got "
+                    f"({floor:.3f} ms, its smallest arch) with {target.rule}, that is {need:.3f} ms, but got "
                     f"{', '.join(format_ms(b) for b in low)}; "
                     "raise the budget or search a space with smaller choices (--space)"
                 )

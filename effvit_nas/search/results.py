@@ -22,7 +22,7 @@ from ._study import FAIL_REASON
 from .problem import SearchProblem
 
 __all__ = ["Candidate", "TrialOutcome", "outcomes", "trial_summary", "feasible_candidates", "pareto_front",
-           "best_per_budget", "write_results"]
+           "best_per_budget", "budget_reports", "write_results"]
 
 
 @dataclass(frozen=True)
@@ -114,6 +114,16 @@ def best_per_budget(candidates: list[Candidate], problem: SearchProblem) -> dict
     return best
 
 
+def budget_reports(problem: SearchProblem, budget_ms: float, candidate: Candidate) -> dict[str, dict[str, Any]]:
+    """Per target, how ``candidate`` stands against its budget (``budget_ms`` on the primary, the one budget
+    on each other target): ``limit_ms``, ``confidence``, ``ratio_quantile``, ``margin`` and
+    ``probability_within_budget``, each a {target: value} mapping like ``predicted_latency_ms``."""
+    reports = {t.name: t.budget_report(budget_ms if t is problem.primary else max(t.budgets_ms),
+                                       candidate.latency_ms[t.name]) for t in problem.targets}
+    fields = next(iter(reports.values()))
+    return {field: {name: report[field] for name, report in reports.items()} for field in fields}
+
+
 def variant_name(problem: SearchProblem, budget_ms: float) -> str:
     return f"effvit-{problem.primary.name}-{format_ms(budget_ms)}"
 
@@ -137,6 +147,8 @@ def write_results(study: optuna.Study, problem: SearchProblem, out_dir: Path, ru
         "tables": {t.name: t.table.table_id for t in problem.targets},
         "budgets_ms": {t.name: list(t.budgets_ms) for t in problem.targets},
         "margin": {t.name: t.margin for t in problem.targets},
+        "confidence": {t.name: t.confidence for t in problem.targets},
+        "ratio_quantile": {t.name: t.ratio_quantile for t in problem.targets},
         "estimator": problem.estimator.describe(),
         "seed_with_references": problem.seed_with_references,
         **trial_summary(trials),
@@ -146,7 +158,8 @@ def write_results(study: optuna.Study, problem: SearchProblem, out_dir: Path, ru
     for budget, candidate in best.items():
         name = variant_name(problem, budget)
         cost = count(candidate.arch)
-        info = {"budget_ms": budget, "predicted_latency_ms": candidate.latency_ms, "score": candidate.score,
+        info = {"budget_ms": budget, "predicted_latency_ms": candidate.latency_ms,
+                **budget_reports(problem, budget, candidate), "score": candidate.score,
                 "estimator": problem.estimator.name, "params": cost.params, "macs": cost.macs,
                 "tables": metadata["tables"], "trial": candidate.trial, "seed": run_info.get("seed")}
         arch = candidate.arch.replace(name=name)

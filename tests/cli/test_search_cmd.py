@@ -3,17 +3,24 @@ import json
 import pytest
 
 from effvit_nas import Arch
+from effvit_nas.cli.main import main
 from effvit_nas.latency.table import LatencyTable
 from tests.cli.helpers import assert_one_line_error, effnas
+from tests.conftest import DATA
+from tests.search.helpers import table_with_residuals, table_without_residuals
 
 pytestmark = pytest.mark.slow  # trains, measures or spawns processes: `pytest -m "not slow"` skips it
 
 TABLE = "amd-epyc-2core-ort-b1"
+# The shipped tables predate recorded residuals, so --confidence (the default) cannot read them: these
+# tests search them with the fixed 5% margin, the default before --confidence.
+MARGIN = ("--margin", "5%")
+TINY_SPACE = str(DATA / "tiny_space.yaml")
 
 
 def test_the_main_job_runs_and_writes_its_outputs(tmp_path):
     out = tmp_path / "run"
-    result = effnas("search", "--target", TABLE, "--budget", "2ms", "--trials", "40", "--out", str(out))
+    result = effnas("search", "--target", TABLE, "--budget", "2ms", "--trials", "40", *MARGIN, "--out", str(out))
     assert result.returncode == 0, result.stderr
     assert "searching" in result.stderr  # progress bar
     assert f"effvit-{TABLE}-2ms" in result.stdout
@@ -21,7 +28,7 @@ def test_the_main_job_runs_and_writes_its_outputs(tmp_path):
         assert (out / name).exists(), name
     arch = Arch.from_yaml(out / "best.yaml")
     assert arch.name == f"effvit-{TABLE}-2ms"
-    # the default 5% margin: what the table predicts for best.yaml stays below 95% of the budget
+    # the 5% margin: what the table predicts for best.yaml stays below 95% of the budget
     assert LatencyTable.load(TABLE).predict_ms(arch) <= 2.0 * (1 - 0.05)
     assert json.loads((out / "metadata.json").read_text())["margin"] == {TABLE: 0.05}
     export = effnas("export", str(out / "best.yaml"), "--onnx", str(tmp_path / "best.onnx"))
@@ -31,11 +38,62 @@ def test_the_main_job_runs_and_writes_its_outputs(tmp_path):
 
 def test_a_family_in_one_run(tmp_path):
     out = tmp_path / "family"
-    result = effnas("search", "--target", TABLE, "--budget", "1ms,2ms,4ms", "--trials", "60", "--out", str(out))
+    result = effnas("search", "--target", TABLE, "--budget", "1ms,2ms,4ms", "--trials", "60", *MARGIN,
+                    "--out", str(out))
     assert result.returncode == 0, result.stderr
     metadata = json.loads((out / "metadata.json").read_text())
     assert sorted(metadata["best"]) == ["1ms", "2ms", "4ms"]
     assert (out / "best-1ms.yaml").exists() and (out / "best-4ms.yaml").exists()
+
+
+def _tiny_search(table, out):
+    return ["search", "--target", str(table), "--budget", "1s", "--space", TINY_SPACE, "--estimator", "size-prior",
+            "--trials", "2", "--out", str(out)]
+
+
+def test_the_confidence_flag_reaches_the_target_and_the_results(tmp_path, tiny_table_path, capsys):
+    """In process (the parsing is what is tested; a 2-trial search on the tiny space, by the size prior)."""
+    table = table_with_residuals(tiny_table_path).save(tmp_path / "tiny-residuals.json")
+    # the default, then a flag; ceil(20 x 0.95) = 19 and ceil(20 x 0.9) = 18: the 19th and 18th of 1.00 .. 1.18
+    for flags, confidence, q in (([], 0.95, 1.18), (["--confidence", "0.9"], 0.9, 1.17)):
+        out = tmp_path / f"run-{confidence}"
+        assert main([*_tiny_search(table, out), *flags]) == 0
+        printed = capsys.readouterr().out
+        metadata = json.loads((out / "metadata.json").read_text())
+        assert metadata["confidence"] == {"tiny": confidence} and metadata["ratio_quantile"] == {"tiny": q}
+        assert metadata["margin"] == {"tiny": None}
+        best = metadata["best"]["1000ms"]
+        assert best["limit_ms"] == {"tiny": 1000 / q}
+        assert best["probability_within_budget"] == {"tiny": 19 / 20}  # a 1 s budget: every ratio keeps it in
+        assert f"tiny: predicted latency kept under each budget with the confidence factor {q:.3f} at " \
+               f"confidence {confidence:g}" in printed
+        assert f"(limit {1000 / q:.3f} ms, within budget with probability 0.95)" in printed
+
+
+def _one_line_refusal(capsys, argv, *fragments):
+    assert main(argv) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def test_confidence_with_margin_or_on_a_table_without_residuals_is_one_line(tmp_path, tiny_table_path, capsys):
+    table = table_with_residuals(tiny_table_path).save(tmp_path / "tiny-residuals.json")
+    _one_line_refusal(capsys, [*_tiny_search(table, tmp_path / "a"), "--confidence", "0.9", "--margin", "5%"],
+                      "--confidence or --margin, not both")
+    _one_line_refusal(capsys, [*_tiny_search(table, tmp_path / "b"), "--confidence", "1"],
+                      "--confidence must lie strictly between 0 and 1, but got 1.0")
+    old = table_without_residuals(tiny_table_path).save(tmp_path / "old.json")
+    _one_line_refusal(capsys, _tiny_search(old, tmp_path / "c"),
+                      f"rebuild the table (effnas table build --target {old} --overwrite) or pass --margin 5%")
+    assert not any((tmp_path / name).exists() for name in "abc")
+    # the way out it names: a fixed margin, and no chance to report
+    assert main([*_tiny_search(old, tmp_path / "d"), "--margin", "5%"]) == 0
+    assert "with the 5% margin" in capsys.readouterr().out
+    best = json.loads((tmp_path / "d" / "metadata.json").read_text())["best"]["1000ms"]
+    assert best["limit_ms"] == {"tiny": pytest.approx(950)} and best["margin"] == {"tiny": 0.05}
+    assert best["probability_within_budget"] == {"tiny": None} and best["confidence"] == {"tiny": None}
 
 
 def test_export_prints_timm_kwargs_for_the_paper_family():
@@ -60,7 +118,7 @@ def test_export_prints_timm_kwargs_for_the_paper_family():
 )
 def test_bad_search_input_is_one_line_and_writes_nothing(tmp_path, args, fragments):
     out = tmp_path / "out"
-    assert_one_line_error(effnas("search", *args, "--out", str(out)), *fragments)
+    assert_one_line_error(effnas("search", *args, *MARGIN, "--out", str(out)), *fragments)
     assert not out.exists() or not any(out.iterdir())
 
 
@@ -69,12 +127,12 @@ def test_malformed_space_and_resume_and_non_empty_out(tmp_path):
     bad.write_text("name: [\n")
     assert_one_line_error(effnas("search", "--target", TABLE, "--budget", "2ms", "--space", str(bad),
                                  "--out", str(tmp_path / "a")), "must be valid YAML")
-    assert_one_line_error(effnas("search", "--target", TABLE, "--budget", "2ms", "--resume",
+    assert_one_line_error(effnas("search", "--target", TABLE, "--budget", "2ms", "--resume", *MARGIN,
                                  "--out", str(tmp_path / "b")), "--resume needs a study")
     full = tmp_path / "full"
     full.mkdir()
     (full / "something.txt").write_text("x")
-    assert_one_line_error(effnas("search", "--target", TABLE, "--budget", "2ms", "--out", str(full)),
+    assert_one_line_error(effnas("search", "--target", TABLE, "--budget", "2ms", *MARGIN, "--out", str(full)),
                           "--out must be a new or empty folder")
 
 
@@ -83,9 +141,9 @@ def test_an_out_that_is_a_file_is_one_line(tmp_path):
     file.write_text("x")
     for extra in ([], ["--resume"]):
         assert_one_line_error(effnas("search", "--target", TABLE, "--budget", "2ms", "--estimator", "size-prior",
-                                     "--out", str(file), *extra), "--out must be a folder", "is a file")
+                                     *MARGIN, "--out", str(file), *extra), "--out must be a folder", "is a file")
     assert_one_line_error(effnas("search", "--target", TABLE, "--budget", "2ms", "--estimator", "size-prior",
-                                 "--out", str(file / "run")), "--out must be a folder that can be created")
+                                 *MARGIN, "--out", str(file / "run")), "--out must be a folder that can be created")
     assert file.read_text() == "x"
 
 
@@ -94,7 +152,7 @@ def test_a_budget_no_arch_meets_exits_1_with_the_lowest_latency_reached(tmp_path
     ran and found nothing within the budget, which is not a success."""
     out = tmp_path / "run"
     result = effnas("search", "--target", TABLE, "--budget", "0.3ms", "--trials", "1", "--estimator", "size-prior",
-                    "--out", str(out))
+                    *MARGIN, "--out", str(out))
     assert result.returncode == 1, result.stderr
     m0_ms = LatencyTable.load(TABLE).predict_ms(Arch.preset("m0"))
     last = result.stderr.strip().splitlines()[-1]

@@ -66,7 +66,7 @@ def test_a_search_runs_on_a_proxy(tmp_path):
     from ..cli.helpers import effnas
 
     result = effnas("search", "--target", "amd-epyc-2core-ort-b1", "--budget", "2ms", "--trials", "8",
-                    "--estimator", "synflow", "--out", str(tmp_path / "s"))
+                    "--estimator", "synflow", "--margin", "5%", "--out", str(tmp_path / "s"))
     assert result.returncode == 0, result.stderr
     metadata = json.loads((tmp_path / "s" / "metadata.json").read_text())
     assert metadata["estimator"]["name"] == "synflow" and metadata["estimator"]["resolution"] == 64

@@ -75,7 +75,8 @@ def test_both_backends_find_the_same_arch_for_a_deterministic_estimator(tmp_path
 
 
 def _search_args(out, address, trials=8):
-    return ["search", "--target", "TABLE", "--budget", "50ms", "--space", TINY_SPACE, "--trials", str(trials),
+    return ["search", "--target", "TABLE", "--budget", "50ms", "--margin", "5%", "--space", TINY_SPACE,
+            "--trials", str(trials),
             "--estimator", "short-training", "--estimator-arg", "epochs=1", "--estimator-arg", "data=digits",
             "--backend", "ray", "--address", address, "--out", str(out)]
 
@@ -132,8 +133,8 @@ def test_ctrl_c_on_a_ray_search_is_an_interrupt_not_a_result(tmp_path, ray_clust
 
 
 def test_ray_flags_need_the_ray_backend(tmp_path, tiny_table_path):
-    base = ["search", "--target", str(tiny_table_path), "--budget", "50ms", "--space", TINY_SPACE, "--out",
-            str(tmp_path / "x")]
+    base = ["search", "--target", str(tiny_table_path), "--budget", "50ms", "--margin", "5%", "--space", TINY_SPACE,
+            "--out", str(tmp_path / "x")]
     assert_one_line_error(effnas(*base, "--workers", "2"), "--workers is read by --backend ray")
     assert_one_line_error(effnas(*base, "--backend", "dask"), "--backend must be one of")
     assert_one_line_error(effnas(*base, "--backend", "ray", "--workers", "0"), "--workers must be at least 1")

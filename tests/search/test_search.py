@@ -5,12 +5,14 @@ import statistics
 
 import optuna
 import pytest
+import yaml
 
 from effvit_nas import Arch, EffNasError, SearchSpace
 from effvit_nas.estimators import create_estimator
 from effvit_nas.latency.table import LatencyTable
 from effvit_nas.search import SearchProblem, Target, best_per_budget, feasible_candidates, run_search
 from effvit_nas.search.optuna_backend import STUDY_NAME, run_optuna, storage_url
+from tests.search.helpers import RATIOS, table_with_residuals, table_without_residuals
 
 pytestmark = pytest.mark.slow  # trains, measures or spawns processes: `pytest -m "not slow"` skips it
 
@@ -116,6 +118,112 @@ def test_infeasible_budgets_fail_fast_with_the_floor():
     floor = problem(5.0).smallest_latency_ms(problem(5.0).primary)
     with pytest.raises(EffNasError, match=rf"smallest latency the space reaches .*\({floor:.3f} ms"):
         problem(floor / 2)
+
+
+# Honest margins: the limit is budget / q, q the ceil((n + 1) x confidence)-th smallest of the table's n
+# residual ratios. With the 19 ratios 1.00 .. 1.18, (n + 1) x confidence is 19 at 0.95, 18 at 0.9, 10 at 0.5.
+@pytest.mark.parametrize("confidence, rank", [(0.95, 19), (0.9, 18), (0.5, 10)])
+def test_a_confidence_limit_is_the_budget_over_the_conformal_order_statistic(tiny_table_path, tiny_space,
+                                                                            confidence, rank):
+    table = table_with_residuals(tiny_table_path)
+    budget = 10 * table.predict_ms(tiny_space.largest())
+    target = Target(table, (budget,), confidence=confidence)
+    q = RATIOS[rank - 1]  # RATIOS is sorted; the table stores them largest first
+    assert target.ratio_quantile == q
+    assert target.limit_ms(budget) == budget / q
+    # and it is what the search holds every trial to
+    p = SearchProblem(tiny_space, [target], create_estimator("size-prior"))
+    latency, violation = p.latency(tiny_space.smallest())
+    assert violation["tiny"] == latency["tiny"] - budget / q
+
+
+def test_a_stricter_confidence_keeps_a_lower_limit_and_too_strict_is_refused(tiny_table_path):
+    table = table_with_residuals(tiny_table_path)
+    limits = [Target(table, (2.0,), confidence=c).limit_ms(2.0) for c in (0.5, 0.8, 0.9, 0.95)]
+    assert limits == sorted(limits, reverse=True) and len(set(limits)) == 4
+    assert all(limit < 2.0 for limit in limits)
+    with pytest.raises(EffNasError, match="confidence 0.96 needs at least 24 residuals .* but it has 19"):
+        Target(table, (2.0,), confidence=0.96)  # rank ceil(20 x 0.96) = 20 > 19: no order statistic to use
+
+
+def test_a_budget_the_confidence_factor_puts_below_the_floor_is_refused_naming_the_factor(tiny_table_path,
+                                                                                          tiny_space):
+    table = table_with_residuals(tiny_table_path)
+    estimator = create_estimator("size-prior")
+    floor = SearchProblem(tiny_space, [Target(table, (1e3,))], estimator).smallest_latency_ms(Target(table, (1e3,)))
+    budget = floor * 1.1  # above the floor, under floor x 1.18
+    SearchProblem(tiny_space, [Target(table, (budget,), margin=0.05)], estimator)  # 5% keeps it above the floor
+    with pytest.raises(EffNasError, match=rf"\({floor:.3f} ms, its smallest arch\) with the confidence factor "
+                                          rf"1\.180 at confidence 0\.95, that is {floor * 1.18:.3f} ms, but got"):
+        SearchProblem(tiny_space, [Target(table, (budget,), confidence=0.95)], estimator)
+
+
+def test_confidence_and_margin_together_or_out_of_range_are_refused(tiny_table_path):
+    table = table_with_residuals(tiny_table_path)
+    with pytest.raises(EffNasError) as both:
+        Target(table, (2.0,), margin=0.05, confidence=0.9)
+    assert str(both.value) == ("a target takes --confidence or --margin, not both, but got confidence 0.9 and "
+                               "margin 5%; drop one")
+    for bad in (0.0, 1.0, 1.5, float("nan")):
+        with pytest.raises(EffNasError, match="--confidence must lie strictly between 0 and 1"):
+            Target(table, (2.0,), confidence=bad)
+
+
+def test_a_table_without_residuals_needs_a_margin(tiny_table_path):
+    old = table_without_residuals(tiny_table_path)
+    with pytest.raises(EffNasError) as refused:
+        Target(old, (2.0,), confidence=0.95)
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.endswith("rebuild the table (effnas table build --target tiny --overwrite) or pass --margin 5%")
+    fixed = Target(old, (2.0,), margin=0.05)
+    assert fixed.budget_report(2.0, 1.5) == {"limit_ms": pytest.approx(1.9), "confidence": None,
+                                             "ratio_quantile": None, "margin": 0.05,
+                                             "probability_within_budget": None}
+
+
+def test_the_chance_of_meeting_a_budget_counts_residuals_out_of_n_plus_one(tiny_table_path):
+    table = table_with_residuals(tiny_table_path)
+    target = Target(table, (2.0,), confidence=0.95)
+    n, budget = len(RATIOS), 2 * max(RATIOS)
+
+    def chance(predicted):
+        return target.budget_report(budget, predicted)["probability_within_budget"]
+
+    assert chance(budget / max(RATIOS)) == n / (n + 1)  # every ratio keeps it within; never 1 from n points
+    assert chance(budget / 1.175) == (n - 1) / (n + 1)  # 1.18 would take it over
+    assert chance(budget / 1.045) == 5 / (n + 1)  # 1.00 .. 1.04
+    assert chance(budget / 0.99) == 0
+    # under a fixed margin, a table with residuals still tells the chance: 1 / 0.95 = 1.0526 keeps 1.00 .. 1.05
+    assert Target(table, (2.0,), margin=0.05).budget_report(budget, budget * 0.95)["probability_within_budget"] == \
+        6 / (n + 1)
+
+
+def test_results_report_the_limit_and_the_chance_of_meeting_the_budget(tmp_path, tiny_table_path, tiny_space):
+    table = table_with_residuals(tiny_table_path)
+    estimator = create_estimator("size-prior")
+    floor = SearchProblem(tiny_space, [Target(table, (1e3,))], estimator).smallest_latency_ms(Target(table, (1e3,)))
+    latencies = sorted(table.predict_ms(tiny_space.sample(seed)) for seed in range(100))
+    # confidence 0.5 (q = 1.09), a limit three in four sampled archs meet (the tiny table is measured each
+    # session, and its smallest arch is not always faster than that): archs under the limit can still land
+    # where only some of the ratios keep them within the budget
+    budget = 1.09 * max(latencies[3 * len(latencies) // 4], floor)
+    problem = SearchProblem(tiny_space, [Target(table, (budget,), confidence=0.5)], estimator)
+    metadata = run_search(problem, tmp_path / "run", trials=16, seed=0)
+    best = metadata["best"][next(iter(metadata["best"]))]
+    predicted = best["predicted_latency_ms"]["tiny"]
+    assert predicted <= budget / 1.09
+    assert best["limit_ms"] == {"tiny": budget / 1.09} and best["ratio_quantile"] == {"tiny": 1.09}
+    assert best["confidence"] == {"tiny": 0.5} and best["margin"] == {"tiny": None}
+    chance = best["probability_within_budget"]["tiny"]
+    assert chance == sum(r <= budget / predicted for r in RATIOS) / (len(RATIOS) + 1)
+    assert 10 / 20 <= chance <= 19 / 20
+    stored = yaml.safe_load((tmp_path / "run" / "best.yaml").read_text())["metadata"]
+    assert stored["probability_within_budget"] == {"tiny": chance} and stored["limit_ms"] == best["limit_ms"]
+    recorded = json.loads((tmp_path / "run" / "metadata.json").read_text())
+    assert recorded["confidence"] == {"tiny": 0.5} and recorded["ratio_quantile"] == {"tiny": 1.09}
+    study = optuna.load_study(study_name=STUDY_NAME, storage=storage_url(tmp_path / "run"))
+    assert study.user_attrs["confidence"] == {"tiny": 0.5} and study.user_attrs["margin"] == {"tiny": None}
 
 
 def test_resume_without_a_study_and_bad_counts_are_refused(tmp_path):

@@ -1,0 +1,25 @@
+"""Tables with and without prediction residuals, made from the session's tiny table."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from effvit_nas.latency.table import LatencyTable
+
+# measured / predicted of 19 held-out networks, 1.00 .. 1.18
+RATIOS = [round(1 + i / 100, 2) for i in range(19)]
+
+
+def table_with_residuals(path: Path, ratios: list[float] = RATIOS) -> LatencyTable:
+    """The table at ``path`` as if its build had recorded ``ratios`` (stored unsorted: largest first); the
+    rest of its "deployment" record, where it has one, is kept."""
+    data = json.loads(Path(path).read_text())
+    deployment = {**data.get("deployment", {}), "residual_ratios": sorted(ratios, reverse=True)}
+    return LatencyTable.from_dict({**data, "deployment": deployment})
+
+
+def table_without_residuals(path: Path) -> LatencyTable:
+    """The table at ``path`` as an older build wrote it: no "deployment", no residuals."""
+    data = json.loads(Path(path).read_text())
+    return LatencyTable.from_dict({k: v for k, v in data.items() if k != "deployment"})
