@@ -80,13 +80,13 @@ class BuildSettings:
 
     chunk_size: int = 20  # blocks measured together (with the reference) per chunk
     max_spread: float = 0.15  # an entry whose IQR/median exceeds this is measured again ...
-    max_retries: int = 2  # ... at most this many times, keeping the tightest measurement
+    max_retries: int = 1  # ... at most this many times, keeping the tightest measurement
     max_drift: float = 0.10  # a chunk whose reference is this much slower than usual is measured again
     max_wait_s: float = 60.0  # total time the build may wait for the machine to return to its usual speed
     # Blocks drawn from random archs per kind; stems, heads and DW+FFN blocks are all measured (few
     # enough, and DW+FFN latency steps where onnxruntime starts splitting an op across threads,
     # which no smooth model captures). Attention and merge keys are too many to measure them all.
-    quota: tuple[tuple[str, int], ...] = (("attention", 480), ("merge", 200))
+    quota: tuple[tuple[str, int], ...] = (("attention", 240), ("merge", 100))
     calibration_archs: int = 48  # networks timed under the deployment rule to fit the calibration
     check_archs: int = 8  # networks held out, timed the same way: the build's check of itself
     network_chunk_size: int = 8  # networks per deployment chunk (each chunk beside the reference)
@@ -292,7 +292,7 @@ class PartialBuild:
                 if arch_id in out and not (out[arch_id][2] > limit >= ref):
                     continue
                 timing = DeployedTiming(record["median_ms"], record["p25_ms"], record["p90_ms"],
-                                        tuple(record["rounds_ms"]))
+                                        tuple(record["rounds_ms"]), record["relative"])
                 out[arch_id] = (Arch.from_dict(record["arch"]), timing, ref)
         return out
 
@@ -494,7 +494,8 @@ def _finalise(target: str, config: RuntimeConfig, runtime: Runtime, space: Searc
     def point(arch: Arch, timing: DeployedTiming, chunk_ref: float) -> dict[str, Any]:
         block_sum, features = uncalibrated.calibration_inputs(arch)
         return {"arch": arch.to_dict(), "block_sum_ms": block_sum, "features": features,
-                "measured_ms": timing.median_ms * deployed["median_ms"] / chunk_ref, "raw_ms": timing.median_ms,
+                # the network against the reference in the same rounds, at the build's usual speed
+                "measured_ms": timing.relative * deployed["median_ms"], "raw_ms": timing.median_ms,
                 "p90_ms": timing.p90_ms, **_slow_state_mark(network_refs, chunk_ref, drift)}
 
     points = [point(*n) for n in partial.networks("calibration", drift).values()]

@@ -60,12 +60,18 @@ class DeploymentRule:
 
 @dataclass(frozen=True)
 class DeployedTiming:
-    """One file's figures: per-round medians and their median (the latency), p25 and p90 of the calls."""
+    """One file's figures: per-round medians and their median (the latency), p25 and p90 of the calls,
+    and ``relative``: the median over rounds of (this file / the reference in the same round).
+
+    ``relative`` is what survives a machine whose speed moves between rounds: the reference was
+    timed seconds from the file in each round, so the ratio carries little of the move, where the
+    median of raw rounds carries all of it."""
 
     median_ms: float
     p25_ms: float
     p90_ms: float
     rounds_ms: tuple[float, ...]
+    relative: float = float("nan")
 
     @property
     def spread(self) -> float:
@@ -128,10 +134,11 @@ class DeploymentServer:
                           "loads here (effnas table list) and rerun")
 
 
-def _summarise(results: list[dict[str, Any]]) -> DeployedTiming:
+def _summarise(results: list[dict[str, Any]], reference_rounds: list[float]) -> DeployedTiming:
     rounds = tuple(r["median_ms"] for r in results)
     return DeployedTiming(median_ms=statistics.median(rounds), p25_ms=statistics.median(r["p25_ms"] for r in results),
-                          p90_ms=statistics.median(r["p90_ms"] for r in results), rounds_ms=rounds)
+                          p90_ms=statistics.median(r["p90_ms"] for r in results), rounds_ms=rounds,
+                          relative=statistics.median(r / ref for r, ref in zip(rounds, reference_rounds)))
 
 
 def measure_deployed(
@@ -172,5 +179,8 @@ def measure_deployed(
     if REFERENCE in failures:
         raise EffNasError(f"the reference network must run under {server.config.runtime}, but it failed: "
                           f"{failures[REFERENCE]}")
-    timings = {key: _summarise(rows) for key, rows in results.items() if key not in failures and key != REFERENCE}
-    return DeploymentRun(timings, _summarise(results[REFERENCE]), time.perf_counter() - started, failures)
+    reference_rounds = [r["median_ms"] for r in results[REFERENCE]]
+    timings = {key: _summarise(rows, reference_rounds) for key, rows in results.items()
+               if key not in failures and key != REFERENCE}
+    return DeploymentRun(timings, _summarise(results[REFERENCE], reference_rounds), time.perf_counter() - started,
+                         failures)

@@ -47,8 +47,9 @@ class DeployedNetwork:
     reference_ms: float
 
     def corrected_ms(self, usual_reference_ms: float) -> float:
-        """The latency at the machine speed where the reference takes ``usual_reference_ms``."""
-        return self.timing.median_ms * usual_reference_ms / self.reference_ms
+        """The latency at the machine speed where the reference takes ``usual_reference_ms``, from the
+        per-round ratio to the reference (``DeployedTiming.relative``)."""
+        return self.timing.relative * usual_reference_ms
 
 
 class LatencyMeter:

@@ -69,10 +69,13 @@ class ValidationReport:
     def stats(self, group: str | None = None) -> dict[str, dict[str, float]]:
         rows = [r for r in self.rows if group is None or r["group"] == group]
         cols = {k: [r[k] for r in rows] for k in ("predicted_ms", "block_sum_ms", "measured_ms",
-                                                   "measured_corrected_ms")}
+                                                   "measured_corrected_ms", "measured_per_round_ms")}
+        per_round = {} if any(v is None for v in cols["measured_per_round_ms"]) else {
+            "calibrated, per-round reference": error_stats(cols["predicted_ms"], cols["measured_per_round_ms"])}
         return {
             "calibrated, drift-corrected": error_stats(cols["predicted_ms"], cols["measured_corrected_ms"]),
             "calibrated, raw": error_stats(cols["predicted_ms"], cols["measured_ms"]),
+            **per_round,
             "plain block sum, drift-corrected": error_stats(cols["block_sum_ms"], cols["measured_corrected_ms"]),
             "plain block sum, raw": error_stats(cols["block_sum_ms"], cols["measured_ms"]),
         }
@@ -163,7 +166,10 @@ def validate_table(
         block_sum, _ = table.block_sum_ms(arch)
         rows.append({"arch": arch.to_dict(), "arch_id": arch_id, "group": group, "predicted_ms": table.predict_ms(arch),
                      "block_sum_ms": block_sum, "measured_ms": timing.median_ms,
-                     "measured_corrected_ms": timing.median_ms / drift, "p25_ms": timing.p25_ms,
+                     "measured_corrected_ms": timing.median_ms / drift,
+                     # against the reference in the same rounds: the finer correction the build fits to
+                     "measured_per_round_ms": timing.relative * at_build if at_build else None,
+                     "p25_ms": timing.p25_ms,
                      "p90_ms": timing.p90_ms, "rounds_ms": list(timing.rounds_ms),
                      "chunk_reference_ms": measured[arch_id].reference_ms})
     return ValidationReport(table.table_id, drift=drift,

@@ -49,7 +49,7 @@ def _fake_meter(monkeypatch, measure):
         out = {}
         for key, (path, _) in files.items():
             ms, reference = measure(str(path))
-            out[key] = DeployedNetwork(DeployedTiming(ms, 0.9 * ms, 1.2 * ms, (ms,)), reference)
+            out[key] = DeployedNetwork(DeployedTiming(ms, 0.9 * ms, 1.2 * ms, (ms,), ms / reference), reference)
         return out, {}
 
     monkeypatch.setattr(LatencyMeter, "networks", networks)
@@ -75,6 +75,9 @@ def test_validate_corrects_by_one_global_drift_factor_and_reports_it(tiny_table_
     stats = report.stats()
     assert stats["calibrated, raw"]["median_abs_err"] == pytest.approx(0.5)  # |p - 2p| / 2p
     assert stats["calibrated, drift-corrected"]["worst_abs_err"] == pytest.approx(0.0, abs=1e-12)
+    # per round: 2p / (1.9 or 2.1 x the build's reference) x the build's reference = 2p / 1.9 or 2p / 2.1
+    per_round = sorted(r["measured_per_round_ms"] / r["predicted_ms"] for r in report.rows)
+    assert per_round == pytest.approx([2 / 2.1, 2 / 2.1, 2 / 1.9, 2 / 1.9])
 
 
 def test_validate_leaves_a_drift_within_the_references_noise_uncorrected(tiny_table_path, monkeypatch):
