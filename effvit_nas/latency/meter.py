@@ -44,7 +44,8 @@ class DeployedNetwork:
     """One network's deployment-rule timing and the reference's in the same rounds."""
 
     timing: DeployedTiming
-    reference_ms: float
+    reference_ms: float  # the median of the reference's rounds beside it
+    reference_rounds_ms: tuple[float, ...] = ()
 
     def corrected_ms(self, usual_reference_ms: float) -> float:
         """The latency at the machine speed where the reference takes ``usual_reference_ms``, from the
@@ -155,7 +156,8 @@ class LatencyMeter:
             chunk = {k: files[k] for k in keys[start:start + self.chunk_size]}
             run = measure_deployed(self._measuring_process(), chunk, self.reference_file(), self.rule,
                                    seed=seed + start)
-            measured.update({k: DeployedNetwork(t, run.reference.median_ms) for k, t in run.timings.items()})
+            measured.update({k: DeployedNetwork(t, run.reference.median_ms, run.reference.rounds_ms)
+                             for k, t in run.timings.items()})
             failures.update(run.failures)
             if progress:
                 progress(len(measured) + len(failures), len(keys))

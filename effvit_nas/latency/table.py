@@ -29,7 +29,7 @@ from ..errors import TableError, UnknownNameError
 from ..space import SearchSpace
 from .fit import CALIBRATION_FEATURES, EVALUATOR_VERSION, BlockModel, Calibration, calibration_features
 from .keys import KEY_KINDS, KEYS_VERSION, BlockKey, block_keys
-from .measure import Timing
+from .measure import MeasureProtocol, Timing
 from .runtimes import RuntimeConfig
 
 __all__ = ["LatencyTable", "TABLES_DIR", "list_tables", "table_path", "resolve_table_path", "predictor_signature",
@@ -203,8 +203,13 @@ class LatencyTable:
     def reference_arch(self) -> Arch:
         return Arch.from_dict(self.data["reference"]["arch"])
 
-    def check_covers(self, space: SearchSpace) -> None:
-        """Refuse a space with any choice the table's space lacks: its blocks were never measured."""
+    @cached_property
+    def protocol(self) -> MeasureProtocol:
+        """How the build timed its blocks (the deployment rule, for networks, is under ``deployment``)."""
+        return MeasureProtocol(**self.data["method"]["protocol"])
+
+    def missing_choices(self, space: SearchSpace) -> list[str]:
+        """The choices of ``space`` this table's space lacks (their blocks were never measured)."""
         mine = self.space
         problems = []
         if not set(space.resolutions) <= set(mine.resolutions):
@@ -216,10 +221,18 @@ class LatencyTable:
                 extra = sorted(set(getattr(theirs, knob)) - set(getattr(ours, knob)))
                 if extra:
                     problems.append(f"stage {i} {knob} {extra}")
+        return problems
+
+    def covers(self, space: SearchSpace) -> bool:
+        return not self.missing_choices(space)
+
+    def check_covers(self, space: SearchSpace) -> None:
+        """Refuse a space with any choice the table's space lacks: its blocks were never measured."""
+        problems = self.missing_choices(space)
         if problems:
             raise TableError(
                 f"table {self.target!r} must cover the search space {space.name!r}, but it was built for "
-                f"{mine.name!r} and lacks {'; '.join(problems)}; build one for this space with "
+                f"{self.space.name!r} and lacks {'; '.join(problems)}; build one for this space with "
                 f"effnas table build --target NAME --space YAML"
             )
 
@@ -319,6 +332,9 @@ class LatencyTable:
             "slow_state": slow if slow is not None else "not recorded (built before slow-state measurements "
                                                         "were marked)",
             "predictor": recorded_predictor(d), "calibration": d["calibration"], "build": d["build"],
+            "deployment": ({k: v for k, v in d["deployment"].items() if k != "residual_ratios"}
+                           | {"residuals": len(d["deployment"]["residual_ratios"])}) if self.predicts_deployment
+            else "not recorded (built before the deployment rule: predicts in-process latency)",
         }
 
 

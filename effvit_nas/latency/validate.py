@@ -157,7 +157,9 @@ def validate_table(
         arch_id, reason = next(iter(failures.items()))
         raise EffNasError(f"every network must run under {table.runtime.runtime}, but {len(failures)} failed "
                           f"(first {arch_id}: {reason}); report it")
-    reference_now = statistics.median(m.reference_ms for m in measured.values())
+    # every round the reference ran in, once per chunk: the scale the build's deployed reference has
+    rounds = {m.reference_rounds_ms for m in measured.values()}
+    reference_now = statistics.median(r for chunk in rounds for r in chunk)
     at_build = table.deployment_reference_ms
     drift = table.drift_factor(reference_now, deployed=True) if at_build else 1.0
     rows = []

@@ -213,3 +213,11 @@ def test_the_tiny_table_predicts_its_own_validation_networks(tiny_table_path, tm
     assert stats["calibrated, drift-corrected"]["median_abs_err"] == pytest.approx(
         statistics.median(abs(r["predicted_ms"] / r["measured_corrected_ms"] - 1) for r in report.rows))
     assert report.plot(tmp_path / "scatter.png").stat().st_size > 10_000
+
+
+def test_covers_names_what_a_space_needs_that_the_table_lacks(tiny_table_path, tiny_space, space):
+    table = LatencyTable.load(tiny_table_path)
+    assert table.covers(tiny_space) and table.missing_choices(tiny_space) == []
+    missing = table.missing_choices(space)
+    assert not table.covers(space) and missing[0].startswith("resolution [")
+    assert table.protocol.statistic == table.statistic

@@ -49,7 +49,8 @@ def _fake_meter(monkeypatch, measure):
         out = {}
         for key, (path, _) in files.items():
             ms, reference = measure(str(path))
-            out[key] = DeployedNetwork(DeployedTiming(ms, 0.9 * ms, 1.2 * ms, (ms,), ms / reference), reference)
+            timing = DeployedTiming(ms, 0.9 * ms, 1.2 * ms, (ms,), ms / reference)
+            out[key] = DeployedNetwork(timing, reference, (reference,))
         return out, {}
 
     monkeypatch.setattr(LatencyMeter, "networks", networks)
