@@ -71,6 +71,8 @@ def main() -> None:
     parser.add_argument("--margin", type=float, default=None, help="percent: the fixed rule instead of a confidence")
     parser.add_argument("--confidence", type=float, default=None, help="the table's conformal rule (e.g. 0.95)")
     parser.add_argument("--rounds", type=int, default=5, help="deployment rounds per pick (compliance)")
+    parser.add_argument("--budgets", type=float, nargs="+", default=[1.5, 2.0, 3.0, 5.0],
+                        help="budgets in ms for the compliance part")
     parser.add_argument("--only", choices=["main", "samplers", "compliance", "m-series"], default=None,
                         help="run one part")
     args = parser.parse_args()
@@ -105,8 +107,7 @@ def samplers(args: argparse.Namespace) -> None:
 
 def compliance(args: argparse.Namespace, table: LatencyTable) -> None:
     print("## Budget compliance, the picks measured under the deployment rule here (300 trials, seed 0)\n")
-    budgets = (1.5, 2.0, 3.0, 5.0)
-    best = {b: best_under(args.target, b, 300, 0, "tpe") for b in budgets}
+    best = {b: best_under(args.target, b, 300, 0, "tpe") for b in args.budgets}
     with LatencyMeter(table.runtime, rule=DeploymentRule(rounds=args.rounds)) as meter:
         files = {b: meter.export_arch(c.arch) for b, c in best.items()}
         measured, failures = meter.networks(files)
@@ -171,7 +172,7 @@ def m_series(args: argparse.Namespace, table: LatencyTable) -> None:
 def _flags(args: argparse.Namespace) -> str:
     rule = f"--margin {args.margin:g}" if args.margin is not None else f"--confidence {args.confidence}"
     return (f"--target {args.target} --seeds {args.seeds} --trials {args.trials} --estimator {args.estimator} "
-            f"{rule} --rounds {args.rounds}")
+            f"{rule} --rounds {args.rounds} --budgets {' '.join(f'{b:g}' for b in args.budgets)}")
 
 if __name__ == "__main__":
     main()
