@@ -63,9 +63,13 @@ def test_short_training_scores_its_last_epoch_seeded_and_prunes_in_a_single_obje
 def test_a_search_runs_on_a_proxy(tmp_path):
     import json
 
+    from effvit_nas import Arch
+    from effvit_nas.latency.table import LatencyTable
+
     from ..cli.helpers import effnas
 
-    result = effnas("search", "--target", "amd-epyc-2core-ort-b1", "--budget", "2ms", "--trials", "8",
+    budget = 2 * LatencyTable.load("amd-epyc-2core-ort-b1").predict_ms(Arch.preset("m0"))  # M0, trial 1, fits
+    result = effnas("search", "--target", "amd-epyc-2core-ort-b1", "--budget", f"{budget:.3f}ms", "--trials", "8",
                     "--estimator", "synflow", "--margin", "5%", "--out", str(tmp_path / "s"))
     assert result.returncode == 0, result.stderr
     metadata = json.loads((tmp_path / "s" / "metadata.json").read_text())

@@ -49,7 +49,7 @@ def test_prepare_times_a_real_model():
 
 @needs_openvino
 def test_the_deployed_file_computes_what_torch_and_onnxruntime_compute(tmp_path):
-    import onnxruntime as ort
+    from effvit_nas._ort import onnx_session
 
     model = small_model()
     runtime = openvino_runtime()
@@ -59,7 +59,7 @@ def test_the_deployed_file_computes_what_torch_and_onnxruntime_compute(tmp_path)
     got = runtime.load_deployed(path, SMALL_SHAPE)().to_tuple()[0]
     with torch.inference_mode():
         expected = model(torch.from_numpy(x)).numpy()
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    session = onnx_session(path)  # this process's sessions share one pool (a plain one is refused beside it)
     from_ort = session.run(None, {session.get_inputs()[0].name: x})[0]
     assert got.shape == expected.shape == (1, 10)
     np.testing.assert_allclose(got, expected, atol=1e-3, rtol=0)

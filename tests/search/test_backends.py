@@ -9,7 +9,7 @@ import sys
 import optuna
 import pytest
 
-from effvit_nas import SearchSpace
+from effvit_nas import Arch, SearchSpace
 from effvit_nas.errors import UnknownNameError
 from effvit_nas.estimators import create_estimator
 from effvit_nas.latency.table import LatencyTable
@@ -53,7 +53,8 @@ def test_a_third_backend_is_one_class(tmp_path, monkeypatch):
 
     monkeypatch.setitem(BACKENDS, Delegating.name, Delegating)
     table = LatencyTable.load(TABLE)
-    problem = SearchProblem(SearchSpace.default(), [Target(table, (2.0,))], create_estimator("size-prior"))
+    budget = 2 * table.predict_ms(Arch.preset("m0"))  # M0 is the first trial: at least it fits
+    problem = SearchProblem(SearchSpace.default(), [Target(table, (budget,))], create_estimator("size-prior"))
     metadata = run_search(problem, tmp_path / "run", trials=8, seed=0,
                           backend=create_backend("test-backend", label="x"))
     assert metadata["backend"] == "test-backend" and metadata["test-backend"] == {"label": "x"}

@@ -54,7 +54,8 @@ def registered(monkeypatch):
 
 def problem(estimator_name):
     table = LatencyTable.load(TABLE)
-    return SearchProblem(SearchSpace.default(), [Target(table, (2.0,))], create_estimator(estimator_name))
+    budget = 2 * table.predict_ms(Arch.preset("m0"))  # M0, the first trial, fits
+    return SearchProblem(SearchSpace.default(), [Target(table, (budget,))], create_estimator(estimator_name))
 
 
 def test_a_nan_score_is_a_failed_trial_with_its_reason(tmp_path, registered):
@@ -97,8 +98,8 @@ def test_a_non_finite_proxy_raises_the_project_error():
 
 
 def test_the_command_reports_failures_and_refuses_a_search_with_no_result(tmp_path, registered, capsys):
-    # --margin: the shipped table predates recorded residuals, which --confidence (the default) reads
-    args = ["search", "--target", TABLE, "--budget", "2ms", "--trials", "12", "--margin", "5%"]
+    budget = 2 * LatencyTable.load(TABLE).predict_ms(Arch.preset("m0"))  # M0, the first trial, fits
+    args = ["search", "--target", TABLE, "--budget", f"{budget:.3f}ms", "--trials", "12", "--margin", "5%"]
     assert main([*args, "--estimator", "nan-for-wide", "--out", str(tmp_path / "some")]) == 0
     out = capsys.readouterr().out
     failed = json.loads((tmp_path / "some" / "metadata.json").read_text())["trials_failed"]
