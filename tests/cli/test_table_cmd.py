@@ -25,8 +25,11 @@ def test_show_prints_metadata_and_counts_slow_state_measurements(tiny_table_path
         "calibration_archs": sum(1 for p in data["calibration"]["points"] if p.get("slow_state")),
     }
     assert summary["slow_state"]["entries"] == data["build"]["slow_state_entries"]
+    older = json.loads(effnas("table", "show", "amd-epyc-2core-torch-b16").stdout)
+    assert older["slow_state"].startswith("not recorded")  # built before they were marked: unknown, not 0
+    assert older["deployment"].startswith("not recorded (built before the deployment rule")
     shipped = json.loads(effnas("table", "show", "amd-epyc-2core-ort-b1").stdout)
-    assert shipped["slow_state"].startswith("not recorded")  # built before they were marked: unknown, not 0
+    assert shipped["deployment"]["check"]["archs"] == 8 and shipped["deployment"]["residuals"] == 56
 
 
 def test_unknown_target_is_one_line_with_the_build_command():
