@@ -281,17 +281,15 @@ class PartialBuild:
                     best[key] = (timing, ref)
         return best
 
-    def networks(self, role: str, max_drift: float = float("inf")) -> dict[str, tuple[Arch, DeployedTiming, float]]:
-        """Per network of ``role``: (arch, timing, its chunk's reference), the first in-state one kept."""
-        limit = _limit(self.network_references(), max_drift)
+    def networks(self, role: str) -> dict[str, tuple[Arch, DeployedTiming, float]]:
+        """Per network of ``role``: (arch, timing, its chunk's reference). Networks are measured once
+        (``_measure_networks``), so each appears in one chunk."""
         out: dict[str, tuple[Arch, DeployedTiming, float]] = {}
         for chunk in self.network_chunks:
             if chunk["role"] != role:
                 continue
             ref = chunk["reference_ms"]
             for arch_id, record in chunk["networks"].items():
-                if arch_id in out and not (out[arch_id][2] > limit >= ref):
-                    continue
                 timing = DeployedTiming(record["median_ms"], record["p25_ms"], record["p90_ms"],
                                         tuple(record["rounds_ms"]), record["relative"])
                 out[arch_id] = (Arch.from_dict(record["arch"]), timing, ref)
@@ -500,11 +498,11 @@ def _finalise(target: str, config: RuntimeConfig, runtime: Runtime, space: Searc
                 "measured_ms": timing.median_ms, "per_round_relative": timing.relative,
                 "p90_ms": timing.p90_ms, **_slow_state_mark(network_refs, chunk_ref, drift)}
 
-    points = [point(*n) for n in partial.networks("calibration", drift).values()]
+    points = [point(*n) for n in partial.networks("calibration").values()]
     calibration = fit_calibration([p["features"] for p in points], [p["block_sum_ms"] for p in points],
                                   [p["measured_ms"] for p in points], seed=settings.seed)
     data["calibration"] = {**calibration.to_dict(), "points": points}
-    checks = [point(*n) for n in partial.networks("check", drift).values()]
+    checks = [point(*n) for n in partial.networks("check").values()]
     for p in checks:
         p["predicted_ms"] = calibration.apply(p["block_sum_ms"], p["features"])
     data["deployment"] = _deployment_record(settings, deployed, points, checks)

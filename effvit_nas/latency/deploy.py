@@ -73,11 +73,6 @@ class DeployedTiming:
     rounds_ms: tuple[float, ...]
     relative: float = float("nan")
 
-    @property
-    def spread(self) -> float:
-        """Largest relative distance of a round's median from the median: how well rounds agree."""
-        return max(abs(r / self.median_ms - 1) for r in self.rounds_ms)
-
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "rounds_ms": list(self.rounds_ms)}
 

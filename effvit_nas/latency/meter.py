@@ -47,11 +47,6 @@ class DeployedNetwork:
     reference_ms: float  # the median of the reference's rounds beside it
     reference_rounds_ms: tuple[float, ...] = ()
 
-    def corrected_ms(self, usual_reference_ms: float) -> float:
-        """The latency at the machine speed where the reference takes ``usual_reference_ms``, from the
-        per-round ratio to the reference (``DeployedTiming.relative``)."""
-        return self.timing.relative * usual_reference_ms
-
 
 class LatencyMeter:
     """Measures under one runtime config. Use as a context manager: it holds a measuring process and
