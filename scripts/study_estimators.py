@@ -2,6 +2,9 @@
 
 Run:  python scripts/study_estimators.py [--archs 20] [--seeds 2] [--epochs 10] [--data noisy-digits]
                                           [--resolution 64] [--out docs/study]
+      On the shapes task (each arch at its own resolution, M0-M5 at the task's 96 px):
+      python scripts/study_estimators.py --data shapes --space search_spaces/shapes.yaml --preset-px 96 \
+          --resolution 0 --out docs/study-shapes
 
 1. Architectures: M0-M5 plus ``--archs`` sampled from the default space (seeded, distinct).
 2. Ground truth: each trained ``--epochs`` with the screening recipe on ``--data`` at
@@ -35,7 +38,7 @@ from effvit_nas import Arch, SearchSpace
 from effvit_nas.arch import PRESETS
 from effvit_nas.counting import count
 from effvit_nas.estimators import create_estimator
-from effvit_nas.estimators._proxies import PROXY_DATA, PROXY_RESOLUTION
+from effvit_nas.estimators._proxies import OWN_RESOLUTION, PROXY_DATA
 from effvit_nas.estimators._size_prior import PAPER_TOP1
 from effvit_nas.train import TrainSettings, train
 from effvit_nas.train.recipe import SCREENING
@@ -44,9 +47,12 @@ ESTIMATORS = ["params", "macs", "size-prior", "grad-norm", "synflow", "naswot", 
 SHORT_TRAINING_SEED = 100
 
 
-def study_archs(samples: int, seed: int = 0) -> dict[str, Arch]:
-    archs = {name.upper(): Arch.preset(name) for name in PRESETS}
-    space, rng = SearchSpace.default(), np.random.default_rng([seed, 6])
+def study_archs(samples: int, seed: int = 0, space: SearchSpace | None = None,
+                preset_px: int | None = None) -> dict[str, Arch]:
+    """M0-M5 (at ``preset_px`` when given: a task's reference resolution) and ``samples`` archs of ``space``."""
+    archs = {name.upper(): Arch.preset(name).replace(**({"resolution": preset_px} if preset_px else {}))
+             for name in PRESETS}
+    space, rng = space or SearchSpace.default(), np.random.default_rng([seed, 6])
     while len(archs) < len(PRESETS) + samples:
         arch = space.sample(rng)
         if arch not in archs.values():
@@ -81,7 +87,7 @@ def ground_truth(archs: dict[str, Arch], args: argparse.Namespace, path: Path) -
             start = time.perf_counter()
             with tempfile.TemporaryDirectory() as tmp:
                 metrics = train(TrainSettings(arch=arch, data=args.data, recipe=recipe, out_dir=Path(tmp), seed=seed,
-                                              img_size=args.resolution))
+                                              img_size=args.resolution or None))
             row = {"label": label, "arch_id": arch.arch_id, "seed": seed, "top1": metrics["val_top1"],
                    "top1_ema": metrics["val_top1_ema"], "seconds": time.perf_counter() - start}
             append_row(path, row)
@@ -95,7 +101,7 @@ def estimator_scores(archs: dict[str, Arch], args: argparse.Namespace, path: Pat
             if not args.supernet:
                 continue
             estimator = create_estimator(name, checkpoint=args.supernet)
-            if (estimator.img_size, estimator.data) != (args.resolution, args.data):
+            if (estimator.img_size, estimator.data) != (args.resolution or None, args.data):
                 raise SystemExit(f"--supernet must be trained on {args.data} at {args.resolution} px like the ground "
                                  f"truth, but was trained on {estimator.data} at {estimator.img_size}")
         elif name in ("params", "macs", "size-prior"):
@@ -218,14 +224,18 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--data", default=PROXY_DATA)
-    parser.add_argument("--resolution", type=int, default=PROXY_RESOLUTION)
+    # 64: the noisy-digits study (32 px images, every network at one size); 0: each arch at its own
+    parser.add_argument("--resolution", type=int, default=64, help=f"{OWN_RESOLUTION}: each arch at its own")
+    parser.add_argument("--space", default=None, help="search space YAML the archs are drawn from (default: built-in)")
+    parser.add_argument("--preset-px", type=int, default=None, help="M0-M5 at this resolution (a task's reference)")
     parser.add_argument("--out", default="docs/study")
     parser.add_argument("--supernet", default=None, help="a supernet.pt trained like the ground truth (see above)")
     parser.add_argument("--only", choices=["truth", "scores", "analyse"], default=None)
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    archs = study_archs(args.archs)
+    archs = study_archs(args.archs, space=SearchSpace.from_yaml(args.space) if args.space else None,
+                        preset_px=args.preset_px)
     if args.only in (None, "scores"):
         print("scoring with every estimator", flush=True)
         estimator_scores(archs, args, out / "scores.jsonl")

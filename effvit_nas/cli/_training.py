@@ -13,7 +13,8 @@ from ._common import parse_overrides
 
 def add_recipe_flags(parser: argparse.ArgumentParser, default_recipe: str = "auto") -> None:
     parser.add_argument("--data", required=True,
-                        help="digits or noisy-digits (built in), or an ImageFolder dir with train/ and val/")
+                        help="digits, noisy-digits or shapes (built in), or an ImageFolder dir with train/ and val/ "
+                             "(and an optional test/, scored once after the last epoch)")
     parser.add_argument("--recipe", default=default_recipe,
                         help="paper, small, screening, or auto (small for the built-in data, else paper)")
     parser.add_argument("--epochs", type=int, default=None, help="override the recipe's epochs")

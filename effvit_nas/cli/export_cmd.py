@@ -40,10 +40,14 @@ def run(args: argparse.Namespace) -> int:
     if args.onnx:
         check_out_file(args.onnx, "--onnx")
     print(f"arch {arch}")
+    given = args.arch if Path(args.arch).is_file() else args.arch.lower()
     if arch.is_paper_family():
         print(f"timm: timm.models.efficientvit_msra.EfficientVitMsra(**{timm_kwargs(arch)})")
     else:
-        print(f"timm: not expressible (FFN ratios {list(arch.ffn_ratios)}; timm fixes 2); use effvit_nas.build_model")
+        print(f"timm: EfficientVitMsra cannot express it (FFN ratios {list(arch.ffn_ratios)}; timm fixes 2)")
+    # every arch, through timm's registry (effvit_nas/timm_model.py): timm's factory and train.py build it
+    print(f"timm registry: import effvit_nas.timm_model; timm.create_model('effvit_nas', arch={given!r}); "
+          f"timm's train.py: python -m effvit_nas.timm_model train.py --model effvit_nas --model-kwargs arch={given}")
     checkpoint = args.checkpoint
     if out is not None:
         from ..supernet import export_subnet

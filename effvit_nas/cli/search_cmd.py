@@ -43,6 +43,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--estimator", default=None, help="accuracy estimator (default: synflow, docs/ESTIMATORS.md)")
     parser.add_argument("--estimator-arg", action="append", default=[], metavar="KEY=VALUE",
                         help="an estimator option, e.g. --estimator-arg epochs=3 for short-training")
+    parser.add_argument("--data", default=None,
+                        help="the images the estimator scores on: digits, noisy-digits, shapes(-mini) or an "
+                             "ImageFolder DIR with train/ and val/ (default: the estimator's own, noisy-digits)")
+    parser.add_argument("--refine", type=int, default=0, metavar="K",
+                        help="second stage: short-train the estimator's K best archs per budget on --data with "
+                             "successive halving and pick by validation top-1 (default 0: off; docs/SEARCH.md)")
+    parser.add_argument("--refine-epochs", type=int, default=4, help="epochs of a full refinement training")
     parser.add_argument("--supernet", default=None, metavar="CKPT",
                         help="supernet.pt from effnas supernet train, for --estimator supernet")
     parser.add_argument("--out", default=None, help="output folder (default: runs/<target>-<budget>)")
@@ -80,23 +87,37 @@ def run(args: argparse.Namespace) -> int:
             raise EffNasError(f"--supernet is read by --estimator supernet, but the estimator is "
                               f"{args.estimator or 'the default'}; add --estimator supernet or drop --supernet")
         options["checkpoint"] = args.supernet
+    if args.data is not None:
+        options["data"] = data_for_estimator(args.data, args.estimator)
     estimator = create_estimator(args.estimator, **options)
     problem = SearchProblem(space, targets, estimator)
+    refinement = None
+    if args.refine:
+        from ..search import Refinement
+
+        refinement = Refinement(candidates=args.refine, epochs=args.refine_epochs, seed=args.seed,
+                                **({"data": args.data} if args.data else {}))
     out = Path(args.out) if args.out else Path("runs") / (
         f"{targets[0].name}-" + "-".join(format_ms(b) for b in targets[0].budgets_ms))
     backend = _backend(args)
     with progress_bar("searching") as progress:
         metadata = run_search(problem, out, trials=args.trials, seed=args.seed, sampler=args.sampler,
-                              resume=args.resume, progress=progress, backend=backend)
+                              resume=args.resume, progress=progress, backend=backend, refinement=refinement)
     print(f"{metadata['trials_complete']} trials, {metadata['feasible']} feasible; results in {out}/")
     if metadata["trials_failed"]:
         print(f"  {metadata['trials_failed']} trials failed (estimator); first: {metadata['first_failure']}")
     for target in targets:
         print(f"  {target.name}: predicted latency kept under each budget with {target.rule}")
+    scored = f"  scored by {estimator.name} on {getattr(estimator, 'data', 'no data')}"
+    if refinement:
+        scored += (f"; refined by {refinement.epochs}-epoch training of the best {refinement.candidates} per budget "
+                   f"on {refinement.data}")
+    print(scored)
     for label, best in metadata["best"].items():
         latency = ", ".join(f"{v:.3f} ms on {k} (limit {best['limit_ms'][k]:.3f} ms{_chance(best, k)})"
                             for k, v in best["predicted_latency_ms"].items())
-        print(f"  {label:>7}: {best['name']}  {best['score']:.2f} ({estimator.score_label})  {latency}  "
+        refined = f", val top-1 {best['refined_top1']:.1f}% after refinement" if "refined_top1" in best else ""
+        print(f"  {label:>7}: {best['name']}  {best['score']:.2f} ({estimator.score_label}){refined}  {latency}  "
               f"params {best['params'] / 1e6:.2f}M  MACs {best['macs'] / 1e6:.0f}M")
     primary = targets[0]
     missing = [b for b in primary.budgets_ms if format_ms(b) not in metadata["best"]]
@@ -108,6 +129,19 @@ def run(args: argparse.Namespace) -> int:
                          f"{lowest}; raise --trials or the budget\n")
         return NO_ARCH_FOR_A_BUDGET
     return 0
+
+
+def data_for_estimator(spec: str, estimator: str | None) -> str:
+    """``--data``, checked up front (a bad folder is one line before the search, not a failed trial)."""
+    from ..estimators import estimators_with, option_defaults
+    from ..train.data import open_data
+
+    if "data" not in option_defaults(estimator):
+        readers = ", ".join(estimators_with("data"))
+        raise EffNasError(f"--data is read by the estimators that look at images ({readers}), but the estimator is "
+                          f"{estimator}; pick one of those or drop --data")
+    open_data(spec)
+    return spec
 
 
 def _chance(best: dict, target: str) -> str:

@@ -137,7 +137,7 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_validate(args: argparse.Namespace) -> int:
-    from .._io import atomic_write_text
+    from .._io import atomic_write_text, check_out_dir
     from ..arch import Arch
     from ..latency.table import LatencyTable
     from ..latency.validate import validate_table
@@ -145,7 +145,8 @@ def run_validate(args: argparse.Namespace) -> int:
 
     table = LatencyTable.load(args.target)
     added = [Arch.from_yaml(p) for p in args.arch]
-    out = Path(args.out) if args.out else Path("validation") / table.target
+    # Checked before measuring: a validation takes minutes and must not end in an unwritable folder.
+    out = check_out_dir(Path(args.out) if args.out else Path("validation") / table.target)
     with progress_bar("validating") as progress:
         report = validate_table(table, args.samples, seed=args.seed, rounds=args.rounds,
                                 extra={"added": added} if added else None, progress=progress)

@@ -47,6 +47,8 @@ def run(args: argparse.Namespace) -> int:
 
         metrics = train(settings, progress=progress, on_epoch=report)
     if main_process:
+        held_out = metrics.get("test_top1")
+        test = f"; test top-1 {held_out:.2f}% (held out)" if held_out is not None else ""
         print(f"val top-1 {metrics['val_top1']:.2f}% (best {metrics['best_val_top1']:.2f}%) after "
-              f"{metrics['epochs_done']} epochs; wrote {out}/checkpoint.pt, metrics.json, curves.png")
+              f"{metrics['epochs_done']} epochs{test}; wrote {out}/checkpoint.pt, metrics.json, curves.png")
     return 0

@@ -6,7 +6,15 @@ else, so a better estimator (zero-cost proxies, a supernet, short training) drop
 
 from __future__ import annotations
 
-from ._base import DEFAULT_ESTIMATOR, ESTIMATORS, AccuracyEstimator, create_estimator, register_estimator
+from ._base import (
+    DEFAULT_ESTIMATOR,
+    ESTIMATORS,
+    AccuracyEstimator,
+    create_estimator,
+    estimators_with,
+    option_defaults,
+    register_estimator,
+)
 from ._baselines import Macs, Params
 from ._proxies import GradNorm, Naswot, Synflow, Zico
 from ._short_training import ShortTraining, prune_with
@@ -15,4 +23,4 @@ from ._supernet import SupernetEstimator
 
 __all__ = ["AccuracyEstimator", "ESTIMATORS", "DEFAULT_ESTIMATOR", "create_estimator", "register_estimator",
            "SizePrior", "Params", "Macs", "GradNorm", "Synflow", "Naswot", "Zico", "ShortTraining", "prune_with",
-           "SupernetEstimator"]
+           "SupernetEstimator", "estimators_with", "option_defaults"]

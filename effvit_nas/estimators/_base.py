@@ -14,7 +14,8 @@ from ..errors import EffNasError, EstimatorError, UnknownNameError
 if TYPE_CHECKING:
     from ..space import SearchSpace
 
-__all__ = ["AccuracyEstimator", "ESTIMATORS", "DEFAULT_ESTIMATOR", "create_estimator", "register_estimator"]
+__all__ = ["AccuracyEstimator", "ESTIMATORS", "DEFAULT_ESTIMATOR", "create_estimator", "register_estimator",
+           "option_defaults", "estimators_with"]
 
 ESTIMATORS: dict[str, type[AccuracyEstimator]] = {}
 # Chosen by the ground-truth study (docs/ESTIMATORS.md): synflow ranks trained networks within noise
@@ -64,15 +65,26 @@ def register_estimator(cls: type[AccuracyEstimator]) -> type[AccuracyEstimator]:
     return cls
 
 
+def option_defaults(name: str | None = None) -> dict[str, Any]:
+    """The keyword options the estimator registered as ``name`` takes, with their defaults."""
+    name = name or DEFAULT_ESTIMATOR
+    if name not in ESTIMATORS:
+        raise UnknownNameError(f"estimator must be one of {sorted(ESTIMATORS)}, but got {name!r}")
+    return {p.name: p.default for p in inspect.signature(ESTIMATORS[name].__init__).parameters.values()
+            if p.kind == inspect.Parameter.KEYWORD_ONLY}
+
+
+def estimators_with(option: str) -> list[str]:
+    """Names of the registered estimators that take ``option`` (e.g. ``data``: those that look at images)."""
+    return sorted(name for name in ESTIMATORS if option in option_defaults(name))
+
+
 def create_estimator(name: str | None = None, **kwargs: Any) -> AccuracyEstimator:
     """The estimator registered as ``name`` (None: the default). Options given as strings (from the
     command line) are converted to the type of the option's default."""
     name = name or DEFAULT_ESTIMATOR
-    if name not in ESTIMATORS:
-        raise UnknownNameError(f"estimator must be one of {sorted(ESTIMATORS)}, but got {name!r}")
+    options = option_defaults(name)
     cls = ESTIMATORS[name]
-    options = {p.name: p.default for p in inspect.signature(cls.__init__).parameters.values()
-               if p.kind == inspect.Parameter.KEYWORD_ONLY}
     for key, value in list(kwargs.items()):
         if key not in options:
             raise UnknownNameError(f"estimator {name!r} options must be among {sorted(options) or 'none'}, "

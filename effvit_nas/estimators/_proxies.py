@@ -1,7 +1,10 @@
 """Zero-cost proxies: a score from one or two mini-batches through the untrained network.
 
-Each is computed on the built-in noisy digits at a fixed proxy resolution, from a seeded initialisation
-and seeded batches, so the same arch always gets the same score. Written from the papers:
+Each is computed at the arch's own input resolution (what it is deployed and trained at: resolution
+is a knob the search trades against width and depth, and a score blind to it cannot see the
+trade) or at a fixed ``resolution`` option, on the search's data (``effnas search --data``; the
+built-in noisy digits by default), from a seeded initialisation and seeded batches, so the same arch
+always gets the same score. Written from the papers:
 
 - ``grad-norm`` (Abdelfattah et al., ICLR 2021): the summed L2 norms of the loss gradients of every
   conv and linear weight after one batch.
@@ -27,12 +30,21 @@ from ._base import AccuracyEstimator, register_estimator
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["ZeroCostProxy", "GradNorm", "Synflow", "Naswot", "Zico", "PROXY_RESOLUTION"]
+__all__ = ["ZeroCostProxy", "GradNorm", "Synflow", "Naswot", "Zico", "PROXY_RESOLUTION", "OWN_RESOLUTION",
+           "scoring_resolution"]
 
-# What the ground-truth study (scripts/study_estimators.py) trains at: every data-driven estimator
-# looks at the networks as the study did, so its measured rank correlation is what a search gets.
-PROXY_RESOLUTION = 64
+# ``resolution`` 0: each arch at its own. The first ground-truth study (noisy digits, a 32 px set)
+# trained and scored every network at 64 px, which hid resolution from every estimator; the
+# study on ``shapes`` (96 px native) scores at the arch's own (docs/ESTIMATORS.md).
+OWN_RESOLUTION = 0
+PROXY_RESOLUTION = OWN_RESOLUTION
 PROXY_DATA = "noisy-digits"
+# synflow alone keeps a fixed side: it reads no image (an all-ones input), and the network's mean
+# pooling makes its score nearly blind to the input size anyway (it moves only through borders and
+# window padding): on 24 archs of the default space, synflow at each arch's own resolution and at
+# 64 px rank them with Spearman 0.97, at twice the cost (scripts/bench_synflow_resolution.py,
+# docs/BENCHMARKS.md). The search's default estimator must stay cheap.
+SYNFLOW_RESOLUTION = 64
 # Intra-op threads while scoring. A proxy is one or two small batches through a small network: a
 # second thread buys nothing measurable there (docs/BENCHMARKS.md, "Two processes at once"), and a
 # process that spins two threads on cores another process also uses slows both by tens of times.
@@ -40,8 +52,18 @@ PROXY_DATA = "noisy-digits"
 PROXY_THREADS = 1
 
 
+def scoring_resolution(arch: Arch, resolution: int) -> int:
+    """The side an estimator looks at ``arch`` at: its own (``resolution`` 0) or the fixed one."""
+    return arch.resolution if resolution == OWN_RESOLUTION else resolution
+
+
+def check_resolution_option(resolution: int) -> None:
+    if resolution != OWN_RESOLUTION:
+        Arch.preset("m0").replace(resolution=resolution)  # the rule every arch's resolution obeys
+
+
 class ZeroCostProxy(AccuracyEstimator):
-    """Shared set-up: the network at the proxy resolution from a seeded init, and seeded batches."""
+    """Shared set-up: the network at its scoring resolution from a seeded init, and seeded batches."""
 
     batches_needed = 1
 
@@ -49,37 +71,50 @@ class ZeroCostProxy(AccuracyEstimator):
                  data: str = PROXY_DATA, threads: int = PROXY_THREADS) -> None:
         if threads < 1:
             raise EffNasError(f"estimator option threads must be at least 1, but got {threads}")
+        check_resolution_option(resolution)
         self.seed, self.batch_size, self.resolution, self.data = seed, batch_size, resolution, data
         self.threads = threads
+        self._batches_at: dict[int, list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "seed": self.seed, "batch_size": self.batch_size,
                 "resolution": self.resolution, "data": self.data, "threads": self.threads}
 
     @cached_property
-    def _batches(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    def _data(self) -> Any:
+        from ..train.data import open_data
+
+        return open_data(self.data)
+
+    def _batches(self, side: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """The same seeded images (from the training split: scores never see validation or test) at ``side``."""
         import torch
 
-        from ..train.data import eval_transform, open_data
+        from ..train.data import eval_transform
         from ..train.recipe import recipe_for
 
-        data = open_data(self.data)
-        data.train.transform = eval_transform(recipe_for("auto", self.data)[1], self.resolution)
-        generator = torch.Generator().manual_seed(self.seed)
-        order = torch.randperm(len(data.train), generator=generator)
-        batches = []
-        for b in range(self.batches_needed):
-            items = [data.train[int(i)] for i in order[b * self.batch_size:(b + 1) * self.batch_size]]
-            batches.append((torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])))
-        return batches
+        if side not in self._batches_at:
+            train = self._data.train
+            train.transform = eval_transform(recipe_for("auto", self.data)[1], side)
+            order = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.seed))
+            batches = []
+            for b in range(self.batches_needed):
+                picked = order[b * self.batch_size:(b + 1) * self.batch_size]
+                items = [train[int(i)] for i in picked]
+                batches.append((torch.stack([x for x, _ in items]), torch.tensor([y for _, y in items])))
+            self._batches_at[side] = batches
+        return self._batches_at[side]
 
-    def _model(self, arch: Arch, num_classes: int = 10) -> torch.nn.Module:
+    def _scored(self, arch: Arch) -> Arch:
+        return arch.replace(resolution=scoring_resolution(arch, self.resolution))
+
+    def _model(self, arch: Arch) -> torch.nn.Module:
         import torch
 
         from ..model import build_model
 
         torch.manual_seed(self.seed)
-        return build_model(arch.replace(resolution=self.resolution), num_classes=num_classes)
+        return build_model(self._scored(arch), num_classes=self._data.num_classes)
 
     def score(self, arch: Arch) -> float:
         import torch
@@ -113,7 +148,7 @@ class GradNorm(ZeroCostProxy):
         import torch
 
         model = self._model(arch).train()
-        images, labels = self._batches[0]
+        images, labels = self._batches(self._scored(arch).resolution)[0]
         torch.nn.functional.cross_entropy(model(images), labels).backward()
         return sum(w.grad.norm().item() for w in _weights(model) if w.grad is not None)
 
@@ -124,6 +159,10 @@ class Synflow(ZeroCostProxy):
     score_label = "synflow score (log)"
     description = "synaptic flow: sum |theta * dR/dtheta| with |weights| and an all-ones input (Tanaka et al. 2020)"
 
+    def __init__(self, *, seed: int = 0, batch_size: int = 32, resolution: int = SYNFLOW_RESOLUTION,
+                 data: str = PROXY_DATA, threads: int = PROXY_THREADS) -> None:
+        super().__init__(seed=seed, batch_size=batch_size, resolution=resolution, data=data, threads=threads)
+
     def _compute(self, arch: Arch) -> float:
         import torch
 
@@ -131,7 +170,8 @@ class Synflow(ZeroCostProxy):
         with torch.no_grad():
             for param in model.parameters():
                 param.abs_()
-        ones = torch.ones(1, 3, self.resolution, self.resolution, dtype=torch.float64)
+        side = self._scored(arch).resolution
+        ones = torch.ones(1, 3, side, side, dtype=torch.float64)
         model(ones).sum().backward()
         total = sum((w * w.grad).abs().sum().item() for w in _weights(model) if w.grad is not None)
         return math.log(total) if total > 0 else -math.inf
@@ -147,11 +187,12 @@ class Naswot(ZeroCostProxy):
         import torch
 
         model = self._model(arch).train()
-        images, _ = self._batches[0]
+        images, _ = self._batches(self._scored(arch).resolution)[0]
         codes: list[torch.Tensor] = []
 
         def record(_module: Any, _inputs: Any, output: torch.Tensor) -> None:
-            codes.append((output.detach() > 0).flatten(1).double())
+            # inside windowed attention the batch is (image x window), image-major: one row per image
+            codes.append((output.detach() > 0).reshape(len(images), -1).double())
 
         hooks = [m.register_forward_hook(record) for m in model.modules() if isinstance(m, torch.nn.ReLU)]
         with torch.no_grad():
@@ -176,7 +217,7 @@ class Zico(ZeroCostProxy):
         model = self._model(arch).train()
         weights = _weights(model)
         grads: list[list[torch.Tensor]] = [[] for _ in weights]
-        for images, labels in self._batches:
+        for images, labels in self._batches(self._scored(arch).resolution):
             model.zero_grad()
             torch.nn.functional.cross_entropy(model(images), labels).backward()
             for i, w in enumerate(weights):

@@ -1,9 +1,11 @@
-"""``short-training``: train the arch for a few epochs on small built-in data; the score is top-1.
+"""``short-training``: train the arch for a few epochs on the search's data; the score is top-1.
 
 The most faithful estimate and the most expensive: ``effnas train``'s loop (the screening recipe), at
-the proxy resolution, into a temporary folder. ``score_reporting`` reports top-1 after every epoch so
-a single-objective Optuna study can prune a hopeless arch early (``prune_with(trial)``); Optuna does
-not prune multi-objective studies, so the default two-objective search runs every epoch.
+the arch's own resolution (or a fixed ``resolution``) on the search's data (built-in noisy digits by
+default), into a temporary folder; the score is top-1 on the data's validation split (a ``test``
+split is never looked at). ``score_reporting`` reports top-1 after every epoch so a single-objective
+Optuna study can prune a hopeless arch early (``prune_with(trial)``); Optuna does not prune
+multi-objective studies, so the default two-objective search runs every epoch.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from typing import Any
 
 from ..arch import Arch
 from ._base import AccuracyEstimator, register_estimator
-from ._proxies import PROXY_DATA, PROXY_RESOLUTION
+from ._proxies import PROXY_DATA, PROXY_RESOLUTION, check_resolution_option, scoring_resolution
 
 __all__ = ["ShortTraining", "prune_with"]
 
@@ -30,6 +32,7 @@ class ShortTraining(AccuracyEstimator):
 
     def __init__(self, *, epochs: int = 2, seed: int = 0, resolution: int = PROXY_RESOLUTION,
                  data: str = PROXY_DATA) -> None:
+        check_resolution_option(resolution)
         self.epochs, self.seed, self.resolution, self.data = epochs, seed, resolution, data
 
     def describe(self) -> dict[str, Any]:
@@ -54,7 +57,7 @@ class ShortTraining(AccuracyEstimator):
 
         with tempfile.TemporaryDirectory() as tmp, torch.random.fork_rng():
             settings = TrainSettings(arch=arch, data=self.data, recipe=recipe, out_dir=Path(tmp), seed=self.seed,
-                                     img_size=self.resolution)
+                                     img_size=scoring_resolution(arch, self.resolution), score_test=False)
             metrics = train(settings, on_epoch=on_epoch)
         return float(metrics["val_top1"])
 

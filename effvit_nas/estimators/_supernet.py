@@ -39,14 +39,14 @@ class SupernetEstimator(AccuracyEstimator):
         from ..supernet.files import calibration_for, input_size, load_supernet, saved_recipe
         from ..train.data import open_data
         from ..train.distributed import Processes, pick_device
-        from ..train.loop import val_loader
+        from ..train.loop import eval_loader
 
         self.checkpoint_path = str(checkpoint)
         self.net, self.saved = load_supernet(checkpoint)
         self.calibration = calibration_for(self.net, self.saved, calibration_batches, batch_size, seed)
         self.procs = Processes(0, 1, 0, pick_device("cpu"))
         held_out = open_data(self.data).with_transforms(saved_recipe(self.saved), input_size(self.net, self.saved))
-        self.loader = val_loader(held_out, batch_size, self.procs)
+        self.loader = eval_loader(held_out.val, batch_size, self.procs)
         self.scoring = {"calibration_batches": calibration_batches, "batch_size": batch_size, "seed": seed}
         self.cache: dict[Arch, float] = {}
 

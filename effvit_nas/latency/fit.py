@@ -110,8 +110,8 @@ class Calibration:
     The correction is a small gradient-boosted tree ensemble on ``CALIBRATION_FEATURES``, fitted on
     whole networks measured during the build. Trees rather than a linear correction: the ratio of
     measured to summed latency moves in steps, as the weights outgrow a cache level and with the
-    stage-1 activations, and steps are what trees follow and lines do not (docs/LATENCY.md gives
-    the ratios the shipped tables show and what a linear fit left). Stored as plain arrays and
+    stage-1 activations, and steps are what trees follow and lines do not (docs/LATENCY.md,
+    "Calibration", gives the ratios the shipped tables show). Stored as plain arrays and
     evaluated in pure Python: no sklearn needed to predict.
     """
 

@@ -21,16 +21,17 @@ from ._backend import (
     register_backend,
     register_lazy_backend,
 )
-from ._study import SAMPLERS, check_sampler
+from ._study import SAMPLERS, check_resumed_study, check_sampler
 from .optuna_backend import OptunaBackend
 from .problem import DEFAULT_CONFIDENCE, Evaluation, SearchProblem, Target
+from .refine import Refinement, refine
 from .results import best_per_budget, feasible_candidates, outcomes, pareto_front, trial_summary, write_results
 
 register_lazy_backend("ray", f"{__name__}.ray_backend")
 
 __all__ = ["SearchProblem", "Target", "DEFAULT_CONFIDENCE", "Evaluation", "run_search", "prepare_out_dir", "SAMPLERS",
            "feasible_candidates", "pareto_front", "best_per_budget", "BACKENDS", "DEFAULT_BACKEND", "SearchBackend",
-           "OptunaBackend", "create_backend", "register_backend", "register_lazy_backend"]
+           "OptunaBackend", "create_backend", "register_backend", "register_lazy_backend", "Refinement"]
 
 
 def prepare_out_dir(out_dir: Path, resume: bool) -> None:
@@ -62,6 +63,7 @@ def run_search(
     resume: bool = False,
     progress: Progress | None = None,
     backend: str | SearchBackend = DEFAULT_BACKEND,
+    refinement: Refinement | None = None,
 ) -> dict[str, Any]:
     """Search, then write the results; ``backend`` is a registered name or a built backend (for options:
     ``create_backend("ray", workers=2)``). Trials the estimator cannot score are recorded as failed and
@@ -72,6 +74,8 @@ def run_search(
         raise EffNasError(f"--trials must be at least 1, but got {trials}")
     check_sampler(sampler)  # before the out dir is touched
     prepare_out_dir(out_dir, resume)
+    if resume:
+        check_resumed_study(out_dir, problem)
     started = time.perf_counter()
     study = backend.run(problem, out_dir, trials=trials, seed=seed, sampler=sampler, resume=resume, progress=progress)
     summary = trial_summary(outcomes(study))
@@ -82,4 +86,9 @@ def run_search(
                 "search_seconds": round(time.perf_counter() - started, 2)}
     if backend.describe():
         run_info[backend.name] = backend.describe()  # e.g. "ray": its cluster and per-trial resources
-    return write_results(study, problem, out_dir, run_info)
+    refined = {}
+    if refinement is not None:
+        refined = refine(study, problem, out_dir, refinement, progress)
+        run_info["refinement"] = refinement.to_dict()
+        run_info["refine_seconds"] = round(time.perf_counter() - started - run_info["search_seconds"], 2)
+    return write_results(study, problem, out_dir, run_info, refined)

@@ -3,6 +3,7 @@ which of its trials count as finished."""
 
 from __future__ import annotations
 
+import json
 import os
 import warnings
 from collections.abc import Callable
@@ -11,14 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
-from ..errors import UnknownNameError
+from ..errors import EffNasError, UnknownNameError
 from ..units import format_ms
 
 if TYPE_CHECKING:
     from .problem import SearchProblem
 
 __all__ = ["STUDY_NAME", "SAMPLERS", "FAIL_REASON", "storage_url", "quiet_optuna", "check_sampler", "make_sampler",
-           "create_study", "is_finished", "finished_count", "fail_unfinished"]
+           "create_study", "check_resumed_study", "is_finished", "finished_count", "fail_unfinished"]
 
 # One fixed name: the folder names the run, and --resume (or optuna-dashboard) finds the study
 # without knowing the arguments it was started with. What the run is goes in the study's user attrs.
@@ -95,6 +96,28 @@ def run_attrs(problem: SearchProblem, *, sampler: str, seed: int, backend: str) 
         "backend": backend,
         "seed_with_references": problem.seed_with_references,
     }
+
+
+# What a resumed search must keep: trials scored or constrained otherwise would be mixed with the new
+# ones in one Pareto front. Sampler and seed may change (they only choose what to try next).
+RESUME_KEEPS = ("space", "budgets_ms", "margin", "confidence", "estimator", "seed_with_references")
+
+
+def check_resumed_study(out_dir: Path, problem: SearchProblem) -> None:
+    """Refuse, in one line, a ``--resume`` whose space, budgets, margin, confidence or estimator differ
+    from the ones the study in ``out_dir`` was started with."""
+    try:
+        stored = optuna.load_study(study_name=STUDY_NAME, storage=storage_url(out_dir)).user_attrs
+    except KeyError:
+        raise EffNasError(f"--resume needs a study in {str(out_dir)!r}, but its study.db holds none; run without "
+                          "--resume to start one") from None
+    # through JSON, as the study stored them (tuples become lists, keys strings)
+    now = json.loads(json.dumps(run_attrs(problem, sampler="", seed=0, backend="")))
+    changed = [f"{key} was {stored[key]!r}, now {now[key]!r}" for key in RESUME_KEEPS
+               if key in stored and stored[key] != now[key]]
+    if changed:
+        raise EffNasError(f"--resume must continue the search with its settings, but {'; '.join(changed)}; "
+                          "repeat the first command's flags with --resume, or start a new --out")
 
 
 def is_finished(trial: optuna.trial.FrozenTrial) -> bool:

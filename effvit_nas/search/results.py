@@ -128,13 +128,16 @@ def variant_name(problem: SearchProblem, budget_ms: float) -> str:
     return f"effvit-{problem.primary.name}-{format_ms(budget_ms)}"
 
 
-def write_results(study: optuna.Study, problem: SearchProblem, out_dir: Path, run_info: dict[str, Any]) -> dict:
-    """Write best.yaml (and best-<budget>.yaml for a family), pareto.json, pareto.png, metadata.json."""
+def write_results(study: optuna.Study, problem: SearchProblem, out_dir: Path, run_info: dict[str, Any],
+                  refined: dict[float, Any] | None = None) -> dict:
+    """Write best.yaml (and best-<budget>.yaml for a family), pareto.json, pareto.png, metadata.json.
+    ``refined``: a budget's pick by short training (``search/refine.py``), in place of the best score."""
     trials = outcomes(study)
     candidates = feasible_candidates(trials, problem)
     primary = problem.primary.name
     front = pareto_front(candidates, primary)
-    best = best_per_budget(candidates, problem)
+    refined = refined or {}
+    best = {**best_per_budget(candidates, problem), **{b: r.candidate for b, r in refined.items()}}
     # M0-M5 as the study scored them (a reference pruned or not reached is left out, not re-scored here)
     references = {name: problem.known(arch) for name, arch in problem.reference_archs().items()
                   if problem.known(arch) is not None}
@@ -162,6 +165,9 @@ def write_results(study: optuna.Study, problem: SearchProblem, out_dir: Path, ru
                 **budget_reports(problem, budget, candidate), "score": candidate.score,
                 "estimator": problem.estimator.name, "params": cost.params, "macs": cost.macs,
                 "tables": metadata["tables"], "trial": candidate.trial, "seed": run_info.get("seed")}
+        if budget in refined:  # picked by validation top-1 after short training; the proxy's score stays above
+            info["refined_top1"] = refined[budget].top1
+            info["refined_candidates"] = refined[budget].trained
         arch = candidate.arch.replace(name=name)
         files = [out_dir / f"best-{format_ms(budget)}.yaml"] if len(best) > 1 else []
         if budget == max(best):

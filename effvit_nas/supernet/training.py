@@ -74,11 +74,13 @@ class SupernetSettings:
 
     def __post_init__(self) -> None:
         check_run_settings(self.workers, self.out_dir)
+        if self.img_size is not None:  # checked before the data is loaded, by the rule every arch obeys
+            self.space.smallest().replace(resolution=self.img_size)
 
     @property
     def input_size(self) -> int:
         """Side of the batches the loader makes: the largest any subnet is trained at."""
-        return self.img_size or max(self.space.resolutions)
+        return max(self.space.resolutions) if self.img_size is None else self.img_size
 
     def at_training_size(self, arch: Arch) -> Arch:
         return arch if self.img_size is None else arch.replace(resolution=self.img_size)

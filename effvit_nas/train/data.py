@@ -7,7 +7,10 @@ downloaded): a fixed stratified 80/20 split, upscaled once to 32 px so random cr
 sub-digit-pixel steps, then resized by the transforms like any other image. ``noisy-digits`` is
 the same split made hard (where digits saturate near 99% and cannot rank networks): each digit is
 rotated, scaled and shifted, laid over a fainter distractor digit of another class, with pixel
-noise; generated once per process from a fixed seed, so identical everywhere.
+noise; generated once per process from a fixed seed, so identical everywhere. ``shapes`` (32
+classes of textured shapes at 96 px, train/val/test; train/shapes.py) is the task on which network
+size and input resolution both matter (``shapes-mini``: its first images, for trying a pipeline); they
+alone have a held-out ``test`` split that no search sees.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ImageData", "open_data", "BUILTIN_DATASETS", "DataError"]
 
-BUILTIN_DATASETS = ("digits", "noisy-digits")
+BUILTIN_DATASETS = ("digits", "noisy-digits", "shapes", "shapes-mini")
 DIGITS_BASE_PX = 32
 DIGITS_VAL_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0  # fixed: the held-out digits are the same in every run, study and test
@@ -44,6 +47,7 @@ class ImageData:
     classes: tuple[str, ...]
     train: Dataset
     val: Dataset
+    test: Dataset | None = None  # held out from search and training alike (built-in ``shapes``; DIR/test/)
 
     @property
     def num_classes(self) -> int:
@@ -57,6 +61,8 @@ class ImageData:
     def with_transforms(self, recipe: Recipe, img_size: int) -> ImageData:
         self.train.transform = train_transform(recipe, img_size)
         self.val.transform = eval_transform(recipe, img_size)
+        if self.test is not None:
+            self.test.transform = eval_transform(recipe, img_size)
         return self
 
 
@@ -122,6 +128,11 @@ class DigitsDataset:
 
 def open_data(spec: str) -> ImageData:
     """``digits`` or an ImageFolder directory with ``train/`` and ``val/``."""
+    if spec.startswith("shapes"):
+        from .shapes import VARIANTS, ShapesDataset, class_names
+
+        train, val, test = (ShapesDataset(split, size) for split, size in VARIANTS[spec].items())
+        return ImageData(spec, class_names(), train, val, test)
     if spec in BUILTIN_DATASETS:
         train, val = DigitsDataset("train"), DigitsDataset("val")
         if spec == "noisy-digits":
@@ -141,7 +152,13 @@ def open_data(spec: str) -> ImageData:
                         f"{only_train or 'none'} and only val/ has {only_val or 'none'}; add or remove folders")
     from torchvision.datasets import ImageFolder
 
-    return ImageData(str(root.resolve()), train_classes, ImageFolder(root / "train"), ImageFolder(root / "val"))
+    test = None
+    if (root / "test").is_dir():  # optional: a split held out from search and training, scored once at the end
+        if _check_split(root, "test") != train_classes:
+            raise DataError(f"--data test/ must hold the class folders of train/ ({len(train_classes)}), but "
+                            f"{str(root / 'test')!r} holds others; fix test/ or remove it")
+        test = ImageFolder(root / "test")
+    return ImageData(str(root.resolve()), train_classes, ImageFolder(root / "train"), ImageFolder(root / "val"), test)
 
 
 def _check_split(root: Path, split: str) -> tuple[str, ...]:

@@ -52,6 +52,7 @@ class TrainSettings:
     resume: bool = False
     deterministic: bool = False
     img_size: int | None = None  # train at another resolution than the arch's (None: the arch's)
+    score_test: bool = True  # top-1 on the data's test split after the last epoch (estimators never look)
     recipe_name: str = field(default="custom", compare=False)
 
     def __post_init__(self) -> None:
@@ -115,7 +116,13 @@ def train(settings: TrainSettings, *, progress: Progress | None = None,
                 if on_epoch:
                     on_epoch(row)
             procs.barrier()
-        return summarise(state.history, settings, fingerprint)  # as written after the last epoch
+        if data.test is None or not settings.score_test:
+            return summarise(state.history, settings, fingerprint)  # as written after the last epoch
+        # the held-out test split, once, after the last epoch: no epoch, checkpoint or choice sees it
+        test = runner.evaluate_split(eval_loader(data.test, recipe.batch_size, procs), "test")
+        if procs.is_main:
+            write_metrics(settings.out_dir, state.history, settings, fingerprint, test)
+        return summarise(state.history, settings, fingerprint, test)
     finally:
         stop_processes(procs)
 
@@ -268,7 +275,7 @@ class EpochRunner:
         self.clipped = [p for name, p in model.named_parameters() if not name.startswith("head.linear")]
         self.autocast = dict(device_type=procs.device.type, dtype=torch.bfloat16,
                              enabled=procs.device.type == "cuda" and recipe.amp)
-        self.val_loader = val_loader(data, recipe.batch_size, procs)
+        self.val_loader = eval_loader(data.val, recipe.batch_size, procs)
         self.position = ""  # "epoch E step S", for errors
 
     def run_epoch(self, epoch: int, loader: Any, progress: Progress | None) -> dict[str, float]:
@@ -325,17 +332,21 @@ class EpochRunner:
         loss.backward()
 
     def evaluate_epoch(self) -> dict[str, float]:
-        row = evaluate(self.model, self.val_loader, self.procs, "val", self.autocast)
+        return self.evaluate_split(self.val_loader, "val")
+
+    def evaluate_split(self, loader: Any, prefix: str) -> dict[str, float]:
+        """Top-1 and loss of the model (``{prefix}_top1``) and of its EMA (``{prefix}_ema_top1``)."""
+        row = evaluate(self.model, loader, self.procs, prefix, self.autocast)
         if self.ema is not None:
-            row.update(evaluate(self.ema.module, self.val_loader, self.procs, "val_ema", self.autocast))
+            row.update(evaluate(self.ema.module, loader, self.procs, f"{prefix}_ema", self.autocast))
         return row
 
 
-def val_loader(data: ImageData, batch_size: int, procs: Processes) -> Any:
+def eval_loader(dataset: Any, batch_size: int, procs: Processes) -> Any:
     """Every rank evaluates a disjoint slice, so the summed counts are the whole set, once."""
     from torch.utils.data import DataLoader, Subset
 
-    shard = Subset(data.val, range(procs.rank, len(data.val), procs.world_size))
+    shard = Subset(dataset, range(procs.rank, len(dataset), procs.world_size))
     return DataLoader(shard, batch_size=max(1, batch_size // procs.world_size), shuffle=False)
 
 

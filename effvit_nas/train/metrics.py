@@ -19,7 +19,9 @@ METRICS_NAME = "metrics.json"
 CURVES_NAME = "curves.png"
 
 
-def summarise(history: list[dict[str, float]], settings: TrainSettings, fingerprint: dict[str, Any]) -> dict[str, Any]:
+def summarise(history: list[dict[str, float]], settings: TrainSettings, fingerprint: dict[str, Any],
+              test: dict[str, float] | None = None) -> dict[str, Any]:
+    """``test``: the held-out split's figures after the last epoch, where the data has one."""
     last = history[-1] if history else {}
     summary: dict[str, Any] = {
         "arch_id": settings.arch.arch_id,
@@ -27,6 +29,7 @@ def summarise(history: list[dict[str, float]], settings: TrainSettings, fingerpr
         "val_top1": last.get("val_top1"),
         "best_val_top1": max((r["val_top1"] for r in history), default=None),
         "val_top1_ema": last.get("val_ema_top1"),
+        **({"test_top1": test["test_top1"], "test_top1_ema": test.get("test_ema_top1"), "test": test} if test else {}),
         "train_img_per_s": statistics.median(r["train_img_per_s"] for r in history) if history else None,
         "train_seconds": sum(r["train_seconds"] for r in history),
         "recipe_name": settings.recipe_name,
@@ -38,9 +41,10 @@ def summarise(history: list[dict[str, float]], settings: TrainSettings, fingerpr
 
 
 def write_metrics(out_dir: Path, history: list[dict[str, float]], settings: TrainSettings,
-                  fingerprint: dict[str, Any]) -> None:
+                  fingerprint: dict[str, Any], test: dict[str, float] | None = None) -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(out_dir / METRICS_NAME, json.dumps(summarise(history, settings, fingerprint), indent=1) + "\n")
+    summary = summarise(history, settings, fingerprint, test)
+    atomic_write_text(out_dir / METRICS_NAME, json.dumps(summary, indent=1) + "\n")
     plot_curves(history, out_dir / CURVES_NAME, title=f"{settings.arch.name or settings.arch.arch_id} "
                                                        f"on {fingerprint['data']['source']}")
 

@@ -58,6 +58,7 @@ def a_file(tmp_path):
     [
         ["train", "m0", "--data", "digits", "--epochs", "1"],
         ["supernet", "train", "--data", "digits", "--epochs", "1"],
+        ["table", "validate", "--target", "amd-epyc-2core-ort-b1", "--samples", "1"],
     ],
 )
 def test_an_output_folder_that_is_a_file_is_refused(a_file, command):

@@ -73,7 +73,34 @@ def test_a_search_runs_on_a_proxy(tmp_path):
                     "--estimator", "synflow", "--margin", "5%", "--out", str(tmp_path / "s"))
     assert result.returncode == 0, result.stderr
     metadata = json.loads((tmp_path / "s" / "metadata.json").read_text())
+    # synflow reads no image: a fixed 64 px unless told otherwise (see SYNFLOW_RESOLUTION)
     assert metadata["estimator"]["name"] == "synflow" and metadata["estimator"]["resolution"] == 64
+
+
+@pytest.mark.parametrize("name, option", [("grad-norm", {}), ("naswot", {}), ("synflow", {"resolution": 0})])
+def test_proxies_see_each_arch_at_its_own_resolution_unless_told_one(name, option, tiny_space):
+    arch = tiny_space.smallest()
+    at_64, at_96 = arch.replace(resolution=64), arch.replace(resolution=96)
+    own = create_estimator(name, batch_size=8, **option)
+    assert own.score(at_64) != own.score(at_96)  # resolution is a knob the score can see
+    fixed = create_estimator(name, batch_size=8, resolution=64)
+    assert fixed.score(at_64) == fixed.score(at_96) == own.score(at_64)
+
+
+def test_a_resolution_option_outside_the_arch_rule_is_refused():
+    with pytest.raises(EffNasError, match="resolution must be a multiple of 16 and at least 64"):
+        create_estimator("synflow", resolution=40)
+
+
+def test_search_data_is_checked_up_front_and_only_for_estimators_that_read_images(tmp_path):
+    from ..cli.helpers import assert_one_line_error, effnas
+
+    base = ["search", "--target", "amd-epyc-2core-ort-b1", "--budget", "9ms", "--trials", "2"]
+    assert_one_line_error(effnas(*base, "--estimator", "size-prior", "--data", "digits", "--out", str(tmp_path / "a")),
+                          "--data is read by the estimators that look at images (", "but the estimator is size-prior")
+    assert_one_line_error(effnas(*base, "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "b")),
+                          "--data must be", "does not exist")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 
 
 def test_estimator_options_are_typed_and_checked():

@@ -1,4 +1,3 @@
-import importlib.util
 import subprocess
 import sys
 
@@ -13,8 +12,6 @@ from effvit_nas.latency.runtimes.onnxruntime_cpu import random_input
 
 pytestmark = pytest.mark.slow  # exports and compiles real networks
 
-needs_openvino = pytest.mark.skipif(importlib.util.find_spec("openvino") is None, reason="needs openvino")
-
 THREADS = 2
 SMALL_SHAPE = (1, 3, 64, 64)
 
@@ -28,7 +25,6 @@ def openvino_runtime():
     return create_runtime(RuntimeConfig(runtime="openvino", threads=THREADS))
 
 
-@needs_openvino
 def test_openvino_is_listed_and_created_without_importing_it_to_list():
     cls = runtime_class("openvino", "cpu")
     assert cls.config_for("cpu", threads=THREADS) == RuntimeConfig(runtime="openvino", threads=THREADS)
@@ -40,14 +36,12 @@ def test_openvino_is_listed_and_created_without_importing_it_to_list():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@needs_openvino
 def test_prepare_times_a_real_model():
     forward = openvino_runtime().prepare(small_model(), SMALL_SHAPE)
     t = measure_interleaved({"m": forward}, rounds=3, calls_per_round=5, warmup_calls=2)["m"]
     assert t.samples == 15 and 0 < t.p25_ms <= t.median_ms <= t.p75_ms
 
 
-@needs_openvino
 def test_the_deployed_file_computes_what_torch_and_onnxruntime_compute(tmp_path):
     from effvit_nas._ort import onnx_session
 
@@ -66,7 +60,6 @@ def test_the_deployed_file_computes_what_torch_and_onnxruntime_compute(tmp_path)
     np.testing.assert_allclose(got, from_ort, atol=1e-3, rtol=0)
 
 
-@needs_openvino
 def test_a_bigger_model_times_slower():
     runtime = openvino_runtime()
     small = runtime.prepare(small_model(), SMALL_SHAPE)

@@ -46,6 +46,17 @@ def test_a_good_image_folder_opens(tmp_path):
     assert data.classes == ("cat", "dog") and (len(data.train), len(data.val)) == (5, 2)
 
 
+def test_an_image_folder_with_a_test_split_opens_it_and_refuses_other_classes(tmp_path):
+    root = make_folder(tmp_path / "a", {"train": {"cat": 2, "dog": 2}, "val": {"cat": 1, "dog": 1},
+                                         "test": {"cat": 3, "dog": 1}})
+    assert len(open_data(str(root)).test) == 4
+    assert open_data(str(make_folder(tmp_path / "b", {"train": {"cat": 1}, "val": {"cat": 1}}))).test is None
+    bad = make_folder(tmp_path / "c", {"train": {"cat": 1, "dog": 1}, "val": {"cat": 1, "dog": 1},
+                                       "test": {"cat": 1}})
+    with pytest.raises(DataError, match="test/ must hold the class folders of train/"):
+        open_data(str(bad))
+
+
 @pytest.mark.parametrize("layout, message", [
     (None, "does not exist"),
     ({"train": {"cat": 1}}, "has no val/ folder"),

@@ -83,7 +83,8 @@ def test_a_run_is_never_overwritten_or_resumed_with_other_settings(trained_tiny,
 
 
 @pytest.mark.parametrize("args, fragments", [
-    (["--data", "/nonexistent/images"], ["must be digits, noisy-digits or an existing directory", "not exist"]),
+    (["--data", "/nonexistent/images"], ["must be digits, noisy-digits, shapes, shapes-mini or an existing directory",
+                                         "not exist"]),
     (["--data", "digits", "--set", "nope=1"], ["--set KEY must be a recipe field"]),
     (["--data", "digits", "--batch-size", "5000"], ["--batch-size must be at most the training images"]),
     (["--data", "digits", "--init-from", "/nonexistent.pt"], ["--init-from must be an existing checkpoint file"]),
