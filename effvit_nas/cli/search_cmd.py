@@ -65,7 +65,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..estimators import create_estimator
+    from ..estimators import create_estimator, option_defaults
     from ..latency.table import LatencyTable
     from ..search import DEFAULT_CONFIDENCE, SearchProblem, Target, run_search
     from ..units import format_ms, parse_budgets_ms, parse_percent
@@ -87,8 +87,9 @@ def run(args: argparse.Namespace) -> int:
             raise EffNasError(f"--supernet is read by --estimator supernet, but the estimator is "
                               f"{args.estimator or 'the default'}; add --estimator supernet or drop --supernet")
         options["checkpoint"] = args.supernet
-    if args.data is not None:
-        options["data"] = data_for_estimator(args.data, args.estimator)
+    data = checked_data(args.data, args.estimator, args.refine) if args.data is not None else None
+    if data is not None and "data" in option_defaults(args.estimator):
+        options["data"] = data
     estimator = create_estimator(args.estimator, **options)
     problem = SearchProblem(space, targets, estimator)
     refinement = None
@@ -96,7 +97,7 @@ def run(args: argparse.Namespace) -> int:
         from ..search import Refinement
 
         refinement = Refinement(candidates=args.refine, epochs=args.refine_epochs, seed=args.seed,
-                                **({"data": args.data} if args.data else {}))
+                                **({"data": data} if data else {}))
     out = Path(args.out) if args.out else Path("runs") / (
         f"{targets[0].name}-" + "-".join(format_ms(b) for b in targets[0].budgets_ms))
     backend = _backend(args)
@@ -108,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {metadata['trials_failed']} trials failed (estimator); first: {metadata['first_failure']}")
     for target in targets:
         print(f"  {target.name}: predicted latency kept under each budget with {target.rule}")
-    scored = f"  scored by {estimator.name} on {getattr(estimator, 'data', 'no data')}"
+    scored = f"  scored by {estimator.name}" + (f" on {estimator.data}" if estimator.reads_images else
+                                                  " (it reads no images)")
     if refinement:
         scored += (f"; refined by {refinement.epochs}-epoch training of the best {refinement.candidates} per budget "
                    f"on {refinement.data}")
@@ -131,17 +133,18 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def data_for_estimator(spec: str, estimator: str | None) -> str:
-    """``--data``, checked up front (a bad folder is one line before the search, not a failed trial)."""
+def checked_data(spec: str, estimator: str | None, refine: int) -> str:
+    """``--data``, checked up front (a bad folder is one line before the search, not a failed trial); a
+    folder as an absolute path, so Ray workers (which run elsewhere) and a resume find the same one."""
     from ..estimators import estimators_with, option_defaults
-    from ..train.data import open_data
+    from ..train.data import BUILTIN_DATASETS, open_data
 
-    if "data" not in option_defaults(estimator):
+    if "data" not in option_defaults(estimator) and not refine:
         readers = ", ".join(estimators_with("data"))
-        raise EffNasError(f"--data is read by the estimators that look at images ({readers}), but the estimator is "
-                          f"{estimator}; pick one of those or drop --data")
+        raise EffNasError(f"--data is read by the estimators that look at images ({readers}) and by --refine, but "
+                          f"the estimator is {estimator} and --refine is off; pick one of those or drop --data")
     open_data(spec)
-    return spec
+    return spec if spec in BUILTIN_DATASETS else str(Path(spec).resolve())
 
 
 def _chance(best: dict, target: str) -> str:

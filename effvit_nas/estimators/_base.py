@@ -33,6 +33,7 @@ class AccuracyEstimator(abc.ABC):
     # scores of different estimators are not accuracies and not comparable. Default: f"{name} score".
     score_label: str = ""
     options: dict[str, Any] = {}  # set per instance by create_estimator
+    reads_images = False  # whether the score looks at the data's images (what a report may say it was scored on)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -66,6 +66,7 @@ class ZeroCostProxy(AccuracyEstimator):
     """Shared set-up: the network at its scoring resolution from a seeded init, and seeded batches."""
 
     batches_needed = 1
+    reads_images = True
 
     def __init__(self, *, seed: int = 0, batch_size: int = 32, resolution: int = PROXY_RESOLUTION,
                  data: str = PROXY_DATA, threads: int = PROXY_THREADS) -> None:
@@ -114,7 +115,13 @@ class ZeroCostProxy(AccuracyEstimator):
         from ..model import build_model
 
         torch.manual_seed(self.seed)
-        return build_model(self._scored(arch), num_classes=self._data.num_classes)
+        return build_model(self._scored(arch), num_classes=self._classes)
+
+    @cached_property
+    def _classes(self) -> int:
+        from ..train.data import class_count
+
+        return class_count(self.data)  # without loading images: synflow reads none
 
     def score(self, arch: Arch) -> float:
         import torch
@@ -158,6 +165,7 @@ class Synflow(ZeroCostProxy):
     name = "synflow"
     score_label = "synflow score (log)"
     description = "synaptic flow: sum |theta * dR/dtheta| with |weights| and an all-ones input (Tanaka et al. 2020)"
+    reads_images = False  # the data gives only the class count
 
     def __init__(self, *, seed: int = 0, batch_size: int = 32, resolution: int = SYNFLOW_RESOLUTION,
                  data: str = PROXY_DATA, threads: int = PROXY_THREADS) -> None:

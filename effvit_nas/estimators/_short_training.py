@@ -28,7 +28,8 @@ EpochReport = Callable[[int, float], None]
 class ShortTraining(AccuracyEstimator):
     name = "short-training"
     score_label = "validation top-1 % after short training"
-    description = "validation top-1 after a few epochs of the small recipe on built-in data"
+    description = "validation top-1 after a few epochs of the small recipe on the search's data"
+    reads_images = True
 
     def __init__(self, *, epochs: int = 2, seed: int = 0, resolution: int = PROXY_RESOLUTION,
                  data: str = PROXY_DATA) -> None:

@@ -29,6 +29,7 @@ class SupernetEstimator(AccuracyEstimator):
     name = "supernet"
     score_label = "validation top-1 % with supernet weights"
     description = "validation top-1 with weights inherited from a trained supernet, after BN recalibration"
+    reads_images = True
 
     # calibration defaults: supernet/calibrate.py's (literals here, so importing estimators loads no torch)
     def __init__(self, *, checkpoint: str = "", calibration_batches: int = 8, batch_size: int = 64,

@@ -4,15 +4,21 @@ archs the cheap estimator ranked best under each budget.
 A zero-cost proxy scores thousands of archs in seconds but ranks trained networks only roughly; a
 few epochs of training rank them far better but cost minutes each. So the proxy searches the whole
 budgeted space, and per budget its ``candidates`` best distinct archs (within the budget's limit)
-are trained for up to ``epochs`` epochs with successive halving (Optuna's pruner, reduction factor
-2): after each epoch a candidate whose validation top-1 is not in the better half of those that
-reached that epoch stops. The pick is the best completed candidate by that top-1; the proxy's score
-is kept beside it. Each budget's refinement is its own single-objective study in the run's
-``study.db`` (``refine-<budget>``), so an interrupted refinement resumes where it stopped.
+are trained for up to ``epochs`` epochs, one after another in the proxy's order, under Optuna's
+``SuccessiveHalvingPruner`` (reduction factor 2): at epochs 1, 2, 4, ... a candidate goes on only if
+its validation top-1 is in the better half of all candidates that reached that epoch (with fewer
+than four there, only if it is the best of them), so the proxy's first choice always completes and
+a later one must beat what came before. The pick is the best completed candidate by that top-1; the
+proxy's score is kept beside it. An arch that is a candidate under several budgets of a family is
+trained once. Each budget's refinement is its own single-objective study in the run's ``study.db``,
+named after the budget and a digest of the settings and the candidates, so an interrupted
+refinement resumes where it stopped and a changed one starts afresh instead of mixing old results in.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -72,7 +78,8 @@ def refine(study: optuna.Study, problem: SearchProblem, out_dir: Path | None, re
     per_budget = {budget: [c for c in feasible if c.latency_ms[primary] <= limit(budget)][:refinement.candidates]
                   for budget in problem.primary.budgets_ms}
     total, done = sum(len(c) for c in per_budget.values()), 0
-    picks = {}
+    picks: dict[float, RefinedPick] = {}
+    completed_before: dict[str, dict[str, Any]] = {}  # arch_id -> its row, from an earlier budget
     for budget, candidates in per_budget.items():
         if not candidates:
             continue
@@ -81,10 +88,14 @@ def refine(study: optuna.Study, problem: SearchProblem, out_dir: Path | None, re
             if progress:
                 progress(before + index, total, f"refining {format_ms(budget)}: candidate {index + 1}")
 
-        results = _refine_budget(budget, candidates, estimator, out_dir, primary, starting)
+        study_name = f"refine-{format_ms(budget)}-{_digest(refinement, candidates)}"
+        results = _refine_budget(study_name, candidates, estimator, out_dir, primary, starting, completed_before)
         done += len(candidates)
-        completed = [r for r in results if r["state"] == "complete"]
-        best = max(completed, key=lambda r: (r["top1"], -r["latency_ms"]))
+        completed_before.update({r["arch_id"]: r for r in results if r["state"] == "complete"})
+        # the first candidate always completes; should a killed run have left none complete, the
+        # furthest-trained one decides
+        best = max(results, key=lambda r: (r["state"] == "complete", r["epochs"], r["top1"] or -1.0,
+                                           -r["latency_ms"]))
         pick = next(c for c in candidates if c.arch.arch_id == best["arch_id"])
         picks[budget] = RefinedPick(pick, best["top1"], results)
     if progress:
@@ -92,22 +103,25 @@ def refine(study: optuna.Study, problem: SearchProblem, out_dir: Path | None, re
     return picks
 
 
-def _refine_budget(budget: float, candidates: list[Candidate], estimator: ShortTraining, out_dir: Path | None,
-                   primary: str, starting: Callable[[int], None]) -> list[dict[str, Any]]:
+def _digest(refinement: Refinement, candidates: list[Candidate]) -> str:
+    what = json.dumps([refinement.to_dict(), [c.arch.arch_id for c in candidates]], sort_keys=True)
+    return hashlib.sha256(what.encode()).hexdigest()[:10]
+
+
+def _refine_budget(study_name: str, candidates: list[Candidate], estimator: ShortTraining, out_dir: Path | None,
+                   primary: str, starting: Callable[[int], None],
+                   completed_before: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
     storage = storage_url(out_dir) if out_dir is not None else None
-    study = optuna.create_study(study_name=f"refine-{format_ms(budget)}", storage=storage, direction="maximize",
-                                load_if_exists=True,
+    study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize", load_if_exists=True,
                                 pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2))
     fail_unfinished(study)  # a candidate killed mid-training trains again
     finished = {t.user_attrs["arch_id"]: t for t in study.get_trials(deepcopy=False)
                 if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)}
     for index, candidate in enumerate(candidates):
         starting(index)
-        if candidate.arch.arch_id in finished:
+        if candidate.arch.arch_id in finished or candidate.arch.arch_id in completed_before:
             continue
-        study.enqueue_trial({"candidate": index})
         trial = study.ask()
-        trial.suggest_categorical("candidate", list(range(len(candidates))))
         trial.set_user_attr("arch_id", candidate.arch.arch_id)
         try:
             top1 = estimator.score_reporting(candidate.arch, prune_with(trial))
@@ -123,6 +137,10 @@ def _refine_budget(budget: float, candidates: list[Candidate], estimator: ShortT
                if t.state in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)}
     rows = []
     for candidate in candidates:
+        if candidate.arch.arch_id not in by_arch:  # trained to the end under an earlier budget
+            rows.append({**completed_before[candidate.arch.arch_id], "proxy_score": candidate.score,
+                         "latency_ms": candidate.latency_ms[primary]})
+            continue
         trial = by_arch[candidate.arch.arch_id]
         values = trial.intermediate_values
         rows.append({"arch_id": candidate.arch.arch_id, "proxy_score": candidate.score,

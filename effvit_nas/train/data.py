@@ -27,9 +27,10 @@ if TYPE_CHECKING:
 
     from .recipe import Recipe
 
-__all__ = ["ImageData", "open_data", "BUILTIN_DATASETS", "DataError"]
+__all__ = ["ImageData", "open_data", "class_count", "BUILTIN_DATASETS", "DataError"]
 
-BUILTIN_DATASETS = ("digits", "noisy-digits", "shapes", "shapes-mini")
+SHAPES_VARIANTS = ("shapes", "shapes-mini")  # train/shapes.py VARIANTS (not imported here: it pulls in numpy)
+BUILTIN_DATASETS = ("digits", "noisy-digits", *SHAPES_VARIANTS)
 DIGITS_BASE_PX = 32
 DIGITS_VAL_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0  # fixed: the held-out digits are the same in every run, study and test
@@ -128,7 +129,7 @@ class DigitsDataset:
 
 def open_data(spec: str) -> ImageData:
     """``digits`` or an ImageFolder directory with ``train/`` and ``val/``."""
-    if spec.startswith("shapes"):
+    if spec in SHAPES_VARIANTS:
         from .shapes import VARIANTS, ShapesDataset, class_names
 
         train, val, test = (ShapesDataset(split, size) for split, size in VARIANTS[spec].items())
@@ -159,6 +160,17 @@ def open_data(spec: str) -> ImageData:
                             f"{str(root / 'test')!r} holds others; fix test/ or remove it")
         test = ImageFolder(root / "test")
     return ImageData(str(root.resolve()), train_classes, ImageFolder(root / "train"), ImageFolder(root / "val"), test)
+
+
+def class_count(spec: str) -> int:
+    """How many classes ``--data`` has, without loading an image (a data-free score needs only this)."""
+    if spec in SHAPES_VARIANTS:
+        from .shapes import class_names
+
+        return len(class_names())
+    if spec in BUILTIN_DATASETS:
+        return 10
+    return len(_check_split(Path(spec), "train"))
 
 
 def _check_split(root: Path, split: str) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ needs no download; the arrays are cached as one ``.npy`` per split under ``EFFNA
 from __future__ import annotations
 
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -145,11 +146,21 @@ def load_split(split: str, per_class: int) -> tuple[np.ndarray, np.ndarray]:
         with np.load(path) as stored:
             return stored["images"], stored["labels"]
     images, labels = render_split(split, per_class)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{os.getpid()}.partial")
-    with open(partial, "wb") as handle:
-        np.savez(handle, images=images, labels=labels)
-    os.replace(partial, path)  # atomic: a concurrent reader sees the whole file or none
+    # unique per writer (processes on several hosts may share the cache), renamed into place atomically:
+    # a concurrent reader sees the whole file or none
+    partial = path.with_suffix(f".{uuid.uuid4().hex}.partial")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(partial, "wb") as handle:
+            np.savez(handle, images=images, labels=labels)
+        os.replace(partial, path)
+    except OSError as exc:
+        from .data import DataError
+
+        if partial.is_file():
+            partial.unlink()
+        raise DataError(f"the shapes cache must be writable, but {str(path.parent)!r} is not ({exc.strerror}); "
+                        "set EFFNAS_CACHE to a writable folder") from None
     return images, labels
 
 

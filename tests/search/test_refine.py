@@ -30,6 +30,7 @@ def test_refinement_picks_the_best_trained_candidate_and_resumes_without_retrain
     assert [row["proxy_score"] for row in trained] == sorted((row["proxy_score"] for row in trained), reverse=True)
     completed = [row for row in trained if row["state"] == "complete"]
     assert completed and all(row["epochs"] == 2 for row in completed)
+    assert trained[0]["state"] == "complete"  # the proxy's first choice has nothing to lose to
     assert all(1 <= row["epochs"] <= 2 and row["top1"] is not None for row in trained if row["state"] == "pruned")
     winner = max(completed, key=lambda row: row["top1"])
     assert best["refined_top1"] == winner["top1"] and Arch.from_yaml(tmp_path / "run" / "best.yaml").arch_id == \
@@ -38,12 +39,19 @@ def test_refinement_picks_the_best_trained_candidate_and_resumes_without_retrain
 
     # resumed: the refine study already holds every candidate, so nothing trains again
     again = run_search(problem, tmp_path / "run", trials=8, seed=0, refinement=refinement, resume=True)
-    refine_study = optuna.load_study(study_name=f"refine-{next(iter(metadata['best']))}",
-                                     storage=storage_url(tmp_path / "run"))
-    assert len(refine_study.trials) == 3
+    storage = storage_url(tmp_path / "run")
+    names = [n for n in optuna.get_all_study_names(storage) if n.startswith("refine-")]
+    assert len(names) == 1 and names[0].startswith(f"refine-{next(iter(metadata['best']))}-")
+    assert len(optuna.load_study(study_name=names[0], storage=storage).trials) == 3
     assert next(iter(again["best"].values()))["refined_top1"] == best["refined_top1"]
     stored = json.loads((tmp_path / "run" / "metadata.json").read_text())
     assert stored["best"][next(iter(stored["best"]))]["refined_candidates"] == trained
+
+    # other settings are another refinement, not a mix with this one's results
+    other = run_search(problem, tmp_path / "run", trials=8, seed=0, resume=True,
+                       refinement=Refinement(candidates=2, epochs=1, data="digits"))
+    assert len([n for n in optuna.get_all_study_names(storage) if n.startswith("refine-")]) == 2
+    assert all(row["epochs"] == 1 for row in next(iter(other["best"].values()))["refined_candidates"])
 
 
 def test_refinement_settings_are_checked():

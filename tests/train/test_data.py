@@ -57,6 +57,13 @@ def test_an_image_folder_with_a_test_split_opens_it_and_refuses_other_classes(tm
         open_data(str(bad))
 
 
+def test_a_folder_named_like_a_builtin_set_is_a_folder(tmp_path):
+    root = make_folder(tmp_path / "shapes_photos", {"train": {"cat": 1}, "val": {"cat": 1}})
+    assert open_data(str(root)).classes == ("cat",)
+    with pytest.raises(DataError, match="does not exist"):
+        open_data(str(tmp_path / "shapes-large"))
+
+
 @pytest.mark.parametrize("layout, message", [
     (None, "does not exist"),
     ({"train": {"cat": 1}}, "has no val/ folder"),

@@ -139,3 +139,23 @@ def test_ctrl_c_keeps_the_finished_epochs_and_says_how_to_continue(tmp_path, tin
     assert "Traceback" not in stderr
     done = torch.load(out / CHECKPOINT_NAME, weights_only=True)["epoch"]
     assert 1 <= done < 4
+
+
+def test_a_test_split_is_scored_once_after_the_last_epoch_and_never_by_an_estimator(tmp_path, tiny_arch_yaml):
+    from effvit_nas import Arch
+    from effvit_nas.train import TrainSettings, train
+    from tests.conftest import tiny_recipe
+    from tests.train.test_data import make_folder
+
+    root = make_folder(tmp_path / "data", {"train": {"a": 12, "b": 12}, "val": {"a": 3, "b": 3},
+                                           "test": {"a": 5, "b": 4}})
+    arch = Arch.from_yaml(tiny_arch_yaml)
+    recipe = tiny_recipe(1).updated({"batch_size": "8"})
+    metrics = train(TrainSettings(arch=arch, data=str(root), recipe=recipe, out_dir=tmp_path / "run"))
+    assert metrics["test"]["test_top1"] == metrics["test_top1"] and metrics["test_top1"] in {100 * k / 9 for k in
+                                                                                               range(10)}
+    assert "test_ema_top1" in metrics["test"] and all("test_top1" not in row for row in metrics["epochs"])
+    assert json.loads((tmp_path / "run" / METRICS_NAME).read_text())["test_top1"] == metrics["test_top1"]
+    skipped = train(TrainSettings(arch=arch, data=str(root), recipe=recipe, out_dir=tmp_path / "est",
+                                  score_test=False))
+    assert "test_top1" not in skipped  # how the short-training estimator runs: the test split is never read

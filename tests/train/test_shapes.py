@@ -64,3 +64,13 @@ def test_open_data_gives_train_val_and_a_held_out_test_split_and_mini_is_a_subse
     image, label = data.test[5]
     assert image.size == (96, 96) and label == 5
     assert len(mini.train) == 32 and np.array_equal(mini.train.images, data.train.images[:32])
+
+
+def test_an_unwritable_cache_is_one_line_naming_the_variable(tmp_path, monkeypatch):
+    from effvit_nas.train.data import DataError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("EFFNAS_CACHE", str(blocker / "cache"))
+    with pytest.raises(DataError, match="the shapes cache must be writable, .* set EFFNAS_CACHE"):
+        shapes.load_split("val", 1)
