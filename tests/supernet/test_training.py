@@ -100,8 +100,11 @@ def test_the_estimator_scores_inherited_accuracy_once_per_arch(trained_supernet,
 
 def test_search_with_the_supernet_estimator(tmp_path, trained_supernet, tiny_table_path, tiny_space):
     table = LatencyTable.load(tiny_table_path)
-    # halfway between the space's fastest and slowest arch: the budget binds
-    budget_ms = (table.predict_ms(tiny_space.smallest()) + table.predict_ms(tiny_space.largest())) / 2
+    # three in four sampled archs fit under the limit (the 5% margin included), one in four does not: the
+    # budget binds, and 6 trials miss it only with chance 0.25^6. (Halfway between smallest() and largest()
+    # was not that: the tiny table is re-measured each session and smallest() is not always the fastest.)
+    latencies = sorted(table.predict_ms(tiny_space.sample(seed)) for seed in range(200))
+    budget_ms = latencies[3 * len(latencies) // 4] / 0.95
     out = tmp_path / "search"
     result = effnas("search", "--target", str(tiny_table_path), "--budget", f"{budget_ms * 1000:.0f}us",
                     "--space", TINY_SPACE, "--estimator", "supernet", "--supernet", str(trained_supernet),
