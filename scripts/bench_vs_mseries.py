@@ -220,6 +220,24 @@ def markdown(rows: list[dict], verdict: dict) -> str:
     return "\n".join(lines)
 
 
+def save_partial(work: Path, networks: dict[str, Path], args: argparse.Namespace) -> None:
+    """What a stopped run has trained so far (finished runs only), without training or measuring more."""
+    rows = {}
+    for name, path in networks.items():
+        for seed in range(args.seeds):
+            metrics = read_json(work / "train" / name / f"seed{seed}" / "metrics.json")
+            if metrics and metrics.get("test_top1") is not None:
+                rows.setdefault(name, []).append({
+                    "seed": seed, "test_top1": metrics["test_top1"], "arch": Arch.from_yaml(path).to_dict(),
+                    "val_top1_per_epoch": [e["val_top1"] for e in metrics["epochs"]],
+                    "train_img_per_s": metrics["train_img_per_s"]})
+    budgets = read_json(work / "budgets.json")
+    save_result("vs_mseries_partial", "python scripts/bench_vs_mseries.py --partial (after a stopped run)",
+                {"settings": read_json(work / "settings.json"), "budgets": budgets, "trained": rows})
+    for name, runs in rows.items():
+        log(f"{name}: test top-1 {[round(r['test_top1'], 2) for r in runs]}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="m0,m1,m2,m3")
@@ -235,6 +253,8 @@ def main() -> None:
     parser.add_argument("--tiny", action="store_true",
                         help="shapes-mini, one budget (M0), one seed, one epoch, 30 trials, 1 round: the pipeline only")
     parser.add_argument("--no-save", action="store_true", help="do not write docs/results or docs/img")
+    parser.add_argument("--partial", action="store_true",
+                        help="save what a stopped run has trained so far (docs/results/vs_mseries_partial.json)")
     args = parser.parse_args()
     if args.tiny:
         args.data, args.models, args.seeds, args.epochs, args.trials, args.rounds = "shapes-mini", "m0", 1, 1, 30, 1
@@ -252,6 +272,9 @@ def main() -> None:
     budgets = measure_budgets(table, m_archs, work, args.rounds)
     picks = search(budgets, work, args.trials, args.data)
     networks = {**{f"{m}": m_archs[m] for m in models}, **{f"found@{m}": picks[m] for m in models}}
+    if args.partial:
+        save_partial(work, networks, args)
+        return
     # seed-major: every network gets its first seed before any gets a second, so a partial run compares all
     for seed in range(args.seeds):
         for name, path in networks.items():
