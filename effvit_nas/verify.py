@@ -70,9 +70,12 @@ def verify(settings: VerifySettings, progress: Callable[[str], None] | None = No
     model, weights = _trained_model(settings)
     data = _open_data(settings.data, weights["classes"]) if settings.data else None  # bad data fails before measuring
     say("exporting the fused model to ONNX")
-    # fused in place: the model measured and evaluated below is the graph handed over
+    # fused in place: the model measured and evaluated below is the graph handed over. The ONNX file is
+    # exported at the table's batch only where it is the thing timed; otherwise (torch, TensorRT) it is
+    # the hand-over file at batch 1, not a batch-2048 graph checked in onnxruntime for nothing.
+    onnx_batch = settings.table.runtime.batch_size if _deploys_onnx(settings.table) else 1
     onnx_path, onnx_diff = export_checked_onnx(model, settings.out_dir / ONNX_NAME, settings.arch.resolution,
-                                               batch_size=settings.table.runtime.batch_size, flag="--out")
+                                               batch_size=onnx_batch, flag="--out")
     say(f"measuring on {settings.table.runtime.runtime} as table {settings.table.target!r} does")
     latency = _measure(model, onnx_path, settings)
     accuracy = None
@@ -83,6 +86,12 @@ def verify(settings: VerifySettings, progress: Callable[[str], None] | None = No
     atomic_write_text(settings.out_dir / REPORT_JSON, json.dumps(report, indent=1) + "\n")
     atomic_write_text(settings.out_dir / REPORT_MD, to_markdown(report))
     return report
+
+
+def _deploys_onnx(table: LatencyTable) -> bool:
+    from .latency.runtimes import runtime_class
+
+    return runtime_class(table.runtime.runtime, table.runtime.device).artifact_suffix == ".onnx"
 
 
 def _hardware_mismatch(table: LatencyTable, hardware: dict[str, Any], force: bool) -> str | None:
@@ -118,8 +127,7 @@ def _measure(model: Any, onnx_path: Path, settings: VerifySettings) -> dict[str,
     table = settings.table
     shape = network_shape(settings.arch, table.runtime.batch_size)
     with LatencyMeter(table.runtime, rule=DeploymentRule(rounds=settings.rounds)) as meter:
-        same_format = meter.runtime.artifact_suffix == ".onnx"
-        deployed = (onnx_path, shape) if same_format else meter.export("model", model, shape)
+        deployed = (onnx_path, shape) if _deploys_onnx(table) else meter.export("model", model, shape)
         measured, failures = meter.networks({"model": deployed})
     if failures:
         raise EffNasError(f"the model must run under {table.runtime.runtime} as deployed, but it failed: "
@@ -159,9 +167,10 @@ def _evaluate(model: Any, data: Any, settings: VerifySettings, crop_pct: float |
         recipe = recipe.updated({"crop_pct": str(crop_pct)})
     data.val.transform = eval_transform(recipe, settings.arch.resolution)
     correct = 0
+    device = next(model.parameters()).device  # the images go where the model is, whatever timed it
     with torch.no_grad():
         for images, targets in DataLoader(data.val, batch_size=64):
-            correct += (model(images).argmax(1) == targets).sum().item()
+            correct += (model(images.to(device)).argmax(1).cpu() == targets).sum().item()
     return {"data": data.source, "val_images": len(data.val), "top1": 100.0 * correct / len(data.val),
             "resolution": settings.arch.resolution}
 

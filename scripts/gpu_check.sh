@@ -1,65 +1,87 @@
 #!/usr/bin/env bash
-# GPU check, about 8 minutes on one GPU: the GPU runtimes' tests, then a torch CUDA (fp16) table and a
-# TensorRT (fp16) table of this GPU, each built and validated under the deployment rule.
+# GPU check, about 8 minutes on one GPU: every GPU path of effvit-nas run once, each step under `timeout`,
+# its result kept whether or not the others pass.
 #
-#   bash scripts/gpu_check.sh
+#   bash scripts/gpu_check.sh                 (TIME_LIMIT=480 seconds; later steps are skipped past it)
 #
-# Outputs (NAME = <gpu>-<runtime>-fp16-b<batch>-micro, e.g. h100-80gb-hbm3-torch-fp16-b256-micro):
-#   latency_tables/NAME.json           the tables (NAME.rejected.json when a build's own check fails)
-#   docs/validation/NAME/              table validate's report.json and scatter.png
-#   docs/validation/<gpu>-gpu-check.json   stage times and the channels_last vs contiguous timing
+# Steps, most needed first:
+#   info           GPU name, driver, power limit, torch/CUDA/cuDNN
+#   throughput     training img/s of M0/M2/M4 and timm's efficientvit_m0 (bf16 autocast, batch 256, 224 px)
+#   train-det-1/2  `effnas train` one epoch on digits on the GPU, --deterministic, twice: must repeat bitwise
+#   train          the same without --deterministic
+#   torchrun       2 ranks: refused in one line on a 1-GPU machine, trains on 2+ GPUs
+#   <rt>-build     a torch CUDA (fp16) table of a micro space, then <rt>-validate under the deployment rule
+#   verify         `effnas verify --checkpoint --data digits` of the trained arch against that table
+#   supernet       `effnas supernet train` one epoch on the GPU
+#   largest        the default space's largest arch at batch 2048: peak memory; one block fp32 vs fp16
+#   memory-format  what channels_last buys M0's fp16 inference
+#   tests          the CUDA tests (the runtime tests, deterministic resume, deterministic supernet)
+# TensorRT joins with RUNTIMES="torch tensorrt" where `import tensorrt` works.
 #
-# Smaller than a real table, to fit the time (a real one: effnas table build --target NAME --runtime
-# torch --device cuda, everything else at its default):
-# - a micro search space (written below: 128 px, one width and head count per stage, depths 1-3):
-#   10 distinct blocks and 27 networks, where the default space needs ~1,300 blocks. TensorRT builds an
-#   engine per block and per network, seconds each: the default space would take an hour or more.
-# - batch 256, not the paper's 2048: TensorRT times every candidate kernel at the real size while it
-#   builds, so build time grows with the batch; and the M0 reference runs at 224 px whatever the space.
-# - 8 calibration and 3 check networks (the minimums), 8 validation networks in 1 round: every network
-#   is timed under the deployment rule in fresh processes, and a CUDA process starts in seconds.
-# - no waiting for the machine's usual speed (--max-wait 0): a dedicated GPU does not have a slow state
-#   to wait out, and waiting would only break the time limit.
-# Each can be changed: BATCH, CAL, CHECK, SAMPLES, ROUNDS, MAX_WAIT, SPACE (a space YAML instead of the
-# micro one), SKIP_TENSORRT=1, SKIP_TESTS=1.
+# Outputs: RESULTS (docs/validation/<gpu>-gpu-check/) holds summary.json (each step's exit status and
+# seconds) and each step's JSON or log; tables in latency_tables/<gpu>-<runtime>-fp16-b<batch>-micro.json
+# and their validation in docs/validation/<that name>/.
 #
-# Training throughput is not measured here: scripts/bench_train.py times training on the CPU only
-# (2 threads, no device option).
-set -euo pipefail
+# The table is smaller than a real one, to fit the time (a real one: effnas table build --target NAME
+# --runtime torch --device cuda): a micro space (128 px, one width and head count per stage, depths
+# 1-3: 10 distinct blocks, 27 networks); batch 256, not the paper's 2048 (build time grows with the
+# batch); the minimum 8 calibration and 3 check networks; 8 validation networks in 1 round; no waiting
+# for a usual speed (--max-wait 0: a dedicated GPU has no slow state to wait out).
+set -uo pipefail
 cd "$(dirname "$0")/.."  # paths below are the repository's
 
 BATCH=${BATCH:-256}
-CAL=${CAL:-8}
-CHECK=${CHECK:-3}
-SAMPLES=${SAMPLES:-8}
-ROUNDS=${ROUNDS:-1}
-MAX_WAIT=${MAX_WAIT:-0}
-SKIP_TENSORRT=${SKIP_TENSORRT:-0}
-SKIP_TESTS=${SKIP_TESTS:-0}
-BUDGET_S=480
+TIME_LIMIT=${TIME_LIMIT:-480}
+RUNTIMES=${RUNTIMES:-torch}
+effnas() { python -m effvit_nas "$@"; }  # works from a checkout on PYTHONPATH as well as installed
 
-fail() { echo "gpu_check: FAILED: $*" >&2; exit 1; }
-trap 'echo "gpu_check: FAILED: line $LINENO exited $? (its output is above)" >&2' ERR
-
-python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" \
-    || fail "torch sees no CUDA GPU (torch $(python -c 'import torch; print(torch.__version__)'))"
-RUNTIMES=(torch)
-if [ "$SKIP_TENSORRT" != 1 ]; then
-    python -c "import tensorrt" || fail "tensorrt does not import: pip install tensorrt (10 or newer), or SKIP_TENSORRT=1"
-    RUNTIMES+=(tensorrt)
-fi
-
+python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" || {
+    echo "gpu_check: torch sees no CUDA GPU: nothing to check here (torch $(python -c 'import torch; print(torch.__version__)'))"
+    exit 0
+}
 GPU=$(python -c 'import torch; print(torch.cuda.get_device_name())')
 GPU_SLUG=$(python -c 'import re, sys; n = re.sub(r"^nvidia\s+", "", sys.argv[1].lower()); print(re.sub(r"[^a-z0-9]+", "-", n).strip("-"))' "$GPU")
+RESULTS=${RESULTS:-docs/validation/$GPU_SLUG-gpu-check}
 WORK=$(mktemp -d)
+export WORK
 trap 'rm -rf "$WORK"' EXIT
-if [ -n "${SPACE:-}" ]; then
-    SPACE_FILE=$SPACE
-    SUFFIX=""
-else
-    SPACE_FILE=$WORK/gpu_check_micro.yaml
-    SUFFIX="-micro"
-    cat > "$SPACE_FILE" <<'YAML'
+mkdir -p "$RESULTS" latency_tables
+echo "== $GPU: results in $RESULTS, time limit $TIME_LIMIT s"
+
+STARTED=$SECONDS
+STATUS=()  # "name rc seconds" per step
+step() {  # step NAME NEEDS_S TIMEOUT_S COMMAND...: run one step under timeout unless the time limit is near
+    local name=$1 needs=$2 limit=$3; shift 3
+    if [ -n "${ONLY:-}" ] && ! [[ $name =~ ^($ONLY)$ ]]; then return 0; fi  # ONLY="a|b": rerun some steps
+    if (( SECONDS - STARTED + needs > TIME_LIMIT )); then
+        echo "== $name: skipped (needs ~${needs} s, $((TIME_LIMIT - SECONDS + STARTED)) s left)"
+        STATUS+=("$name skipped 0")
+        return 0
+    fi
+    echo "== $name: $*"
+    if declare -F "$1" > /dev/null; then  # a function of this script: timeout runs programs, so hand it to bash
+        set -- bash -c "$(declare -f effnas "$1"); $(printf '%q ' "$@")"
+    fi
+    local start=$SECONDS rc=0
+    timeout --kill-after=10 "$limit" "$@" > >(tee "$RESULTS/$name.log") 2>&1 || rc=$?
+    STATUS+=("$name $rc $((SECONDS - start))")
+    echo "== $name: exit $rc in $((SECONDS - start)) s"
+}
+
+# An arch of the micro space below (all depths 1), so the table predicts what verify measures.
+cat > "$WORK/micro_arch.yaml" <<'YAML'
+schema_version: 1
+name: gpu_check_micro_d1
+resolution: 128
+widths: [64, 128, 192]
+depths: [1, 1, 1]
+heads: [4, 4, 4]
+key_dims: [16, 16, 16]
+ffn_ratios: [2, 2, 2]
+window_sizes: [7, 7, 7]
+kernels: [5, 5, 5, 5]
+YAML
+cat > "$WORK/micro_space.yaml" <<'YAML'
 # Depth is the only choice: every network of the space is made of the same 10 blocks.
 schema_version: 1
 name: gpu_check_micro
@@ -70,111 +92,84 @@ stages:
   - {width: [128], depth: [1, 2, 3], heads: [4], key_dim: [16], ffn_ratio: [2], window_size: [7]}
   - {width: [192], depth: [1, 2, 3], heads: [4], key_dim: [16], ffn_ratio: [2], window_size: [7]}
 YAML
-fi
-SUMMARY=docs/validation/$GPU_SLUG-gpu-check.json
-mkdir -p docs/validation latency_tables
-echo "== $GPU: batch $BATCH, space ${SPACE:-micro}, runtimes ${RUNTIMES[*]}"
 
-STARTED=$SECONDS
-declare -A SECONDS_OF
-stage() {  # stage NAME COMMAND...: run and time one step; its exit status is the command's
-    local name=$1; shift
-    echo "== $name: $*"
-    local start=$SECONDS rc=0
-    "$@" || rc=$?
-    SECONDS_OF[$name]=$((SECONDS - start))
-    return "$rc"
+same_epochs() {  # two deterministic runs must agree on every figure of every epoch
+    python - "$1/metrics.json" "$2/metrics.json" <<'PY'
+import json, sys
+a, b = (json.load(open(p))["epochs"] for p in sys.argv[1:3])
+keys = [k for k in a[0] if not k.endswith(("seconds", "per_s"))]  # timings differ run to run
+diff = {k: (x[k], y[k]) for x, y in zip(a, b) for k in keys if x.get(k) != y.get(k)}
+print("deterministic runs identical" if not diff else f"deterministic runs differ: {diff}")
+sys.exit(1 if diff else 0)
+PY
 }
 
-if [ "$SKIP_TESTS" != 1 ]; then
-    stage tests env OMP_NUM_THREADS=1 python -m pytest -q tests/latency/test_runtime_gpu.py
-fi
-
-# What channels_last buys torch on this GPU (the torch runtime uses it on CUDA: torch_eager.py says why):
-# M0 at 224 px, fp16, cudnn.benchmark, five alternating rounds of 20 back-to-back calls.
-stage memory-format python - "$BATCH" "$WORK/memory_format.json" <<'PY'
-import json, statistics, sys
-
-import torch
-
-from effvit_nas import Arch, build_model
-
-batch, out = int(sys.argv[1]), sys.argv[2]
-torch.backends.cudnn.benchmark = True
-model = build_model(Arch.preset("m0")).eval().fuse().to(device="cuda", dtype=torch.float16)
-x = torch.randn(batch, 3, 224, 224, device="cuda", dtype=torch.float16)
-formats = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
-
-
-def ms_per_call(fmt, calls=20):
-    m, xi = model.to(memory_format=fmt), x.contiguous(memory_format=fmt)
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    with torch.inference_mode():
-        for _ in range(5):
-            m(xi)
-        start.record()
-        for _ in range(calls):
-            m(xi)
-        end.record()
-    end.synchronize()
-    return start.elapsed_time(end) / calls
-
-
-rounds = {name: [] for name in formats}
-for _ in range(5):
-    for name, fmt in formats.items():
-        rounds[name].append(ms_per_call(fmt))
-median = {name: statistics.median(v) for name, v in rounds.items()}
-result = {"network": "m0 at 224 px", "batch": batch, "dtype": "float16", "median_ms": median, "rounds_ms": rounds,
-          "channels_last_speedup": median["contiguous"] / median["channels_last"]}
-json.dump(result, open(out, "w"), indent=1)
-print(f"M0 batch {batch} fp16: contiguous {median['contiguous']:.2f} ms, channels_last {median['channels_last']:.2f} ms "
-      f"(x{result['channels_last_speedup']:.2f})")
-PY
-
-BELOW_BAR=()
-TABLES=()
-for runtime in "${RUNTIMES[@]}"; do
-    name=$GPU_SLUG-$runtime-fp16-b$BATCH$SUFFIX
-    rc=0
-    stage "$runtime-build" effnas table build --target "$name" --runtime "$runtime" --device cuda --dtype float16 \
-        --batch-size "$BATCH" --space "$SPACE_FILE" --calibration-archs "$CAL" --check-archs "$CHECK" \
-        --max-wait "$MAX_WAIT" --overwrite || rc=$?
-    if [ "$rc" -eq 1 ]; then  # measured, but its held-out networks miss the bar: kept as NAME.rejected.json
-        BELOW_BAR+=("$name")
-        continue
-    elif [ "$rc" -ne 0 ]; then
-        fail "effnas table build --runtime $runtime exited $rc (its error is above)"
+torchrun_two_ranks() {  # on one GPU rank 1 has no GPU of its own: that must be one clear line
+    local gpus rc=0
+    gpus=$(python -c 'import torch; print(torch.cuda.device_count())')
+    python -m torch.distributed.run --standalone --nproc_per_node 2 -m effvit_nas train "$WORK/micro_arch.yaml" \
+        --data digits --epochs 1 --device cuda --out "$WORK/ddp" > "$WORK/ddp.log" 2>&1 || rc=$?
+    tail -5 "$WORK/ddp.log"
+    if (( gpus >= 2 )); then
+        return "$rc"
     fi
-    stage "$runtime-validate" effnas table validate --target "$name" --samples "$SAMPLES" --rounds "$ROUNDS" \
+    if (( rc != 0 )) && grep -q "each torchrun process needs its own GPU" "$WORK/ddp.log"; then
+        echo "refused as it should on $gpus GPU"
+        return 0
+    fi
+    echo "expected a one-line refusal on $gpus GPU, got exit $rc"
+    return 1
+}
+
+build_and_validate() {  # build_and_validate RUNTIME
+    local runtime=$1 name=$GPU_SLUG-$1-fp16-b$BATCH-micro
+    step "$runtime-build" 200 300 effnas table build --target "$name" --runtime "$runtime" --device cuda \
+        --dtype float16 --batch-size "$BATCH" --space "$WORK/micro_space.yaml" --calibration-archs 8 \
+        --check-archs 3 --max-wait 0 --overwrite --accept-below-bar
+    [ -f "latency_tables/$name.json" ] || return 0
+    step "$runtime-validate" 90 200 effnas table validate --target "$name" --samples 8 --rounds 1 \
         --out "docs/validation/$name"
-    TABLES+=("$name")
+}
+
+step info 15 60 python scripts/gpu_probe.py info "$RESULTS/info.json"
+step throughput 60 150 python scripts/gpu_probe.py throughput "$RESULTS/throughput.json"
+for run in det-1 det-2; do
+    step "train-$run" 40 150 effnas train "$WORK/micro_arch.yaml" --data digits --epochs 1 --device cuda \
+        --deterministic --out "$WORK/train-$run"
 done
+step train-repeat 5 30 same_epochs "$WORK/train-det-1" "$WORK/train-det-2"
+step train 40 150 effnas train "$WORK/micro_arch.yaml" --data digits --epochs 1 --device cuda --out "$WORK/train"
+cp "$WORK"/train-det-1/metrics.json "$RESULTS/train-det-1-metrics.json" 2>/dev/null
+step torchrun 40 150 torchrun_two_ranks
+for runtime in $RUNTIMES; do
+    build_and_validate "$runtime"
+done
+TORCH_TABLE=$GPU_SLUG-torch-fp16-b$BATCH-micro
+if [ -f "latency_tables/$TORCH_TABLE.json" ] && [ -f "$WORK/train-det-1/checkpoint.pt" ]; then
+    step verify 60 180 effnas verify "$WORK/micro_arch.yaml" --target "$TORCH_TABLE" \
+        --checkpoint "$WORK/train-det-1/checkpoint.pt" --data digits --out "$WORK/verify"
+    cp "$WORK"/verify/verify.json "$RESULTS/verify.json" 2>/dev/null
+fi
+step supernet 60 200 effnas supernet train --space tests/data/tiny_space.yaml --data digits --img-size 64 \
+    --epochs 1 --device cuda --out "$WORK/supernet"
+cp "$WORK"/supernet/metrics.json "$RESULTS/supernet-metrics.json" 2>/dev/null
+step largest 40 120 python scripts/gpu_probe.py largest "$RESULTS/largest.json"
+step memory-format 20 90 python scripts/gpu_probe.py memory-format "$RESULTS/memory_format.json"
+step tests 120 300 env OMP_NUM_THREADS=1 python -m pytest -q -p no:cacheprovider tests/latency/test_runtime_gpu.py \
+    tests/train/test_loop.py::test_resume_after_a_kill_mid_epoch_matches_an_uninterrupted_run \
+    tests/supernet/test_training.py::test_an_interrupted_run_resumes_to_the_same_weights
 
 TOTAL=$((SECONDS - STARTED))
-python - "$SUMMARY" "$GPU" "$BATCH" "${SPACE:-micro}" "$TOTAL" "$WORK/memory_format.json" \
-    "$(for k in "${!SECONDS_OF[@]}"; do echo "$k=${SECONDS_OF[$k]}"; done)" <<'PY'
+python - "$RESULTS/summary.json" "$GPU" "$TOTAL" "${STATUS[@]}" <<'PY'
 import json, sys
 
-out, gpu, batch, space, total, memory_format, stages = sys.argv[1:8]
-seconds = dict(line.split("=") for line in stages.splitlines() if line)
-summary = {"gpu": gpu, "batch": int(batch), "space": space, "total_s": int(total),
-           "stage_s": {k: int(v) for k, v in sorted(seconds.items())},
-           "memory_format": json.load(open(memory_format))}
-json.dump(summary, open(out, "w"), indent=1)
+out, gpu, total, *rows = sys.argv[1:]
+steps = {name: {"exit": rc, "seconds": int(s)} for name, rc, s in (row.split() for row in rows)}
+json.dump({"gpu": gpu, "total_s": int(total), "steps": steps}, open(out, "w"), indent=1)
 PY
-
 echo
-echo "== done in ${TOTAL} s (budget ${BUDGET_S} s); stage times:"
-for k in "${!SECONDS_OF[@]}"; do echo "   $k: ${SECONDS_OF[$k]} s"; done
-for name in ${TABLES[@]+"${TABLES[@]}"}; do
-    echo "   table latency_tables/$name.json, validation docs/validation/$name/"
-done
-echo "   summary $SUMMARY"
-if [ "$TOTAL" -gt "$BUDGET_S" ]; then
-    echo "gpu_check: note: over the ${BUDGET_S} s budget; lower BATCH, CAL or SAMPLES, or set SKIP_TESTS=1" >&2
-fi
-if [ "${#BELOW_BAR[@]}" -gt 0 ]; then
-    fail "built but below the check's bar (not validated): ${BELOW_BAR[*]} (see latency_tables/<name>.rejected.json)"
-fi
+echo "== done in $TOTAL s; steps (name exit seconds):"
+printf '   %s\n' "${STATUS[@]}"
+failed=$(printf '%s\n' "${STATUS[@]}" | awk '$2 != "0" && $2 != "skipped" {print $1}' | tr '\n' ' ')
+[ -z "$failed" ] || { echo "gpu_check: FAILED: $failed(logs in $RESULTS)"; exit 1; }
 echo "GPU CHECK PASSED"

@@ -26,6 +26,7 @@ from typing import Any
 
 from .._checks import check_at_least
 from ..errors import EffNasError
+from .deploy_worker import WORKER_MODULE
 from .runtimes import RuntimeConfig
 
 __all__ = ["DeploymentRule", "DeployedTiming", "DeploymentRun", "DeploymentServer", "measure_deployed",
@@ -97,7 +98,7 @@ class DeploymentServer:
 
     def __enter__(self) -> DeploymentServer:
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "effvit_nas.latency.deploy_worker", json.dumps(self.config.to_dict())],
+            [sys.executable, "-m", WORKER_MODULE, json.dumps(self.config.to_dict())],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
         return self
 

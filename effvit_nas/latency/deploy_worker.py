@@ -21,6 +21,9 @@ from typing import Any
 
 from .runtimes import Runtime, RuntimeConfig, runtime_class
 
+# run as ``python -m`` (where __name__ is "__main__"), so the fresh-interpreter path names itself in full
+WORKER_MODULE = "effvit_nas.latency.deploy_worker"
+
 RESULT = "RESULT "
 
 
@@ -63,7 +66,7 @@ def _in_forked_child(runtime: Runtime, request: dict[str, Any]) -> str:
 
 
 def _in_new_interpreter(config: RuntimeConfig, request: dict[str, Any]) -> str:
-    done = subprocess.run([sys.executable, "-m", __name__, json.dumps(config.to_dict()), "--once",
+    done = subprocess.run([sys.executable, "-m", WORKER_MODULE, json.dumps(config.to_dict()), "--once",
                            json.dumps(request)], capture_output=True, text=True)
     lines = [x for x in done.stdout.splitlines() if x.startswith(RESULT)]
     if not lines:

@@ -72,6 +72,10 @@ def start_processes(device_name: str) -> Processes:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = pick_device(device_name)
     if device.type == "cuda":
+        if local_rank >= torch.cuda.device_count():
+            raise EffNasError(f"each torchrun process needs its own GPU, but local rank {local_rank} was started "
+                              f"on a machine with {torch.cuda.device_count()}; start at most that many "
+                              f"processes per node (--nproc-per-node), or use --device cpu")
         device = torch.device("cuda", local_rank)
         torch.cuda.set_device(device)
     elif "OMP_NUM_THREADS" not in os.environ:

@@ -10,6 +10,7 @@ checkpoint. A kill mid-epoch loses only that epoch's partial work.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import time
 from collections.abc import Callable
@@ -136,6 +137,10 @@ def check_run(recipe: Recipe, procs: Processes, deterministic: bool) -> None:
         raise TrainingError(f"--batch-size must divide evenly over {procs.world_size} processes, but is "
                             f"{recipe.batch_size}; use a multiple of {procs.world_size}")
     if deterministic:
+        if procs.device.type == "cuda":
+            # cuBLAS is deterministic only with a fixed workspace; without this torch raises at the first
+            # matmul under use_deterministic_algorithms. It is read when cuBLAS first runs, so set it here.
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
         torch.use_deterministic_algorithms(True)
 
 

@@ -66,3 +66,20 @@ def test_a_real_measuring_process_times_files_in_fresh_children_and_reports_a_br
     big_timing = run.timings["big"]
     assert len(big_timing.rounds_ms) == 2 and big_timing.p25_ms <= big_timing.median_ms <= big_timing.p90_ms
     assert big_timing.relative > 2  # M4 at 224 px against M0 at 64 px: several times slower in any state
+
+
+def test_the_new_interpreter_path_for_runtimes_that_cannot_fork_measures_a_file(tmp_path):
+    """CUDA runtimes measure in a new interpreter started as ``python -m``; run here with onnxruntime
+    (the path is the same), since it once named itself ``-m __main__`` and failed on every GPU."""
+    import json
+
+    from effvit_nas.latency.deploy_worker import RESULT, _in_new_interpreter
+
+    shape = (1, 3, 64, 64)
+    path = export_onnx(build_model(Arch.preset("m0").replace(resolution=64)).eval().fuse(), tmp_path / "m0.onnx",
+                       input_shape=shape)
+    request = {"path": str(path), "shape": list(shape), "warmup_calls": 3, "calls": 10, "min_calls": 5,
+               "burst_ms": 100.0}
+    answer = json.loads(_in_new_interpreter(RuntimeConfig(threads=1), request).removeprefix(RESULT))
+    assert "error" not in answer, answer
+    assert answer["calls"] >= 5 and 0 < answer["p25_ms"] <= answer["median_ms"] <= answer["p90_ms"]

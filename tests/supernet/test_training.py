@@ -75,7 +75,8 @@ def test_two_gloo_processes_train_one_supernet(tmp_path):
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "effvit_nas", "supernet", "train", "--space", TINY_SPACE, "--data", "digits", "--img-size", "64",
-               "--epochs", "1", "--set", "warmup_epochs=0.5", "--random-subnets", "1", "--out", str(out)]
+               "--epochs", "1", "--set", "warmup_epochs=0.5", "--random-subnets", "1", "--device", "cpu",
+               "--out", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((out / METRICS_NAME).read_text())

@@ -20,6 +20,10 @@ from ..cli.helpers import assert_one_line_error, effnas
 pytestmark = pytest.mark.slow  # trains, measures or spawns processes: `pytest -m "not slow"` skips it
 
 
+# the installed script, or the package from a checkout on PYTHONPATH
+EFFNAS_COMMAND = [shutil.which("effnas")] if shutil.which("effnas") else [sys.executable, "-m", "effvit_nas"]
+
+
 def test_a_run_writes_checkpoint_metrics_and_learning_curves(trained_tiny):
     metrics = json.loads((trained_tiny / METRICS_NAME).read_text())
     assert metrics["epochs_done"] == 2 and len(metrics["epochs"]) == 2
@@ -50,7 +54,7 @@ def test_resume_after_a_kill_mid_epoch_matches_an_uninterrupted_run(tmp_path, ti
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     assert effnas("train", str(tiny_arch_yaml), *TRAIN, "--out", str(straight)).returncode == 0
 
-    command = [shutil.which("effnas") or sys.executable, "train", str(tiny_arch_yaml), *TRAIN, "--out", str(killed)]
+    command = [*EFFNAS_COMMAND, "train", str(tiny_arch_yaml), *TRAIN, "--out", str(killed)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     _wait_for_epochs(killed, 2, process)
     time.sleep(0.3)  # into epoch 3
@@ -106,7 +110,7 @@ def test_ddp_on_two_gloo_processes_trains_the_same_arch(tmp_path, tiny_arch_yaml
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
                "-m", "effvit_nas", "train", str(tiny_arch_yaml), "--data", "digits", "--epochs", "2",
-               "--set", "warmup_epochs=0.5", "--out", str(out)]
+               "--set", "warmup_epochs=0.5", "--device", "cpu", "--out", str(out)]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     metrics = json.loads((out / METRICS_NAME).read_text())
@@ -128,7 +132,7 @@ def test_export_takes_a_training_checkpoint_with_its_class_count(tmp_path, tiny_
 
 def test_ctrl_c_keeps_the_finished_epochs_and_says_how_to_continue(tmp_path, tiny_arch_yaml):
     out = tmp_path / "run"
-    command = [shutil.which("effnas") or sys.executable, "train", str(tiny_arch_yaml), *TRAIN, "--out", str(out)]
+    command = [*EFFNAS_COMMAND, "train", str(tiny_arch_yaml), *TRAIN, "--out", str(out)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     _wait_for_epochs(out, 1, process)
     process.send_signal(signal.SIGINT)
