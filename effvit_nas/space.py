@@ -279,10 +279,18 @@ class SearchSpace:
         """Most heads of any stage: how many q-conv kernels the arch needs."""
         return max(int(params[f"s{i + 1}.width_heads"].split("/")[1]) for i in range(NUM_STAGES))
 
+    @property
+    def max_heads(self) -> int:
+        """The most heads any arch of the space has: how many kernel parameters a trial carries."""
+        return max(h for s in self.stages for _, h in s.pairs)
+
     def suggest(self, trial: optuna.trial.BaseTrial) -> Arch:
         """Ask an Optuna trial for an arch. Width and heads are one categorical of the valid pairs, so
-        the sampler never proposes a width its heads cannot split; kernels are asked only for heads
-        that exist (define-by-run)."""
+        the sampler never proposes a width its heads cannot split. A kernel is asked for every head the
+        space allows and an arch uses the first ones it has heads for: every trial then holds the same
+        parameters, so multivariate TPE fits one model per trial. Asking only the kernels an arch uses
+        split the trials into a group per head count, each fitted over all trials (5x the sampling time,
+        the search's main cost; docs/SEARCH.md)."""
         params = {"resolution": trial.suggest_categorical("resolution", self.resolutions)}
         for i, s in enumerate(self.stages):
             params[f"s{i + 1}.width_heads"] = trial.suggest_categorical(
@@ -290,7 +298,7 @@ class SearchSpace:
             )
             for knob, options in self._stage_knobs(s):
                 params[f"s{i + 1}.{knob}"] = trial.suggest_categorical(f"s{i + 1}.{knob}", options)
-        for j in range(self._heads_in(params)):
+        for j in range(self.max_heads):
             params[f"kernel{j + 1}"] = trial.suggest_categorical(f"kernel{j + 1}", self.kernels)
         return self.from_params(params)
 
@@ -321,6 +329,6 @@ class SearchSpace:
             params[f"s{i + 1}.key_dim"] = arch.key_dims[i]
             params[f"s{i + 1}.ffn_ratio"] = arch.ffn_ratios[i]
             params[f"s{i + 1}.window_size"] = min(w for w in s.window_sizes if min(w, size) == arch.window_sizes[i])
-        for j, k in enumerate(arch.kernels):
-            params[f"kernel{j + 1}"] = k
+        for j in range(self.max_heads):  # the kernels of heads the arch lacks are unused: any choice will do
+            params[f"kernel{j + 1}"] = arch.kernels[j] if j < len(arch.kernels) else self.kernels[0]
         return params

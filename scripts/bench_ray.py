@@ -22,7 +22,7 @@ from pathlib import Path
 
 import optuna
 
-from effvit_nas.search.optuna_backend import STUDY_NAME, storage_url
+from effvit_nas.search.optuna_backend import STUDY_NAME, open_storage
 
 
 def search(out: Path, target: str, *args: str) -> float:
@@ -34,7 +34,7 @@ def search(out: Path, target: str, *args: str) -> float:
 
 
 def trials_of(out: Path) -> list[optuna.trial.FrozenTrial]:
-    return optuna.load_study(study_name=STUDY_NAME, storage=storage_url(out)).trials
+    return optuna.load_study(study_name=STUDY_NAME, storage=open_storage(out)).trials
 
 
 def overhead(target: str, rounds: int) -> str:

@@ -21,7 +21,7 @@ from ._backend import (
     register_backend,
     register_lazy_backend,
 )
-from ._study import SAMPLERS, check_resumed_study, check_sampler
+from ._study import SAMPLERS, STUDY_FILE, check_resumed_study, check_sampler
 from .optuna_backend import OptunaBackend
 from .problem import DEFAULT_CONFIDENCE, Evaluation, SearchProblem, Target
 from .refine import Refinement, refine
@@ -39,7 +39,7 @@ def prepare_out_dir(out_dir: Path, resume: bool) -> None:
     if out_dir.exists() and not out_dir.is_dir():
         raise EffNasError(f"--out must be a folder, but {str(out_dir)!r} is a file; pick another --out")
     if resume:
-        if not (out_dir / "study.db").exists():
+        if not (out_dir / STUDY_FILE).exists():
             raise EffNasError(f"--resume needs a study in {str(out_dir)!r}, but there is none; run without "
                               "--resume to start one")
         return

@@ -45,7 +45,7 @@ class SearchBackend(abc.ABC):
     @abc.abstractmethod
     def run(self, problem: SearchProblem, out_dir: Path, *, trials: int, seed: int, sampler: str = "tpe",
             resume: bool = False, progress: Progress | None = None) -> optuna.Study:
-        """Search; the study it returns holds every trial, in the output folder's ``study.db``."""
+        """Search; the study it returns holds every trial, in the output folder's study file (``STUDY_FILE``)."""
 
     def describe(self) -> dict[str, Any]:
         """The backend's settings, recorded in metadata.json (empty when it has none)."""

@@ -1,4 +1,4 @@
-"""The embedded default backend: an Optuna study stored in SQLite in the output folder.
+"""The embedded default backend: an Optuna study in the output folder (an append-only journal file).
 
 Objectives: the estimator's score (maximise) and the primary target's predicted latency (minimise),
 so the feasible Pareto front comes out, not just one point. Every budget is a constraint through
@@ -20,17 +20,19 @@ from ._backend import Progress, SearchBackend, register_backend
 from ._study import (
     FAIL_REASON,
     SAMPLERS,
+    STUDY_FILE,
     STUDY_NAME,
     create_study,
     fail_unfinished,
     finished_count,
+    is_finished,
     make_sampler,
+    open_storage,
     quiet_optuna,
-    storage_url,
 )
 from .problem import SearchProblem
 
-__all__ = ["OptunaBackend", "run_optuna", "SAMPLERS", "STUDY_NAME", "storage_url"]
+__all__ = ["OptunaBackend", "run_optuna", "SAMPLERS", "STUDY_NAME", "STUDY_FILE", "open_storage"]
 
 log = logging.getLogger(__name__)
 
@@ -48,42 +50,56 @@ class OptunaBackend(SearchBackend):
 
 def run_optuna(problem: SearchProblem, out_dir: Path | None, *, trials: int, seed: int, sampler: str = "tpe",
                resume: bool = False, progress: Progress | None = None) -> optuna.Study:
-    """Run (or continue) the study until it holds ``trials`` finished trials. ``out_dir=None`` keeps
-    the study in memory (nothing saved, no resume): for comparing samplers over many short searches,
-    where SQLite's commits cost more than the trials."""
+    """Run (or continue) the study until it holds ``trials`` finished trials; returns the study saved
+    in ``out_dir`` (``None``: kept in memory, nothing saved, no resume).
+
+    The sampler works on an in-memory copy and each finished trial is appended to the study file at once.
+    Writing through, every parameter and attribute is its own append (about 35 a trial), 10x the
+    sampling's cost (docs/SEARCH.md). A kill loses only
+    the trial in flight, which runs again on resume, as before."""
     quiet_optuna()
-    if resume:
-        if out_dir is None:
-            raise ValueError("resume needs a study saved in an out_dir")
-        try:
-            study = optuna.load_study(study_name=STUDY_NAME, storage=storage_url(out_dir),
-                                      sampler=make_sampler(sampler, seed))
-        except KeyError:
-            raise EffNasError(f"--resume needs a study in {str(out_dir)!r}, but there is none; run without "
-                              "--resume to start one") from None
-        fail_unfinished(study)  # killed mid-trial: asked again below
+    if out_dir is None:
+        working = create_study(problem, None, sampler=sampler, seed=seed, backend=OptunaBackend.name)
+        record = None
     else:
-        if out_dir is not None:
-            out_dir.mkdir(parents=True, exist_ok=True)
-        study = create_study(problem, out_dir, sampler=sampler, seed=seed, backend=OptunaBackend.name)
-        if problem.seed_with_references:
-            for arch in problem.reference_archs().values():
-                study.enqueue_trial(problem.space.to_params(arch), skip_if_exists=True)
-    done = finished_count(study)
+        record = _open_record(problem, out_dir, sampler=sampler, seed=seed, resume=resume)
+        working = optuna.create_study(sampler=make_sampler(sampler, seed), directions=["maximize", "minimize"])
+        working.add_trials(t for t in record.get_trials(deepcopy=False) if is_finished(t))
+    if problem.seed_with_references:  # skipped where a finished trial already holds them (a resume)
+        for arch in problem.reference_archs().values():
+            working.enqueue_trial(problem.space.to_params(arch), skip_if_exists=True)
+    done = finished_count(working)
     if progress:
         progress(done, trials, "trials")
     while done < trials:
-        _run_trial(study, problem)
+        finished = _run_trial(working, problem)
+        if record is not None:
+            record.add_trial(finished)
         done += 1
         if progress:
             progress(done, trials, "trials")
-    return study
+    return record if record is not None else working
 
 
-def _run_trial(study: optuna.Study, problem: SearchProblem) -> None:
-    """Ask, score, tell. Ask/tell rather than ``study.optimize`` because an estimator's failure is a
-    result to record (FAIL, with its reason), not a warning with a traceback on the user's terminal;
-    anything else (a bug, Ctrl-C) is told as FAIL without a reason and raised."""
+def _open_record(problem: SearchProblem, out_dir: Path, *, sampler: str, seed: int, resume: bool) -> optuna.Study:
+    """The study in ``out_dir``: created, or loaded to be continued."""
+    if not resume:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return create_study(problem, out_dir, sampler=sampler, seed=seed, backend=OptunaBackend.name)
+    try:
+        record = optuna.load_study(study_name=STUDY_NAME, storage=open_storage(out_dir),
+                                   sampler=make_sampler(sampler, seed))
+    except KeyError:
+        raise EffNasError(f"--resume needs a study in {str(out_dir)!r}, but there is none; run without "
+                          "--resume to start one") from None
+    fail_unfinished(record)  # left RUNNING by a study written through (before the in-memory copy)
+    return record
+
+
+def _run_trial(study: optuna.Study, problem: SearchProblem) -> optuna.trial.FrozenTrial:
+    """Ask, score, tell; returns the finished trial. Ask/tell rather than ``study.optimize`` because an
+    estimator's failure is a result to record (FAIL, with its reason), not a warning with a traceback on
+    the user's terminal; anything else (a bug, Ctrl-C) is told as FAIL without a reason and raised."""
     trial = study.ask()
     try:
         arch = problem.space.suggest(trial)
@@ -95,10 +111,9 @@ def _run_trial(study: optuna.Study, problem: SearchProblem) -> None:
         evaluation = problem.evaluate(arch)
     except EstimatorError as exc:
         trial.set_user_attr(FAIL_REASON, str(exc))
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
         log.info("trial %d failed: %s", trial.number, exc)  # counted and reported at the end, not per trial
-        return
+        return study.tell(trial, state=optuna.trial.TrialState.FAIL)
     except BaseException:
         study.tell(trial, state=optuna.trial.TrialState.FAIL)
         raise
-    study.tell(trial, [evaluation.score, evaluation.latency_ms[problem.primary.name]])
+    return study.tell(trial, [evaluation.score, evaluation.latency_ms[problem.primary.name]])

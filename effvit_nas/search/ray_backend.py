@@ -5,7 +5,7 @@ The pieces, and why each sits where it does:
 - **Asking** stays in the driver. A ``Tuner`` drives Ray's ``OptunaSearch`` with a define-by-run
   function (``_AskArch``) that asks the space with the same parameter names as the Optuna backend,
   sets the latency constraints from the tables (cheap lookups) and hands the arch and its latency to
-  the trial. The study lives in the same SQLite file (``OUT/study.db``), so results, plots and
+  the trial. The study lives in the same file (``OUT/study.journal``), so results, plots and
   ``optuna-dashboard`` work as for the embedded backend.
 - **Scoring** runs in Ray workers (``_run_trial``): each worker process builds the estimator once
   from its name and options, so a supernet or a dataset never travels through the object store.
@@ -40,7 +40,7 @@ from .._io import atomic_write_text
 from ..arch import Arch
 from ..errors import EffNasError, EstimatorError
 from ._backend import Progress, SearchBackend, register_backend
-from ._study import FAIL_REASON, STUDY_NAME, create_study, finished_count, make_sampler, quiet_optuna, storage_url
+from ._study import FAIL_REASON, STUDY_NAME, create_study, finished_count, make_sampler, open_storage, quiet_optuna
 from .problem import SearchProblem, predicted_latency
 
 __all__ = ["RayBackend", "RaySettings", "run_ray", "EXPERIMENT_DIR"]
@@ -114,7 +114,7 @@ def run_ray(problem: SearchProblem, out_dir: Path, *, trials: int, seed: int, sa
     if grid.errors:
         first = str(grid.errors[0]).strip().splitlines()[-1][:200]
         raise EffNasError(f"Ray trials must finish, but {len(grid.errors)} failed; first: {first}")
-    study = optuna.load_study(study_name=STUDY_NAME, storage=storage_url(out_dir))
+    study = optuna.load_study(study_name=STUDY_NAME, storage=open_storage(out_dir))
     if finished_count(study) < trials:
         # Tune catches Ctrl-C itself, saves the experiment and returns early; to the user it is an
         # interrupt like the embedded backend's (exit 130, "rerun with --resume"), not a result
@@ -170,7 +170,7 @@ def _tune_config(problem: SearchProblem, out_dir: Path, trials: int, seed: int, 
     search = _StudySearch(space=_AskArch(problem), metric=["score", "latency_ms"], mode=["max", "min"],
                           points_to_evaluate=[problem.space.to_params(a) for a in references] or None,
                           sampler=make_sampler(sampler, seed), study_name=STUDY_NAME,
-                          storage=optuna.storages.RDBStorage(storage_url(out_dir)))
+                          storage=open_storage(out_dir))
     return tune.TuneConfig(search_alg=search, scheduler=scheduler, num_samples=trials,
                            max_concurrent_trials=settings.workers, reuse_actors=True)
 

@@ -10,7 +10,7 @@ its validation top-1 is in the better half of all candidates that reached that e
 than four there, only if it is the best of them), so the proxy's first choice always completes and
 a later one must beat what came before. The pick is the best completed candidate by that top-1; the
 proxy's score is kept beside it. An arch that is a candidate under several budgets of a family is
-trained once. Each budget's refinement is its own single-objective study in the run's ``study.db``,
+trained once. Each budget's refinement is its own single-objective study in the run's study file,
 named after the budget and a digest of the settings and the candidates, so an interrupted
 refinement resumes where it stopped and a changed one starts afresh instead of mixing old results in.
 """
@@ -31,7 +31,7 @@ from ..errors import EffNasError
 from ..estimators import ShortTraining, prune_with
 from ..estimators._proxies import OWN_RESOLUTION, PROXY_DATA
 from ..units import format_ms
-from ._study import fail_unfinished, quiet_optuna, storage_url
+from ._study import fail_unfinished, open_storage, quiet_optuna
 from .problem import SearchProblem
 from .results import Candidate, feasible_candidates
 
@@ -111,7 +111,7 @@ def _digest(refinement: Refinement, candidates: list[Candidate]) -> str:
 def _refine_budget(study_name: str, candidates: list[Candidate], estimator: ShortTraining, out_dir: Path | None,
                    primary: str, starting: Callable[[int], None],
                    completed_before: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    storage = storage_url(out_dir) if out_dir is not None else None
+    storage = open_storage(out_dir) if out_dir is not None else None
     study = optuna.create_study(study_name=study_name, storage=storage, direction="maximize", load_if_exists=True,
                                 pruner=optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=2))
     fail_unfinished(study)  # a candidate killed mid-training trains again

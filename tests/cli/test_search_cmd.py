@@ -31,7 +31,7 @@ def test_the_main_job_runs_and_writes_its_outputs(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "searching" in result.stderr  # progress bar
     assert f"effvit-{TABLE}-{BUDGET}ms" in result.stdout
-    for name in ("best.yaml", "pareto.json", "pareto.png", "metadata.json", "study.db"):
+    for name in ("best.yaml", "pareto.json", "pareto.png", "metadata.json", "study.journal"):
         assert (out / name).exists(), name
     arch = Arch.from_yaml(out / "best.yaml")
     assert arch.name == f"effvit-{TABLE}-{BUDGET}ms"

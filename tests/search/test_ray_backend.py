@@ -17,7 +17,7 @@ from effvit_nas import Arch
 from effvit_nas.estimators import create_estimator
 from effvit_nas.latency.table import LatencyTable
 from effvit_nas.search import SearchProblem, Target, create_backend, run_search
-from effvit_nas.search.optuna_backend import STUDY_NAME, storage_url
+from effvit_nas.search.optuna_backend import STUDY_FILE, STUDY_NAME, open_storage
 from effvit_nas.search.ray_backend import RaySettings
 
 from ..cli.helpers import assert_one_line_error, effnas
@@ -36,9 +36,9 @@ def _middle_budget(table, space):
 
 
 def _states(out):
-    if not (out / "study.db").exists():
+    if not (out / STUDY_FILE).exists():
         raise KeyError(f"no study in {out}")
-    study = optuna.load_study(study_name=STUDY_NAME, storage=storage_url(out))
+    study = optuna.load_study(study_name=STUDY_NAME, storage=open_storage(out))
     return [t.state for t in study.get_trials(deepcopy=False)], study
 
 

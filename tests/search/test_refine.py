@@ -12,7 +12,7 @@ from effvit_nas import Arch, EffNasError
 from effvit_nas.estimators import create_estimator
 from effvit_nas.latency.table import LatencyTable
 from effvit_nas.search import Refinement, SearchProblem, Target, run_search
-from effvit_nas.search.optuna_backend import storage_url
+from effvit_nas.search.optuna_backend import open_storage
 
 pytestmark = pytest.mark.slow  # trains networks
 
@@ -39,7 +39,7 @@ def test_refinement_picks_the_best_trained_candidate_and_resumes_without_retrain
 
     # resumed: the refine study already holds every candidate, so nothing trains again
     again = run_search(problem, tmp_path / "run", trials=8, seed=0, refinement=refinement, resume=True)
-    storage = storage_url(tmp_path / "run")
+    storage = open_storage(tmp_path / "run")
     names = [n for n in optuna.get_all_study_names(storage) if n.startswith("refine-")]
     assert len(names) == 1 and names[0].startswith(f"refine-{next(iter(metadata['best']))}-")
     assert len(optuna.load_study(study_name=names[0], storage=storage).trials) == 3

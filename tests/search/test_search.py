@@ -11,7 +11,7 @@ from effvit_nas import Arch, EffNasError, SearchSpace
 from effvit_nas.estimators import create_estimator
 from effvit_nas.latency.table import LatencyTable
 from effvit_nas.search import SearchProblem, Target, best_per_budget, feasible_candidates, run_search
-from effvit_nas.search.optuna_backend import STUDY_NAME, run_optuna, storage_url
+from effvit_nas.search.optuna_backend import STUDY_NAME, open_storage, run_optuna
 from tests.search.helpers import RATIOS, table_with_residuals, table_without_residuals
 
 pytestmark = pytest.mark.slow  # trains, measures or spawns processes: `pytest -m "not slow"` skips it
@@ -50,7 +50,7 @@ def test_search_writes_a_feasible_best_arch_and_its_records(tmp_path):
         assert key in recorded
     assert recorded["tables"][TABLE] == table.table_id
     assert (out / "pareto.png").stat().st_size > 10_000
-    study = optuna.load_study(study_name=STUDY_NAME, storage=storage_url(out))
+    study = optuna.load_study(study_name=STUDY_NAME, storage=open_storage(out))
     assert len(study.trials) == 60
     assert Arch.from_dict(study.trials[0].user_attrs["arch"]) == Arch.preset("m0")  # M-series go first
     # what optuna-dashboard shows: named objectives and what the run searched
@@ -107,7 +107,7 @@ def test_a_search_resumes_after_an_interruption(tmp_path):
     with pytest.raises(EffNasError, match="--out must be a new or empty folder"):
         run_search(problem(2.0), out, trials=30, seed=0)
     run_search(problem(2.0), out, trials=30, seed=0, resume=True)
-    study = optuna.load_study(study_name=STUDY_NAME, storage=storage_url(out))
+    study = optuna.load_study(study_name=STUDY_NAME, storage=open_storage(out))
     assert study.metric_names == ["score", f"latency_ms:{TABLE}"]  # the labels survive a resume
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert len(complete) == 30
@@ -222,7 +222,7 @@ def test_results_report_the_limit_and_the_chance_of_meeting_the_budget(tmp_path,
     assert stored["probability_within_budget"] == {"tiny": chance} and stored["limit_ms"] == best["limit_ms"]
     recorded = json.loads((tmp_path / "run" / "metadata.json").read_text())
     assert recorded["confidence"] == {"tiny": 0.5} and recorded["ratio_quantile"] == {"tiny": 1.09}
-    study = optuna.load_study(study_name=STUDY_NAME, storage=storage_url(tmp_path / "run"))
+    study = optuna.load_study(study_name=STUDY_NAME, storage=open_storage(tmp_path / "run"))
     assert study.user_attrs["confidence"] == {"tiny": 0.5} and study.user_attrs["margin"] == {"tiny": None}
 
 
