@@ -18,8 +18,8 @@
 #   tests          the CUDA tests (the runtime tests, deterministic resume, deterministic supernet)
 # TensorRT joins with RUNTIMES="torch tensorrt" where `import tensorrt` works.
 #
-# Outputs: RESULTS (docs/validation/<gpu>-gpu-check/) holds summary.json (each step's exit status and
-# seconds) and each step's JSON or log; tables in latency_tables/<gpu>-<runtime>-fp16-b<batch>-micro.json
+# Outputs: RESULTS (docs/validation/<gpu>-gpu-check/) holds summary.json (per run: each step's exit
+# status and seconds; a step that could not run is a failure) and each step's JSON or log; tables in latency_tables/<gpu>-<runtime>-fp16-b<batch>-micro.json
 # and their validation in docs/validation/<that name>/.
 #
 # The table is smaller than a real one, to fit the time (a real one: effnas table build --target NAME
@@ -42,9 +42,11 @@ python -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)" |
 GPU=$(python -c 'import torch; print(torch.cuda.get_device_name())')
 GPU_SLUG=$(python -c 'import re, sys; n = re.sub(r"^nvidia\s+", "", sys.argv[1].lower()); print(re.sub(r"[^a-z0-9]+", "-", n).strip("-"))' "$GPU")
 RESULTS=${RESULTS:-docs/validation/$GPU_SLUG-gpu-check}
-WORK=$(mktemp -d)
+if [ -z "${WORK:-}" ]; then  # WORK=DIR keeps the trained checkpoints for a rerun with ONLY=
+    WORK=$(mktemp -d)
+    trap 'rm -rf "$WORK"' EXIT
+fi
 export WORK
-trap 'rm -rf "$WORK"' EXIT
 mkdir -p "$RESULTS" latency_tables
 echo "== $GPU: results in $RESULTS, time limit $TIME_LIMIT s"
 
@@ -126,7 +128,10 @@ build_and_validate() {  # build_and_validate RUNTIME
     step "$runtime-build" 200 300 effnas table build --target "$name" --runtime "$runtime" --device cuda \
         --dtype float16 --batch-size "$BATCH" --space "$WORK/micro_space.yaml" --calibration-archs 8 \
         --check-archs 3 --max-wait 0 --overwrite --accept-below-bar
-    [ -f "latency_tables/$name.json" ] || return 0
+    if [ ! -f "latency_tables/$name.json" ]; then
+        STATUS+=("$runtime-validate no-table 0")  # never ran: a failure, not a silent pass
+        return 0
+    fi
     step "$runtime-validate" 90 200 effnas table validate --target "$name" --samples 8 --rounds 1 \
         --out "docs/validation/$name"
 }
@@ -149,6 +154,8 @@ if [ -f "latency_tables/$TORCH_TABLE.json" ] && [ -f "$WORK/train-det-1/checkpoi
     step verify 60 180 effnas verify "$WORK/micro_arch.yaml" --target "$TORCH_TABLE" \
         --checkpoint "$WORK/train-det-1/checkpoint.pt" --data digits --out "$WORK/verify"
     cp "$WORK"/verify/verify.json "$RESULTS/verify.json" 2>/dev/null
+elif [ -z "${ONLY:-}" ] || [[ verify =~ ^($ONLY)$ ]]; then
+    STATUS+=("verify no-table-or-checkpoint 0")  # never ran: a failure, not a silent pass
 fi
 step supernet 60 200 effnas supernet train --space tests/data/tiny_space.yaml --data digits --img-size 64 \
     --epochs 1 --device cuda --out "$WORK/supernet"
@@ -161,11 +168,13 @@ step tests 120 300 env OMP_NUM_THREADS=1 python -m pytest -q -p no:cacheprovider
 
 TOTAL=$((SECONDS - STARTED))
 python - "$RESULTS/summary.json" "$GPU" "$TOTAL" "${STATUS[@]}" <<'PY'
-import json, sys
+import json, os, sys, time
 
 out, gpu, total, *rows = sys.argv[1:]
 steps = {name: {"exit": rc, "seconds": int(s)} for name, rc, s in (row.split() for row in rows)}
-json.dump({"gpu": gpu, "total_s": int(total), "steps": steps}, open(out, "w"), indent=1)
+runs = json.load(open(out))["runs"] if os.path.exists(out) else []  # a rerun (ONLY=) adds to the record
+runs.append({"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "total_s": int(total), "steps": steps})
+json.dump({"gpu": gpu, "runs": runs}, open(out, "w"), indent=1)
 PY
 echo
 echo "== done in $TOTAL s; steps (name exit seconds):"

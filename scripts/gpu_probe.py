@@ -44,11 +44,15 @@ def interleaved(candidates: dict[str, Callable[[], float]], rounds: int) -> dict
 
 def info() -> dict:
     query = "name,driver_version,power.limit,memory.total,clocks.max.sm"
-    smi = subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"],
-                         capture_output=True, text=True, check=False)
+    try:
+        smi = subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"],
+                             capture_output=True, text=True, check=False)
+        fields = (dict(zip(query.split(","), (v.strip() for v in smi.stdout.split(",")), strict=False))
+                  if smi.returncode == 0 else smi.stderr.strip())
+    except FileNotFoundError:
+        fields = "nvidia-smi is not installed"
     props = torch.cuda.get_device_properties(0)
-    return {"nvidia_smi": dict(zip(query.split(","), (v.strip() for v in smi.stdout.split(",")), strict=False))
-            if smi.returncode == 0 else smi.stderr.strip(),
+    return {"nvidia_smi": fields,
             "torch": torch.__version__, "cuda": torch.version.cuda, "cudnn": torch.backends.cudnn.version(),
             "device": props.name, "multiprocessors": props.multi_processor_count,
             "memory_gib": round(props.total_memory / 2**30, 1)}

@@ -38,6 +38,9 @@ def prepare_out_dir(out_dir: Path, resume: bool) -> None:
     """A fresh search needs an empty (or new) folder; a resumed one needs the old one."""
     if out_dir.exists() and not out_dir.is_dir():
         raise EffNasError(f"--out must be a folder, but {str(out_dir)!r} is a file; pick another --out")
+    if (out_dir / "study.db").exists() and not (out_dir / STUDY_FILE).exists():
+        raise EffNasError(f"--out {str(out_dir)!r} holds a study.db written before studies became "
+                          f"{STUDY_FILE} files, which this version cannot continue; pick another --out")
     if resume:
         if not (out_dir / STUDY_FILE).exists():
             raise EffNasError(f"--resume needs a study in {str(out_dir)!r}, but there is none; run without "

@@ -231,6 +231,12 @@ def test_resume_without_a_study_and_bad_counts_are_refused(tmp_path):
         run_search(problem(2.0), tmp_path / "none", trials=5, seed=0, resume=True)
     with pytest.raises(EffNasError, match="--trials must be at least 1"):
         run_search(problem(2.0), tmp_path / "zero", trials=0, seed=0)
+    old = tmp_path / "old"  # a folder of the version that kept studies in SQLite
+    old.mkdir()
+    (old / "study.db").write_bytes(b"")
+    for resume in (True, False):
+        with pytest.raises(EffNasError, match="holds a study.db written before"):
+            run_search(problem(2.0), old, trials=5, seed=0, resume=resume)
 
 
 def test_a_resume_that_changes_what_is_searched_for_is_refused(tmp_path):
