@@ -2,7 +2,13 @@
 higher test top-1 than the hand-designed M-series?
 
 Run:  python scripts/bench_vs_mseries.py [--seeds 3] [--epochs 12] [--models m0,m1,m2,m3]
+      python scripts/bench_vs_mseries.py --variant zico --search-args="--estimator zico"
+      python scripts/bench_vs_mseries.py --variant zico --search-args="--estimator zico" --search-only
       python scripts/bench_vs_mseries.py --tiny          (the pipeline in minutes: CI's version)
+
+``--variant`` names a search configuration compared on the same budgets, recipe and M-series runs
+(the M models train once per work dir); the default variant, ``found``, is what a user gets with
+the default settings. ``--search-only`` stops after the search and prints what it picked.
 
 On the built-in ``shapes`` task (train/val/test, 96 px; effvit_nas/train/shapes.py) and its search
 space (search_spaces/shapes.yaml), with the task's latency table (onnxruntime, batch 1, 2 threads,
@@ -27,11 +33,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import shlex
 import statistics
 import subprocess
 import sys
 from pathlib import Path
 
+import yaml
 from _results import RESULTS_DIR, save_result
 
 from effvit_nas import Arch
@@ -48,6 +56,7 @@ TABLE = "amd-epyc-2core-ort-b1-shapes"
 REFERENCE_PX = 96  # the task's native side: the M-series' reference resolution on it
 NOISE = 0.03  # a found network may measure this far over its budget and still count as within it
 MIN_MEAN_GAIN = 1.5  # points of test top-1, averaged over the budgets
+DEFAULT_VARIANT = "found"  # the search with the default settings: what a user gets
 
 
 def log(message: str) -> None:
@@ -122,9 +131,22 @@ def measure_budgets(table: LatencyTable, archs: dict[str, Path], work: Path, rou
     return budgets
 
 
-def search(budgets: dict[str, float], work: Path, trials: int, data: str) -> dict[str, Path]:
+def check_same_search_args(work: Path, variant: str, search_args: list[str]) -> None:
+    """A variant is one configuration: its picks are trained and compared by its name (recorded beside
+    its search folder, which the CLI wants empty for a new search)."""
+    path = work / "variants" / f"{variant}.json"
+    if (before := read_json(path)) is not None and before != search_args:
+        raise SystemExit(f"--variant {variant} was searched with {before}, but --search-args is now {search_args}; "
+                         "pass the same arguments or another --variant")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(path, json.dumps(search_args) + "\n")
+
+
+def search(budgets: dict[str, float], work: Path, trials: int, data: str, variant: str,
+           search_args: list[str], tiny: bool = False) -> dict[str, Path]:
     """One family search over every budget, as a user would run it; the pick per budget."""
-    out = work / "search"
+    out = work / ("search" if variant == DEFAULT_VARIANT else f"search-{variant}")
+    check_same_search_args(work, variant, search_args)
     picks = {name: out / (f"best-{format_ms(b)}.yaml" if len(budgets) > 1 else "best.yaml")
              for name, b in budgets.items()}
     if not (out / "metadata.json").exists():
@@ -132,7 +154,8 @@ def search(budgets: dict[str, float], work: Path, trials: int, data: str) -> dic
         log(f"searching under {family} on {data}")
         resume = ["--resume"] if (out / "study.journal").exists() else []
         effnas("search", "--target", TABLE, "--budget", family, "--space", str(SPACE), "--data", data,
-               "--trials", str(trials), "--out", str(out), *resume)
+               "--trials", str(trials), "--out", str(out), *(["--refine-epochs", "1"] if tiny else []),
+               *search_args, *resume)
     missing = [str(p) for p in picks.values() if not p.exists()]
     if missing:
         raise SystemExit(f"the search must find an arch for every budget, but {missing} are missing: see "
@@ -180,7 +203,7 @@ def compare(m_top1: list[float], found_top1: list[float]) -> dict:
             "se_of_gain": se, "gain_beyond_se": f_mean - m_mean > se}
 
 
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], path: Path, variant: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -191,7 +214,8 @@ def plot(rows: list[dict], path: Path) -> None:
         xs = [r[f"{who}_measured_ms"] for r in rows]
         ys = [r[f"{who}_mean"] for r in rows]
         sds = [0 if math.isnan(r[f"{who}_sd"]) else r[f"{who}_sd"] for r in rows]
-        label = "EfficientViT M-series (hand-designed)" if who == "m" else "found by effnas search"
+        label = ("EfficientViT M-series (hand-designed)" if who == "m" else
+                 "found by effnas search" + ("" if variant == DEFAULT_VARIANT else f" ({variant})"))
         ax.errorbar(xs, ys, yerr=sds, color=colour, marker=marker, capsize=3, label=label)
         for r, x, y in zip(rows, xs, ys):
             ax.annotate(r["model"].upper() if who == "m" else f"@{r['model'].upper()}", (x, y),
@@ -221,20 +245,71 @@ def markdown(rows: list[dict], verdict: dict) -> str:
     return "\n".join(lines)
 
 
-def save_partial(work: Path, networks: dict[str, Path], args: argparse.Namespace) -> None:
-    """What a stopped run has trained so far (finished runs only), without training or measuring more."""
+def latency_ratios(table: LatencyTable, work: Path, m_archs: dict[str, Path], budgets: dict[str, float],
+                   rounds: int) -> dict[str, dict]:
+    """Every variant's pick beside the M model of its budget, in the same interleaved rounds: the
+    pick's median over the M model's is what "at the same measured latency" means, free of the speed
+    state and of how far apart in time two ``verify`` runs were (small networks here move with the
+    machine's state far more than the reference that corrects for it)."""
+    rows: dict[str, dict] = {}
+    with LatencyMeter(table.runtime, rule=DeploymentRule(rounds=rounds)) as meter:
+        for m, m_path in m_archs.items():
+            archs = {m: Arch.from_yaml(m_path)}
+            for folder in sorted(work.glob("search*")):
+                pick = folder / f"best-{format_ms(budgets[m])}.yaml"
+                if (folder / "metadata.json").exists() and pick.exists():
+                    variant = DEFAULT_VARIANT if folder.name == "search" else folder.name.removeprefix("search-")
+                    archs[variant] = Arch.from_yaml(pick)
+            log(f"timing {', '.join(archs)} at {m.upper()}'s budget, interleaved ({rounds} rounds)")
+            measured, failures = meter.networks({name: meter.export_arch(a) for name, a in archs.items()})
+            if failures:
+                raise SystemExit(f"every network must run as deployed, but {failures}")
+            m_ms = measured[m].timing.median_ms
+            rows[m] = {name: {"arch_id": archs[name].arch_id, "measured_ms": t.timing.median_ms,
+                              "ratio_to_m": t.timing.median_ms / m_ms, "reference_ms": t.reference_ms,
+                              "predicted_ms": table.predict_ms(archs[name])}
+                       for name, t in measured.items()}
+    return rows
+
+
+def describe_picks(picks: dict[str, Path]) -> str:
+    lines = ["| budget (M) | px | widths | depths | heads | key dims | FFN ratios | params | predicted ms | score |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for m, path in picks.items():
+        arch, meta = Arch.from_yaml(path), yaml.safe_load(path.read_text())["metadata"]
+        predicted = next(iter(meta["predicted_latency_ms"].values()))
+        lines.append(f"| {m.upper()} | {arch.resolution} | {list(arch.widths)} | {list(arch.depths)} | "
+                     f"{list(arch.heads)} | {list(arch.key_dims)} | {list(arch.ffn_ratios)} | "
+                     f"{meta['params'] / 1e6:.2f}M | {predicted:.3f} | {meta['score']:.3g} |")
+    return "\n".join(lines)
+
+
+def save_partial(work: Path, args: argparse.Namespace) -> None:
+    """What a stopped run has trained so far (finished runs only, every variant), without training or
+    measuring more."""
     rows = {}
-    for name, path in networks.items():
+    for folder in sorted((work / "train").glob("*")):
         for seed in range(args.seeds):
-            metrics = read_json(work / "train" / name / f"seed{seed}" / "metrics.json")
+            metrics = read_json(folder / f"seed{seed}" / "metrics.json")
             if metrics and metrics.get("test_top1") is not None:
-                rows.setdefault(name, []).append({
-                    "seed": seed, "test_top1": metrics["test_top1"], "arch": Arch.from_yaml(path).to_dict(),
+                rows.setdefault(folder.name, []).append({
+                    "seed": seed, "test_top1": metrics["test_top1"], "arch": metrics["arch"],
                     "val_top1_per_epoch": [e["val_top1"] for e in metrics["epochs"]],
                     "train_img_per_s": metrics["train_img_per_s"]})
+    variants = {p.stem: read_json(p) for p in sorted((work / "variants").glob("*.json"))}
+    variants[DEFAULT_VARIANT] = []
     budgets = read_json(work / "budgets.json")
+    picks = {}  # variant -> budget -> the pick and what the search predicted for it
+    for variant in variants:
+        folder = work / ("search" if variant == DEFAULT_VARIANT else f"search-{variant}")
+        metadata = read_json(folder / "metadata.json") or {"best": {}}
+        picks[variant] = {label: {"arch": Arch.from_yaml(folder / f"best-{label}.yaml").to_dict(),
+                                  **{k: best[k] for k in ("predicted_latency_ms", "limit_ms", "score", "params")},
+                                  **({"refined_top1": best["refined_top1"]} if "refined_top1" in best else {})}
+                          for label, best in metadata["best"].items()}
     save_result("vs_mseries_partial", "python scripts/bench_vs_mseries.py --partial (after a stopped run)",
-                {"settings": read_json(work / "settings.json"), "budgets": budgets, "trained": rows})
+                {"settings": read_json(work / "settings.json"), "budgets": budgets,
+                 "variants_search_args": variants, "picks": picks, "trained": rows})
     for name, runs in rows.items():
         log(f"{name}: test top-1 {[round(r['test_top1'], 2) for r in runs]}")
 
@@ -252,7 +327,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="deployment-rule rounds for budgets and verify")
     parser.add_argument("--work", default=None, help="default runs/bench-vs-mseries (-tiny with --tiny)")
     parser.add_argument("--tiny", action="store_true",
-                        help="shapes-mini, one budget (M0), one seed, one epoch, 30 trials, 1 round: the pipeline only")
+                        help="shapes-mini, one budget (M0), one seed, one epoch (refinement's too), 30 trials, "
+                             "1 round: the pipeline only")
+    parser.add_argument("--variant", default=DEFAULT_VARIANT,
+                        help=f"name of the search configuration compared (default {DEFAULT_VARIANT!r}: the defaults)")
+    parser.add_argument("--search-args", default="",
+                        help='extra effnas search arguments for --variant, e.g. "--estimator zico --refine 4"')
+    parser.add_argument("--search-only", action="store_true", help="stop after the search; print its picks")
+    parser.add_argument("--latency-ratios", action="store_true",
+                        help="time every variant's picks beside their M model in the same rounds "
+                             "(docs/results/vs_mseries_latency.json), then stop")
     parser.add_argument("--no-save", action="store_true", help="do not write docs/results or docs/img")
     parser.add_argument("--partial", action="store_true",
                         help="save what a stopped run has trained so far (docs/results/vs_mseries_partial.json)")
@@ -262,6 +346,11 @@ def main() -> None:
         args.work = args.work or str(REPO / "runs" / "bench-vs-mseries-tiny")
     work = Path(args.work or REPO / "runs" / "bench-vs-mseries")
     models = [m.strip().lower() for m in args.models.split(",")]
+    search_args = shlex.split(args.search_args)
+    if (args.variant == DEFAULT_VARIANT) != (not search_args) or not args.variant.replace("-", "").isalnum():
+        raise SystemExit(f"--variant must be a name of letters, digits and '-', and {DEFAULT_VARIANT!r} exactly when "
+                         f"--search-args is empty (the defaults), but got --variant {args.variant!r} with "
+                         f"--search-args {args.search_args!r}")
     if open_data(args.data).test is None:
         raise SystemExit(f"--data must have a test split (shapes, shapes-mini or a DIR with test/), but "
                          f"{args.data!r} has none: the benchmark's figure is held-out test top-1")
@@ -271,11 +360,25 @@ def main() -> None:
     table = ensure_table(args)
     m_archs = m_series(models, work)
     budgets = measure_budgets(table, m_archs, work, args.rounds)
-    picks = search(budgets, work, args.trials, args.data)
-    networks = {**{f"{m}": m_archs[m] for m in models}, **{f"found@{m}": picks[m] for m in models}}
     if args.partial:
-        save_partial(work, networks, args)
+        save_partial(work, args)
         return
+    if args.latency_ratios:
+        rows = latency_ratios(table, work, m_archs, budgets, args.rounds)
+        for m, by_name in rows.items():
+            log(f"{m.upper()} ({budgets[m]:.3f} ms budget): " + ", ".join(
+                f"{name} {r['measured_ms']:.3f} ms ({r['ratio_to_m']:.2f}x, predicted {r['predicted_ms']:.3f})"
+                for name, r in by_name.items()))
+        if not args.no_save:
+            save_result("vs_mseries_latency", "python scripts/bench_vs_mseries.py --latency-ratios",
+                        {"table": TABLE, "rounds": args.rounds, "budgets_ms": budgets, "rows": rows})
+        return
+    picks = search(budgets, work, args.trials, args.data, args.variant, search_args, tiny=args.tiny)
+    if args.search_only:
+        print(describe_picks(picks))
+        return
+    found = args.variant
+    networks = {**{f"{m}": m_archs[m] for m in models}, **{f"{found}@{m}": picks[m] for m in models}}
     # seed-major: every network gets its first seed before any gets a second, so a partial run compares all
     for seed in range(args.seeds):
         for name, path in networks.items():
@@ -287,19 +390,19 @@ def main() -> None:
 
     rows = []
     for m in models:
-        m_ms, found_ms = (verified[n]["latency"]["measured_corrected_ms"] for n in (m, f"found@{m}"))
+        m_ms, found_ms = (verified[n]["latency"]["measured_corrected_ms"] for n in (m, f"{found}@{m}"))
         row = {"model": m, "budget_ms": budgets[m],
-               **compare([r["test_top1"] for r in trained[m]], [r["test_top1"] for r in trained[f"found@{m}"]]),
+               **compare([r["test_top1"] for r in trained[m]], [r["test_top1"] for r in trained[f"{found}@{m}"]]),
                "m_measured_ms": m_ms, "found_measured_ms": found_ms,
                "m_measured_raw_ms": verified[m]["judged_ms"],
-               "found_measured_raw_ms": verified[f"found@{m}"]["judged_ms"],
-               "found_predicted_ms": verified[f"found@{m}"]["predicted_ms"],
+               "found_measured_raw_ms": verified[f"{found}@{m}"]["judged_ms"],
+               "found_predicted_ms": verified[f"{found}@{m}"]["predicted_ms"],
                "found_arch": Arch.from_yaml(picks[m]).to_dict(),
                "found_within_budget": found_ms <= budgets[m] * (1 + NOISE),
                "m_test_top1": [r["test_top1"] for r in trained[m]],
-               "found_test_top1": [r["test_top1"] for r in trained[f"found@{m}"]],
+               "found_test_top1": [r["test_top1"] for r in trained[f"{found}@{m}"]],
                "curves": {name: [[e["epoch"], e["val_top1"]] for e in trained[name][0]["epochs"]]
-                          for name in (m, f"found@{m}")}}
+                          for name in (m, f"{found}@{m}")}}
         rows.append(row)
     verdict = {"mean_gain": statistics.fmean(r["gain"] for r in rows),
                "every_budget_beaten": all(r["gain_beyond_se"] for r in rows),
@@ -309,13 +412,16 @@ def main() -> None:
     print(markdown(rows, verdict))
     if not args.no_save:
         name = "vs_mseries_tiny" if args.tiny else "vs_mseries"
+        if found != DEFAULT_VARIANT:
+            name += "_" + found.replace("-", "_")
         command = "python scripts/bench_vs_mseries.py " + " ".join(sys.argv[1:])
         save_result(name, command.strip(), {"task": args.data, "space": SPACE.name, "table": TABLE,
                                             "reference_px": REFERENCE_PX, "seeds": args.seeds, "recipe": args.recipe,
                                             "epochs": args.epochs,
-                                            "trials": args.trials, "rounds": args.rounds, "rows": rows,
+                                            "trials": args.trials, "rounds": args.rounds, "variant": found,
+                                            "search_args": search_args, "rows": rows,
                                             "verdict": verdict})
-        plot(rows, RESULTS_DIR.parent / "img" / f"{name.replace('_', '-')}.png")
+        plot(rows, RESULTS_DIR.parent / "img" / f"{name.replace('_', '-')}.png", found)
 
 
 if __name__ == "__main__":

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "bench_vs_mseries.py"
-pytestmark = pytest.mark.slow  # trains, searches and measures: `pytest -m "not slow"` skips it
 
 
+@pytest.mark.slow  # trains, searches and measures: `pytest -m "not slow"` skips it
 def test_the_tiny_benchmark_runs_every_step_and_reports(tmp_path):
     work = tmp_path / "work"
     done = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--no-save", "--work", str(work)],
@@ -26,3 +26,12 @@ def test_the_tiny_benchmark_runs_every_step_and_reports(tmp_path):
         assert metrics["epochs_done"] == 1 and metrics["test_top1"] is not None
     verified = [json.loads(p.read_text()) for p in (work / "verify").glob("*/verify.json")]
     assert len(verified) == 2 and all(v["latency"]["measured_ms"] > 0 for v in verified)
+
+
+@pytest.mark.parametrize("flags", [["--variant", "zico"], ["--search-args=--estimator zico"],
+                                   ["--variant", "a/b", "--search-args=--estimator zico"]])
+def test_a_variant_needs_a_name_and_its_own_search_arguments(tmp_path, flags):
+    done = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--no-save", "--work", str(tmp_path / "w"), *flags],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 1 and done.stderr.strip().startswith("--variant must be a name")
+    assert not (tmp_path / "w").exists()

@@ -11,6 +11,7 @@ from ..errors import EffNasError
 
 if TYPE_CHECKING:
     from ..search import SearchBackend
+    from ..space import SearchSpace
 
 
 NO_ARCH_FOR_A_BUDGET = 1  # the search ran and its results are written, but some budget has no arch
@@ -46,19 +47,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", default=None,
                         help="the images the estimator scores on: digits, noisy-digits, shapes(-mini) or an "
                              "ImageFolder DIR with train/ and val/ (default: the estimator's own, noisy-digits)")
-    parser.add_argument("--refine", type=int, default=0, metavar="K",
-                        help="second stage: short-train the estimator's K best archs per budget on --data with "
-                             "successive halving and pick by validation top-1 (default 0: off; docs/SEARCH.md)")
+    parser.add_argument("--refine", type=int, default=None, metavar="K",
+                        help="second stage: short-train K of the estimator's best archs per budget (the best at "
+                             "each resolution first) on --data with successive halving and pick by validation "
+                             "top-1; default with --data: one per resolution of the space, without: off; "
+                             "--refine 0 turns it off (docs/SEARCH.md)")
     parser.add_argument("--refine-epochs", type=int, default=4, help="epochs of a full refinement training")
     parser.add_argument("--supernet", default=None, metavar="CKPT",
                         help="supernet.pt from effnas supernet train, for --estimator supernet")
     parser.add_argument("--out", default=None, help="output folder (default: runs/<target>-<budget>)")
     parser.add_argument("--resume", action="store_true", help="continue the study in --out")
+    parser.add_argument("--backend", default="optuna", help="optuna (trials on this machine, the default) or ray")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="trials scored at once (default 1); optuna: worker processes on this machine, at "
+                             "most one per CPU (docs/SEARCH.md: faster, but its picks were worse); ray: Ray trials")
     ray = parser.add_argument_group("Ray Tune backend (--backend ray; docs/SEARCH.md)")
-    ray.add_argument("--backend", default="optuna", help="optuna (trials in this process, the default) or ray")
     ray.add_argument("--address", default=None,
                      help="a running Ray cluster (auto, or HOST:PORT of `ray start --head`); default: start one here")
-    ray.add_argument("--workers", type=int, default=None, help="trials at once (default 1)")
     ray.add_argument("--cpus-per-trial", type=float, default=None, help="CPUs Ray reserves per trial (default 1)")
     ray.add_argument("--gpus-per-trial", type=float, default=None, help="GPUs Ray reserves per trial (default 0)")
     parser.set_defaults(handler=run)
@@ -87,16 +92,17 @@ def run(args: argparse.Namespace) -> int:
             raise EffNasError(f"--supernet is read by --estimator supernet, but the estimator is "
                               f"{args.estimator or 'the default'}; add --estimator supernet or drop --supernet")
         options["checkpoint"] = args.supernet
-    data = checked_data(args.data, args.estimator, args.refine) if args.data is not None else None
+    refine = default_refine(space, args.data) if args.refine is None else args.refine
+    data = checked_data(args.data, args.estimator, refine) if args.data is not None else None
     if data is not None and "data" in option_defaults(args.estimator):
         options["data"] = data
     estimator = create_estimator(args.estimator, **options)
     problem = SearchProblem(space, targets, estimator)
     refinement = None
-    if args.refine:
+    if refine:
         from ..search import Refinement
 
-        refinement = Refinement(candidates=args.refine, epochs=args.refine_epochs, seed=args.seed,
+        refinement = Refinement(candidates=refine, epochs=args.refine_epochs, seed=args.seed,
                                 **({"data": data} if data else {}))
     out = Path(args.out) if args.out else Path("runs") / (
         f"{targets[0].name}-" + "-".join(format_ms(b) for b in targets[0].budgets_ms))
@@ -112,8 +118,8 @@ def run(args: argparse.Namespace) -> int:
     scored = f"  scored by {estimator.name}" + (f" on {estimator.data}" if estimator.reads_images else
                                                   " (it reads no images)")
     if refinement:
-        scored += (f"; refined by {refinement.epochs}-epoch training of the best {refinement.candidates} per budget "
-                   f"on {refinement.data}")
+        scored += (f"; refined by {refinement.epochs}-epoch training of {refinement.candidates} per budget (the best "
+                   f"at each resolution first) on {refinement.data} (--refine 0: off)")
     print(scored)
     for label, best in metadata["best"].items():
         latency = ", ".join(f"{v:.3f} ms on {k} (limit {best['limit_ms'][k]:.3f} ms{_chance(best, k)})"
@@ -131,6 +137,15 @@ def run(args: argparse.Namespace) -> int:
                          f"{lowest}; raise --trials or the budget\n")
         return NO_ARCH_FOR_A_BUDGET
     return 0
+
+
+def default_refine(space: SearchSpace, data: str | None) -> int:
+    """With the user's data, refine one candidate per resolution of the space; without, nothing to train on.
+
+    On the shapes task every zero-cost proxy picked one resolution and one block per stage, and
+    the default search lost to M0-M3 by 4-13 test points; refined this way it came level with them
+    or ahead (docs/BENCHMARKS.md, "The search against the M-series")."""
+    return len(space.resolutions) if data is not None else 0
 
 
 def checked_data(spec: str, estimator: str | None, refine: int) -> str:
@@ -157,11 +172,11 @@ def _backend(args: argparse.Namespace) -> SearchBackend:
     """The backend with its flags; the Ray flags mean nothing to the Optuna backend, so there they are refused."""
     from ..search import create_backend
 
-    flags = {"address": args.address, "workers": args.workers, "cpus_per_trial": args.cpus_per_trial,
-             "gpus_per_trial": args.gpus_per_trial}
-    given = {k: v for k, v in flags.items() if v is not None}
+    ray_flags = {"address": args.address, "cpus_per_trial": args.cpus_per_trial, "gpus_per_trial": args.gpus_per_trial}
+    given = {k: v for k, v in ray_flags.items() if v is not None}
     if given and args.backend != "ray":
         flag = "--" + next(iter(given)).replace("_", "-")
         raise EffNasError(f"{flag} is read by --backend ray, but the backend is {args.backend}; add --backend ray "
                           f"or drop {flag}")
-    return create_backend(args.backend, **given)
+    workers = {} if args.workers is None else {"workers": args.workers}
+    return create_backend(args.backend, **given, **workers)

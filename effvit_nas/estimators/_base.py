@@ -61,6 +61,18 @@ class AccuracyEstimator(abc.ABC):
         """Raise ``EffNasError`` if this estimator cannot score the archs of ``space`` (called before a search)."""
 
 
+# Where an estimator that trains or evaluates runs (its ``device`` option): ``auto`` is the GPU where
+# torch sees one, as for ``effnas train``. A search resolves it once, where it starts, and every
+# backend scores there (search/ray_backend.py refuses Ray resources that disagree), so the same
+# command gives the same scores under both backends.
+DEVICES = ("auto", "cpu", "cuda")
+
+
+def check_device_option(device: str) -> None:
+    if device not in DEVICES:
+        raise EffNasError(f"estimator option device must be one of {', '.join(DEVICES)}, but got {device!r}")
+
+
 def register_estimator(cls: type[AccuracyEstimator]) -> type[AccuracyEstimator]:
     ESTIMATORS[cls.name] = cls
     return cls

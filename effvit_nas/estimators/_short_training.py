@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..arch import Arch
-from ._base import AccuracyEstimator, register_estimator
+from ._base import AccuracyEstimator, check_device_option, register_estimator
 from ._proxies import PROXY_DATA, PROXY_RESOLUTION, check_resolution_option, scoring_resolution
 
 __all__ = ["ShortTraining", "prune_with"]
@@ -32,13 +32,14 @@ class ShortTraining(AccuracyEstimator):
     reads_images = True
 
     def __init__(self, *, epochs: int = 2, seed: int = 0, resolution: int = PROXY_RESOLUTION,
-                 data: str = PROXY_DATA) -> None:
+                 data: str = PROXY_DATA, device: str = "auto") -> None:
         check_resolution_option(resolution)
-        self.epochs, self.seed, self.resolution, self.data = epochs, seed, resolution, data
+        check_device_option(device)
+        self.epochs, self.seed, self.resolution, self.data, self.device = epochs, seed, resolution, data, device
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "epochs": self.epochs, "seed": self.seed, "resolution": self.resolution,
-                "data": self.data}
+                "data": self.data, "device": self.device}
 
     def score(self, arch: Arch) -> float:
         return self.score_reporting(arch, None)
@@ -58,7 +59,8 @@ class ShortTraining(AccuracyEstimator):
 
         with tempfile.TemporaryDirectory() as tmp, torch.random.fork_rng():
             settings = TrainSettings(arch=arch, data=self.data, recipe=recipe, out_dir=Path(tmp), seed=self.seed,
-                                     img_size=scoring_resolution(arch, self.resolution), score_test=False)
+                                     img_size=scoring_resolution(arch, self.resolution), score_test=False,
+                                     device=self.device)
             metrics = train(settings, on_epoch=on_epoch)
         return float(metrics["val_top1"])
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..arch import Arch
 from ..errors import EffNasError
-from ._base import AccuracyEstimator, register_estimator
+from ._base import AccuracyEstimator, check_device_option, register_estimator
 
 if TYPE_CHECKING:
     from ..space import SearchSpace
@@ -33,7 +33,8 @@ class SupernetEstimator(AccuracyEstimator):
 
     # calibration defaults: supernet/calibrate.py's (literals here, so importing estimators loads no torch)
     def __init__(self, *, checkpoint: str = "", calibration_batches: int = 8, batch_size: int = 64,
-                 seed: int = 0) -> None:
+                 seed: int = 0, device: str = "auto") -> None:
+        check_device_option(device)
         if not checkpoint:
             raise EffNasError("the supernet estimator needs a trained supernet, but none was given; pass "
                               "--supernet runs/supernet-.../supernet.pt (from effnas supernet train)")
@@ -43,12 +44,14 @@ class SupernetEstimator(AccuracyEstimator):
         from ..train.loop import eval_loader
 
         self.checkpoint_path = str(checkpoint)
+        self.procs = Processes(0, 1, 0, pick_device(device))
         self.net, self.saved = load_supernet(checkpoint)
+        self.net.to(self.procs.device)
         self.calibration = calibration_for(self.net, self.saved, calibration_batches, batch_size, seed)
-        self.procs = Processes(0, 1, 0, pick_device("cpu"))
         held_out = open_data(self.data).with_transforms(saved_recipe(self.saved), input_size(self.net, self.saved))
         self.loader = eval_loader(held_out.val, batch_size, self.procs)
-        self.scoring = {"calibration_batches": calibration_batches, "batch_size": batch_size, "seed": seed}
+        self.scoring = {"calibration_batches": calibration_batches, "batch_size": batch_size, "seed": seed,
+                        "device": self.procs.device.type}
         self.cache: dict[Arch, float] = {}
 
     @property
@@ -80,7 +83,9 @@ class SupernetEstimator(AccuracyEstimator):
 
         scored = at_training_size(self.saved, arch)
         if scored not in self.cache:
-            autocast = dict(device_type="cpu", dtype=torch.bfloat16, enabled=False)
+            # bf16 on a GPU, as the supernet trained there (the training loop's autocast)
+            autocast = dict(device_type=self.procs.device.type, dtype=torch.bfloat16,
+                            enabled=self.procs.device.type == "cuda")
             with torch.random.fork_rng():  # leave the caller's random stream alone
                 result = subnet_accuracy(self.net, scored, self.calibration, self.loader, self.procs, autocast)
             self.cache[scored] = float(result["val_top1"])

@@ -1,5 +1,10 @@
 """The embedded default backend: an Optuna study in the output folder (an append-only journal file).
 
+Trials are asked, scored and told in rounds of ``workers``: the sampler asks a round's archs one after
+another, worker processes score them at once (search/_scoring_pool.py), and they are told in the
+order asked, so a seed gives the same study whatever order the workers finish in. With one worker
+the estimator scores in this process, one trial at a time.
+
 Objectives: the estimator's score (maximise) and the primary target's predicted latency (minimise),
 so the feasible Pareto front comes out, not just one point. Every budget is a constraint through
 ``trial.set_constraint`` (feasible when latency - budget <= 0). Unless the problem says otherwise,
@@ -15,8 +20,10 @@ from pathlib import Path
 
 import optuna
 
+from ..arch import Arch
 from ..errors import EffNasError, EstimatorError
 from ._backend import Progress, SearchBackend, register_backend
+from ._scoring_pool import ScoringPool, check_workers
 from ._study import (
     FAIL_REASON,
     SAMPLERS,
@@ -40,18 +47,28 @@ log = logging.getLogger(__name__)
 @register_backend
 class OptunaBackend(SearchBackend):
     name = "optuna"
-    description = "trials one after another in this process (the default)"
+    description = "trials on this machine, one at a time unless --workers scores several at once"
+
+    # One by default: on the main job, two workers were 1.38x faster but picked archs the estimator
+    # scores lower on 2 of 3 seeds and found none within the budget on a fourth (docs/SEARCH.md).
+    def __init__(self, *, workers: int = 1) -> None:
+        check_workers(workers)
+        self.workers = workers
 
     def run(self, problem: SearchProblem, out_dir: Path, *, trials: int, seed: int, sampler: str = "tpe",
             resume: bool = False, progress: Progress | None = None) -> optuna.Study:
         return run_optuna(problem, out_dir, trials=trials, seed=seed, sampler=sampler, resume=resume,
-                          progress=progress)
+                          progress=progress, workers=self.workers)
+
+    def describe(self) -> dict:
+        return {"workers": self.workers}
 
 
 def run_optuna(problem: SearchProblem, out_dir: Path | None, *, trials: int, seed: int, sampler: str = "tpe",
-               resume: bool = False, progress: Progress | None = None) -> optuna.Study:
+               resume: bool = False, progress: Progress | None = None, workers: int = 1) -> optuna.Study:
     """Run (or continue) the study until it holds ``trials`` finished trials; returns the study saved
-    in ``out_dir`` (``None``: kept in memory, nothing saved, no resume).
+    in ``out_dir`` (``None``: kept in memory, nothing saved, no resume). ``workers`` > 1 scores that
+    many archs at once in worker processes.
 
     The sampler works on an in-memory copy and each finished trial is appended to the study file at once.
     Writing through, every parameter and attribute is its own append (about 35 a trial), 10x the
@@ -71,13 +88,18 @@ def run_optuna(problem: SearchProblem, out_dir: Path | None, *, trials: int, see
     done = finished_count(working)
     if progress:
         progress(done, trials, "trials")
-    while done < trials:
-        finished = _run_trial(working, problem)
-        if record is not None:
-            record.add_trial(finished)
-        done += 1
-        if progress:
-            progress(done, trials, "trials")
+    pool = ScoringPool(problem.estimator, workers) if workers > 1 and done < trials else None
+    try:
+        while done < trials:
+            for finished in _run_round(working, problem, min(workers, trials - done), pool):
+                if record is not None:
+                    record.add_trial(finished)
+                done += 1
+                if progress:
+                    progress(done, trials, "trials")
+    finally:
+        if pool is not None:
+            pool.close()
     return record if record is not None else working
 
 
@@ -96,24 +118,56 @@ def _open_record(problem: SearchProblem, out_dir: Path, *, sampler: str, seed: i
     return record
 
 
-def _run_trial(study: optuna.Study, problem: SearchProblem) -> optuna.trial.FrozenTrial:
-    """Ask, score, tell; returns the finished trial. Ask/tell rather than ``study.optimize`` because an
-    estimator's failure is a result to record (FAIL, with its reason), not a warning with a traceback on
-    the user's terminal; anything else (a bug, Ctrl-C) is told as FAIL without a reason and raised."""
-    trial = study.ask()
+def _run_round(study: optuna.Study, problem: SearchProblem, size: int,
+               pool: ScoringPool | None) -> list[optuna.trial.FrozenTrial]:
+    """Ask ``size`` trials, score them (in ``pool`` when given), tell them in the order asked; returns the
+    finished trials. Ask/tell rather than ``study.optimize`` because an estimator's failure is a result
+    to record (FAIL, with its reason), not a warning with a traceback on the user's terminal; anything
+    else (a bug, Ctrl-C) tells every trial of the round as FAIL without a reason and is raised."""
+    asked: list[optuna.Trial] = []
     try:
-        arch = problem.space.suggest(trial)
-        latency, violations = problem.latency(arch)
-        for target, violation in violations.items():
-            trial.set_constraint(f"latency_ms:{target}", violation)
-        trial.set_user_attr("arch", arch.to_dict())
-        trial.set_user_attr("latency_ms", latency)
-        evaluation = problem.evaluate(arch)
-    except EstimatorError as exc:
-        trial.set_user_attr(FAIL_REASON, str(exc))
-        log.info("trial %d failed: %s", trial.number, exc)  # counted and reported at the end, not per trial
-        return study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        archs = []
+        for _ in range(size):
+            asked.append(trial := study.ask())
+            archs.append(_ask_arch(trial, problem))
+        scores = _scores(problem, archs, pool)
     except BaseException:
-        study.tell(trial, state=optuna.trial.TrialState.FAIL)
+        for trial in asked:
+            study.tell(trial, state=optuna.trial.TrialState.FAIL)
         raise
-    return study.tell(trial, [evaluation.score, evaluation.latency_ms[problem.primary.name]])
+    finished = []
+    for trial, arch, score in zip(asked, archs, scores):
+        if isinstance(score, EstimatorError):
+            trial.set_user_attr(FAIL_REASON, str(score))
+            log.info("trial %d failed: %s", trial.number, score)  # counted and reported at the end, not per trial
+            finished.append(study.tell(trial, state=optuna.trial.TrialState.FAIL))
+        else:
+            evaluation = problem.record(arch, score)
+            finished.append(study.tell(trial, [evaluation.score, evaluation.latency_ms[problem.primary.name]]))
+    return finished
+
+
+def _ask_arch(trial: optuna.Trial, problem: SearchProblem) -> Arch:
+    """The trial's arch, with its predicted latency set as the constraints (table lookups: cheap)."""
+    arch = problem.space.suggest(trial)
+    latency, violations = problem.latency(arch)
+    for target, violation in violations.items():
+        trial.set_constraint(f"latency_ms:{target}", violation)
+    trial.set_user_attr("arch", arch.to_dict())
+    trial.set_user_attr("latency_ms", latency)
+    return arch
+
+
+def _scores(problem: SearchProblem, archs: list[Arch], pool: ScoringPool | None) -> list[float | EstimatorError]:
+    """Each arch's score or the estimator's error; an arch scored before is not scored again."""
+    new = list(dict.fromkeys(a for a in archs if problem.known(a) is None))  # in order, once each
+    if pool is not None and new:
+        computed = dict(zip(new, pool.score_all(new)))
+    else:
+        computed = {}
+        for arch in new:
+            try:
+                computed[arch] = problem.evaluate(arch).score
+            except EstimatorError as exc:
+                computed[arch] = exc
+    return [computed[a] if a in computed else problem.known(a).score for a in archs]

@@ -99,10 +99,11 @@ def run_ray(problem: SearchProblem, out_dir: Path, *, trials: int, seed: int, sa
     # Tune's rich console output (config tables, TensorBoard hints) would bury the command's progress
     # bar; its legacy engine honours verbose=0. Read by Tune when the run starts.
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    options = worker_estimator_options(problem.estimator, settings)
     started_here = _connect(settings)
     trainable = tune.with_resources(
         tune.with_parameters(_run_trial, estimator_name=problem.estimator.name,
-                             estimator_options=dict(problem.estimator.options), threads=settings.cpus_per_trial),
+                             estimator_options=options, threads=settings.cpus_per_trial),
         {"cpu": settings.cpus_per_trial, "gpu": settings.gpus_per_trial})
     _LIVE_PROGRESS[_experiment_key(experiment)] = progress
     try:
@@ -120,6 +121,32 @@ def run_ray(problem: SearchProblem, out_dir: Path, *, trials: int, seed: int, sa
         # interrupt like the embedded backend's (exit 130, "rerun with --resume"), not a result
         raise KeyboardInterrupt
     return study
+
+
+def worker_estimator_options(estimator: Any, settings: RaySettings) -> dict[str, Any]:
+    """The options the workers build the estimator from, its ``device`` resolved here as the embedded
+    backend resolves it. A worker's own ``auto`` would see the GPUs Ray lets it see (none with
+    --gpus-per-trial 0): the same command would train in fp32 on CPUs under Ray and in bf16 on the GPU
+    under Optuna, and score differently. So the resources must match the device instead."""
+    from ..estimators import option_defaults
+
+    options = dict(estimator.options)
+    if "device" not in option_defaults(estimator.name):
+        return options  # the proxies: always on CPUs, under both backends
+    device = options.get("device", "auto")
+    if device == "auto":
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if device == "cuda" and settings.gpus_per_trial == 0:
+        raise EffNasError(f"estimator {estimator.name!r} runs on the GPU here, so each Ray trial needs a share of "
+                          "one, but --gpus-per-trial is 0; pass e.g. --gpus-per-trial 0.5, or "
+                          "--estimator-arg device=cpu to score on CPUs")
+    if device == "cpu" and settings.gpus_per_trial > 0:
+        raise EffNasError(f"--gpus-per-trial reserves GPUs for each trial, but estimator {estimator.name!r} runs on "
+                          f"the CPU (device {options.get('device', 'auto')}, no GPU seen here); drop "
+                          "--gpus-per-trial or pass --estimator-arg device=cuda")
+    return {**options, "device": device}
 
 
 def _tuner(problem: SearchProblem, out_dir: Path, trials: int, seed: int, sampler: str, resume: bool,

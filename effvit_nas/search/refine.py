@@ -3,16 +3,17 @@ archs the cheap estimator ranked best under each budget.
 
 A zero-cost proxy scores thousands of archs in seconds but ranks trained networks only roughly; a
 few epochs of training rank them far better but cost minutes each. So the proxy searches the whole
-budgeted space, and per budget its ``candidates`` best distinct archs (within the budget's limit)
-are trained for up to ``epochs`` epochs, one after another in the proxy's order, under Optuna's
-``SuccessiveHalvingPruner`` (reduction factor 2): at epochs 1, 2, 4, ... a candidate goes on only if
-its validation top-1 is in the better half of all candidates that reached that epoch (with fewer
-than four there, only if it is the best of them), so the proxy's first choice always completes and
-a later one must beat what came before. The pick is the best completed candidate by that top-1; the
-proxy's score is kept beside it. An arch that is a candidate under several budgets of a family is
-trained once. Each budget's refinement is its own single-objective study in the run's study file,
-named after the budget and a digest of the settings and the candidates, so an interrupted
-refinement resumes where it stopped and a changed one starts afresh instead of mixing old results in.
+budgeted space, and per budget ``candidates`` of its best distinct archs (within the budget's limit,
+the best at each input resolution first: ``shortlist``) are trained for up to ``epochs`` epochs, one
+after another in the proxy's order, under Optuna's ``SuccessiveHalvingPruner`` (reduction factor 2):
+at epochs 1, 2, 4, ... a candidate goes on only if its validation top-1 is in the better half of all
+candidates that reached that epoch (with fewer than four there, only if it is the best of them), so
+the proxy's first choice always completes and a later one must beat what came before. The pick is
+the best completed candidate by that top-1; the proxy's score is kept beside it. An arch that is a
+candidate under several budgets of a family is trained once. Each budget's refinement is its own
+single-objective study in the run's study file, named after the budget and a digest of the settings
+and the candidates, so an interrupted refinement resumes where it stopped and a changed one starts
+afresh instead of mixing old results in.
 """
 
 from __future__ import annotations
@@ -75,7 +76,8 @@ def refine(study: optuna.Study, problem: SearchProblem, out_dir: Path | None, re
     limit = problem.primary.limit_ms
     primary = problem.primary.name
     feasible = sorted(feasible_candidates(study, problem), key=lambda c: -c.score)
-    per_budget = {budget: [c for c in feasible if c.latency_ms[primary] <= limit(budget)][:refinement.candidates]
+    per_budget = {budget: shortlist([c for c in feasible if c.latency_ms[primary] <= limit(budget)],
+                                    refinement.candidates)
                   for budget in problem.primary.budgets_ms}
     total, done = sum(len(c) for c in per_budget.values()), 0
     picks: dict[float, RefinedPick] = {}
@@ -101,6 +103,22 @@ def refine(study: optuna.Study, problem: SearchProblem, out_dir: Path | None, re
     if progress:
         progress(total, total, "refined")
     return picks
+
+
+def shortlist(ranked: list[Candidate], size: int) -> list[Candidate]:
+    """``size`` candidates from ``ranked`` (the proxy's order, best first), spread over input resolutions:
+    the best arch at each resolution first, then the next best overall.
+
+    The proxy's top few are near-copies at one resolution: a score from an untrained network barely
+    sees the input side (synflow's ranking moves little with it, docs/BENCHMARKS.md), while what a
+    resolution costs in detail only shows once the network learns. So training, not the proxy,
+    decides the resolution; the proxy decides the shape at each."""
+    best_per_side: dict[int, Candidate] = {}
+    for candidate in ranked:
+        best_per_side.setdefault(candidate.arch.resolution, candidate)
+    chosen = list(best_per_side.values())[:size]
+    rest = [c for c in ranked if c not in chosen]
+    return sorted(chosen + rest[:size - len(chosen)], key=ranked.index)
 
 
 def _digest(refinement: Refinement, candidates: list[Candidate]) -> str:

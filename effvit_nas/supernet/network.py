@@ -52,7 +52,7 @@ class Supernet(nn.Module):
         for i, (stage, choices) in enumerate(zip(self.stages, space.stages)):
             for block in stage.blocks:
                 _widen_attention(block.mixer.m.attn, choices, max(space.kernels), largest_window[i])
-        self._subnets: OrderedDict[Arch, _Subnet] = OrderedDict()
+        self._subnets: OrderedDict[tuple[Arch, torch.device], _Subnet] = OrderedDict()
 
     @classmethod
     def from_space(cls, space: SearchSpace, num_classes: int = 1000) -> Supernet:
@@ -79,7 +79,7 @@ class Supernet(nn.Module):
         subnet = self._subnet(arch)
         subnet.skeleton.train(self.training)
         full = self._full
-        tensors = self._subnet_tensors(subnet, full, x.device)
+        tensors = self._subnet_tensors(subnet, full)
         out = torch.func.functional_call(subnet.skeleton, tensors, (x,), strict=True)
         if self.training:  # BN statistics updated on gathered copies go back to the shared buffers
             with torch.no_grad():
@@ -106,10 +106,16 @@ class Supernet(nn.Module):
         return dict(self.named_parameters()) | dict(self.named_buffers())
 
     def _subnet(self, arch: Arch) -> _Subnet:
-        """A weightless (meta-device) static model of ``arch`` and where each of its tensors comes from."""
-        if arch in self._subnets:
-            self._subnets.move_to_end(arch)
-            return self._subnets[arch]
+        """A weightless (meta-device) static model of ``arch`` and where each of its tensors comes from.
+
+        Index tensors (qkv rows, bias columns, bias offsets) are made once per arch on the supernet's
+        device and kept: made per call on the CPU, each forward would copy hundreds of small tensors to
+        the GPU, each copy a blocking host-to-device transfer."""
+        device = next(self.parameters()).device
+        key = (arch, device)
+        if key in self._subnets:
+            self._subnets.move_to_end(key)
+            return self._subnets[key]
         self.check(arch)
         with torch.device("meta"):
             skeleton = build_model(arch, num_classes=self.num_classes)
@@ -117,30 +123,28 @@ class Supernet(nn.Module):
         subnet = _Subnet(skeleton, {}, {}, [])
         for name, tensor in (*skeleton.named_parameters(), *skeleton.named_buffers()):
             if name.endswith("attention_bias_idxs"):  # not a weight: a function of the window
-                subnet.bias_windows[name] = math.isqrt(tensor.shape[0])
+                subnet.bias_indices[name] = relative_offset_index(math.isqrt(tensor.shape[0])).to(device)
                 continue
             selection = select(name, tuple(full[name].shape), tuple(tensor.shape), arch, self.max_key_dims)
+            selection = tuple(p if isinstance(p, slice) else p.to(device) for p in selection)
             subnet.selections[name] = selection
             if not isinstance(full[name], nn.Parameter) and any(not isinstance(p, slice) for p in selection):
                 subnet.gathered_buffers.append(name)
-        self._subnets[arch] = subnet
+        self._subnets[key] = subnet
         if len(self._subnets) > _SUBNETS_KEPT:
             self._subnets.popitem(last=False)
         return subnet
 
-    def _subnet_tensors(self, subnet: _Subnet, full: dict[str, torch.Tensor],
-                        device: torch.device) -> dict[str, torch.Tensor]:
-        out = {name: gather(full[name], selection) for name, selection in subnet.selections.items()}
-        for name, window in subnet.bias_windows.items():
-            out[name] = relative_offset_index(window).to(device)
-        return out
+    def _subnet_tensors(self, subnet: _Subnet, full: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        return {name: gather(full[name], selection) for name, selection in subnet.selections.items()} | \
+            subnet.bias_indices
 
 
 @dataclasses.dataclass
 class _Subnet:
     skeleton: nn.Module  # the static model of the arch on the meta device: structure, no storage
     selections: dict[str, Selection]  # tensor name -> its part of the supernet's tensor of that name
-    bias_windows: dict[str, int]  # attention-bias index buffers -> their window
+    bias_indices: dict[str, torch.Tensor]  # attention-bias index buffers (a function of the window)
     gathered_buffers: list[str]  # BN statistics that are copies, not views: written back after training
 
 

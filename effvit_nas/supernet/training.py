@@ -207,7 +207,7 @@ class _SandwichRunner(EpochRunner):
                  steps_per_epoch: int, state: RunState, calibration: list[Any]) -> None:
         from timm.loss import SoftTargetCrossEntropy
 
-        super().__init__(net, optimizer, settings.recipe, data, procs, steps_per_epoch, state)
+        super().__init__(net, optimizer, settings.recipe, data, procs, steps_per_epoch, state, workers=settings.workers)
         self.settings, self.calibration = settings, calibration
         self.distill = SoftTargetCrossEntropy()
         self.rng: Any = None

@@ -44,6 +44,16 @@ class Processes:
         dist.all_reduce(tensor)
         return tensor.tolist()
 
+    def all_finite(self, value: float) -> bool:
+        """Whether ``value`` is finite on every process. Each must stop when one does: a process that
+        raised alone would leave the others waiting forever in their next collective call."""
+        import math
+
+        finite = math.isfinite(value)
+        if not self.distributed:
+            return finite
+        return self.all_sum(0.0 if finite else 1.0)[0] == 0
+
     def barrier(self) -> None:
         if self.distributed:
             import torch.distributed as dist

@@ -103,7 +103,8 @@ def train(settings: TrainSettings, *, progress: Progress | None = None,
         seed_everything(settings.seed, 0, 0)  # identical initial weights on every rank
         model, ema, optimizer, state = _build(settings, data, procs, checkpoint_path, fingerprint)
         loader = train_loader(data, recipe, settings.seed, settings.workers, procs)
-        runner = EpochRunner(model, optimizer, recipe, data, procs, len(loader), state, ema=ema)
+        runner = EpochRunner(model, optimizer, recipe, data, procs, len(loader), state, ema=ema,
+                             workers=settings.workers)
         if procs.is_main:
             log.info("training %s on %s: %d epochs x %d steps, lr %.2e", settings.arch.arch_id, data.source,
                      recipe.epochs, len(loader), recipe.scaled_lr())
@@ -120,7 +121,7 @@ def train(settings: TrainSettings, *, progress: Progress | None = None,
         if data.test is None or not settings.score_test:
             return summarise(state.history, settings, fingerprint)  # as written after the last epoch
         # the held-out test split, once, after the last epoch: no epoch, checkpoint or choice sees it
-        test = runner.evaluate_split(eval_loader(data.test, recipe.batch_size, procs), "test")
+        test = runner.evaluate_split(eval_loader(data.test, recipe.batch_size, procs, settings.workers), "test")
         if procs.is_main:
             write_metrics(settings.out_dir, state.history, settings, fingerprint, test)
         return summarise(state.history, settings, fingerprint, test)
@@ -210,7 +211,10 @@ def train_loader(data: ImageData, recipe: Recipe, seed: int, workers: int, procs
     import torch
     from torch.utils.data import DataLoader, DistributedSampler
 
-    if recipe.repeated_aug:
+    # Repeated augmentation (DeiT) puts each image's copies on different processes, where they get
+    # different augmentations within one global batch. In one process all copies would land in the same
+    # local batch, so there the plain shuffle stands in for it (docs/TRAINING.md).
+    if recipe.repeated_aug and procs.distributed:
         from timm.data.distributed_sampler import RepeatAugSampler
 
         sampler = RepeatAugSampler(data.train, num_replicas=procs.world_size, rank=procs.rank)
@@ -260,7 +264,7 @@ class EpochRunner:
     ddp = True  # wrap the network in DistributedDataParallel under torchrun
 
     def __init__(self, model: Any, optimizer: Any, recipe: Recipe, data: ImageData, procs: Processes,
-                 steps_per_epoch: int, state: RunState, *, ema: Any = None) -> None:
+                 steps_per_epoch: int, state: RunState, *, ema: Any = None, workers: int = 0) -> None:
         import torch
 
         self.model, self.ema, self.optimizer, self.recipe, self.procs = model, ema, optimizer, recipe, procs
@@ -280,7 +284,7 @@ class EpochRunner:
         self.clipped = [p for name, p in model.named_parameters() if not name.startswith("head.linear")]
         self.autocast = dict(device_type=procs.device.type, dtype=torch.bfloat16,
                              enabled=procs.device.type == "cuda" and recipe.amp)
-        self.val_loader = eval_loader(data.val, recipe.batch_size, procs)
+        self.val_loader = eval_loader(data.val, recipe.batch_size, procs, workers)
         self.position = ""  # "epoch E step S", for errors
 
     def run_epoch(self, epoch: int, loader: Any, progress: Progress | None) -> dict[str, float]:
@@ -329,10 +333,10 @@ class EpochRunner:
         return {"train_loss": loss.item()}
 
     def backward(self, loss: Any) -> None:
-        import torch
-
-        if not torch.isfinite(loss):
-            raise TrainingError(f"the training loss must stay finite, but it is {loss.item()} at {self.position}; "
+        value = loss.item()
+        if not self.procs.all_finite(value):
+            where = "" if not self.procs.distributed else f" on rank {self.procs.rank} (some rank's is not)"
+            raise TrainingError(f"the training loss must stay finite, but it is {value}{where} at {self.position}; "
                                 "lower --lr or raise warmup_epochs with --set")
         loss.backward()
 
@@ -347,12 +351,14 @@ class EpochRunner:
         return row
 
 
-def eval_loader(dataset: Any, batch_size: int, procs: Processes) -> Any:
-    """Every rank evaluates a disjoint slice, so the summed counts are the whole set, once."""
+def eval_loader(dataset: Any, batch_size: int, procs: Processes, workers: int = 0) -> Any:
+    """Every rank evaluates a disjoint slice, so the summed counts are the whole set, once. Decoded by
+    as many workers as training (an ImageFolder's JPEGs cost as much to read here as there)."""
     from torch.utils.data import DataLoader, Subset
 
     shard = Subset(dataset, range(procs.rank, len(dataset), procs.world_size))
-    return DataLoader(shard, batch_size=max(1, batch_size // procs.world_size), shuffle=False)
+    return DataLoader(shard, batch_size=max(1, batch_size // procs.world_size), shuffle=False, num_workers=workers,
+                      pin_memory=procs.device.type == "cuda", persistent_workers=workers > 0)
 
 
 def evaluate(model: Any, loader: Any, procs: Processes, prefix: str, autocast: dict[str, Any]) -> dict[str, float]:

@@ -96,7 +96,8 @@ def test_search_data_is_checked_up_front_and_only_for_estimators_that_read_image
     from ..cli.helpers import assert_one_line_error, effnas
 
     base = ["search", "--target", "amd-epyc-2core-ort-b1", "--budget", "9ms", "--trials", "2"]
-    assert_one_line_error(effnas(*base, "--estimator", "size-prior", "--data", "digits", "--out", str(tmp_path / "a")),
+    assert_one_line_error(effnas(*base, "--estimator", "size-prior", "--data", "digits", "--refine", "0",
+                                 "--out", str(tmp_path / "a")),
                           "--data is read by the estimators that look at images (",
                           "but the estimator is size-prior and --refine is off")
     assert_one_line_error(effnas(*base, "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "b")),

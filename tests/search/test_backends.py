@@ -30,8 +30,8 @@ def test_listing_the_backends_loads_no_ray():
 def test_unknown_names_and_options_list_the_valid_ones():
     with pytest.raises(UnknownNameError, match=r"--backend must be one of optuna, ray, but got 'dask'"):
         create_backend("dask")
-    with pytest.raises(UnknownNameError, match=r"backend 'optuna' options must be among none, but got workers"):
-        create_backend("optuna", workers=2)
+    with pytest.raises(UnknownNameError, match=r"'optuna' options must be among \['workers'\], but got address"):
+        create_backend("optuna", address="auto")
     assert create_backend().name == "optuna"
 
 

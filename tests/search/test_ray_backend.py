@@ -136,7 +136,8 @@ def test_ctrl_c_on_a_ray_search_is_an_interrupt_not_a_result(tmp_path, ray_clust
 def test_ray_flags_need_the_ray_backend(tmp_path, tiny_table_path):
     base = ["search", "--target", str(tiny_table_path), "--budget", "50ms", "--margin", "5%", "--space", TINY_SPACE,
             "--out", str(tmp_path / "x")]
-    assert_one_line_error(effnas(*base, "--workers", "2"), "--workers is read by --backend ray")
+    assert_one_line_error(effnas(*base, "--address", "auto"), "--address is read by --backend ray")
+    assert_one_line_error(effnas(*base, "--workers", "0"), "--workers must be at least 1")  # the Optuna backend's
     assert_one_line_error(effnas(*base, "--backend", "dask"), "--backend must be one of")
     assert_one_line_error(effnas(*base, "--backend", "ray", "--workers", "0"), "--workers must be at least 1")
     assert not (tmp_path / "x").exists()
@@ -147,3 +148,27 @@ def test_ray_flags_need_the_ray_backend(tmp_path, tiny_table_path):
 
 # one shared local cluster, Tune trials in worker processes: slow by nature
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"), pytest.mark.slow]
+
+
+@pytest.mark.parametrize("device, gpus, expected", [
+    ("cpu", 0.0, "cpu"), ("cpu", 0.5, "reserves GPUs for each trial, but estimator 'short-training' runs on the CPU"),
+    ("cuda", 0.0, "runs on the GPU here, so each Ray trial needs a share of one, but --gpus-per-trial is 0"),
+    ("cuda", 0.5, "cuda")])
+def test_ray_workers_score_where_the_embedded_backend_would(device, gpus, expected):
+    """One rule for the device: resolved where the search starts, Ray's resources must agree (no cluster needed)."""
+    from effvit_nas.errors import EffNasError
+    from effvit_nas.search.ray_backend import worker_estimator_options
+
+    estimator = create_estimator("short-training", device=device, **TRAINING)
+    settings = RaySettings(gpus_per_trial=gpus)
+    if expected in ("cpu", "cuda"):
+        assert worker_estimator_options(estimator, settings) == {**TRAINING, "device": expected}
+    else:
+        with pytest.raises(EffNasError, match=expected):
+            worker_estimator_options(estimator, settings)
+    auto = create_estimator("short-training", **TRAINING)
+    import torch
+
+    here = "cuda" if torch.cuda.is_available() else "cpu"
+    assert worker_estimator_options(auto, RaySettings(gpus_per_trial=0.5 if here == "cuda" else 0.0))["device"] == here
+    assert worker_estimator_options(create_estimator("synflow"), settings) == {}  # proxies: CPUs under both backends

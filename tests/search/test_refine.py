@@ -59,3 +59,17 @@ def test_refinement_settings_are_checked():
         Refinement(candidates=0)
     with pytest.raises(EffNasError, match="--refine-epochs must be at least 1"):
         Refinement(epochs=0)
+
+
+def test_the_shortlist_takes_the_best_at_each_resolution_first_in_the_proxy_s_order():
+    from effvit_nas.search.refine import shortlist
+    from effvit_nas.search.results import Candidate
+
+    m0 = Arch.preset("m0")
+    sides = [64, 64, 64, 96, 64, 128]  # the proxy's order: its top three are all 64 px
+    ranked = [Candidate(i, m0.replace(resolution=side, widths=(64 + 16 * i, 128, 192)), 10.0 - i, {"t": 1.0})
+              for i, side in enumerate(sides)]
+    assert [c.trial for c in shortlist(ranked, 3)] == [0, 3, 5]  # the best 64, 96 and 128 px archs
+    assert [c.trial for c in shortlist(ranked, 4)] == [0, 1, 3, 5]  # then the next best overall
+    assert [c.trial for c in shortlist(ranked, 1)] == [0]
+    assert [c.trial for c in shortlist(ranked, 10)] == list(range(6))

@@ -131,3 +131,13 @@ def test_recalibration_measures_the_statistics_of_the_given_batches(supernet):
     assert first.bn.momentum == 0.1  # restored
     with pytest.raises(ValueError, match="at least one batch"):
         recalibrate_bn(model, [])
+
+
+def test_index_tensors_are_made_once_per_arch_on_the_supernet_s_device(supernet):
+    """Made per call on the CPU, they would be hundreds of blocking copies to a GPU each forward."""
+    arch = Arch.preset("m1")
+    subnet = supernet._subnet(arch)
+    first, again = (supernet._subnet_tensors(supernet._subnet(arch), supernet._full) for _ in range(2))
+    assert subnet.bias_indices and all(first[n] is again[n] for n in subnet.bias_indices)
+    gathered = [p for s in subnet.selections.values() for p in s if not isinstance(p, slice)]
+    assert gathered and all(p.device == next(supernet.parameters()).device for p in gathered)
