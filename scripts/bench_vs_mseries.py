@@ -293,7 +293,7 @@ def save_partial(work: Path, args: argparse.Namespace) -> None:
             metrics = read_json(folder / f"seed{seed}" / "metrics.json")
             if metrics and metrics.get("test_top1") is not None:
                 rows.setdefault(folder.name, []).append({
-                    "seed": seed, "test_top1": metrics["test_top1"], "arch": metrics["arch"],
+                    "seed": seed, "test_top1": metrics["test_top1"], "arch": metrics["settings"]["arch"],
                     "val_top1_per_epoch": [e["val_top1"] for e in metrics["epochs"]],
                     "train_img_per_s": metrics["train_img_per_s"]})
     variants = {p.stem: read_json(p) for p in sorted((work / "variants").glob("*.json"))}
