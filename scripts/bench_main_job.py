@@ -56,7 +56,8 @@ def budget_use(target: str, family: str, out: Path) -> list[dict]:
         raise SystemExit(f"the family search must run, but it exited {done.returncode}: "
                          f"{done.stderr.strip().splitlines()[-1:]}")
     best = json.loads((out / "metadata.json").read_text())["best"]
-    rows = [{"budget": b, "none_found": done.stderr.strip().splitlines()[-1]}
+    reason = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
+    rows = [{"budget": b, "none_found": reason}
             for b in family.split(",") if format_ms(parse_budgets_ms(b)[0]) not in best]
     for label, pick in best.items():
         predicted, limit = next(iter(pick["predicted_latency_ms"].values())), next(iter(pick["limit_ms"].values()))
@@ -85,7 +86,8 @@ def main() -> None:
         use = budget_use(args.target, args.family, Path(scratch) / "family")
     medians = {name: statistics.median(r["wall_s"] for r in rs) for name, rs in runs.items()}
     ratio = medians["default (one process)"] / medians["--workers 2"]
-    print("| configuration | workers | wall s (each round) | median s | pick's score | pick's predicted ms / limit |")
+    print("| configuration | workers | wall s (each round) | median s | pick's score (each round) | "
+          "round 1 pick's predicted ms / limit |")
     print("|---|---|---|---|---|---|")
     for name, rs in runs.items():
         walls = ", ".join(f"{r['wall_s']:.1f}" for r in rs)

@@ -245,6 +245,12 @@ def markdown(rows: list[dict], verdict: dict) -> str:
     return "\n".join(lines)
 
 
+def pick_file(folder: Path, budget: float) -> Path | None:
+    """The pick a finished search in ``folder`` made for ``budget`` (best.yaml alone for one budget)."""
+    best = (read_json(folder / "metadata.json") or {}).get("best", {}).get(format_ms(budget))
+    return Path(best["files"][0]) if best else None
+
+
 def latency_ratios(table: LatencyTable, work: Path, m_archs: dict[str, Path], budgets: dict[str, float],
                    rounds: int) -> dict[str, dict]:
     """Every variant's pick beside the M model of its budget, in the same interleaved rounds: the
@@ -256,8 +262,8 @@ def latency_ratios(table: LatencyTable, work: Path, m_archs: dict[str, Path], bu
         for m, m_path in m_archs.items():
             archs = {m: Arch.from_yaml(m_path)}
             for folder in sorted(work.glob("search*")):
-                pick = folder / f"best-{format_ms(budgets[m])}.yaml"
-                if (folder / "metadata.json").exists() and pick.exists():
+                pick = pick_file(folder, budgets[m])
+                if pick is not None:
                     variant = DEFAULT_VARIANT if folder.name == "search" else folder.name.removeprefix("search-")
                     archs[variant] = Arch.from_yaml(pick)
             log(f"timing {', '.join(archs)} at {m.upper()}'s budget, interleaved ({rounds} rounds)")
@@ -303,7 +309,7 @@ def save_partial(work: Path, args: argparse.Namespace) -> None:
     for variant in variants:
         folder = work / ("search" if variant == DEFAULT_VARIANT else f"search-{variant}")
         metadata = read_json(folder / "metadata.json") or {"best": {}}
-        picks[variant] = {label: {"arch": Arch.from_yaml(folder / f"best-{label}.yaml").to_dict(),
+        picks[variant] = {label: {"arch": Arch.from_yaml(best["files"][0]).to_dict(),
                                   **{k: best[k] for k in ("predicted_latency_ms", "limit_ms", "score", "params")},
                                   **({"refined_top1": best["refined_top1"]} if "refined_top1" in best else {})}
                           for label, best in metadata["best"].items()}

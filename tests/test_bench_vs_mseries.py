@@ -28,6 +28,7 @@ def test_the_tiny_benchmark_runs_every_step_and_reports(tmp_path):
     assert len(verified) == 2 and all(v["latency"]["measured_ms"] > 0 for v in verified)
 
 
+@pytest.mark.slow  # runs the script in a subprocess
 @pytest.mark.parametrize("flags", [["--variant", "zico"], ["--search-args=--estimator zico"],
                                    ["--variant", "a/b", "--search-args=--estimator zico"]])
 def test_a_variant_needs_a_name_and_its_own_search_arguments(tmp_path, flags):

@@ -73,6 +73,15 @@ def check_device_option(device: str) -> None:
         raise EffNasError(f"estimator option device must be one of {', '.join(DEVICES)}, but got {device!r}")
 
 
+def resolved_device(device: str) -> str:
+    """``auto`` as it resolves on this machine (what a search records: a GPU run and a CPU run score apart)."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
 def register_estimator(cls: type[AccuracyEstimator]) -> type[AccuracyEstimator]:
     ESTIMATORS[cls.name] = cls
     return cls

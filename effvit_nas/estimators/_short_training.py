@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from ..arch import Arch
-from ._base import AccuracyEstimator, check_device_option, register_estimator
+from ._base import AccuracyEstimator, check_device_option, register_estimator, resolved_device
 from ._proxies import PROXY_DATA, PROXY_RESOLUTION, check_resolution_option, scoring_resolution
 
 __all__ = ["ShortTraining", "prune_with"]
@@ -39,7 +39,7 @@ class ShortTraining(AccuracyEstimator):
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "epochs": self.epochs, "seed": self.seed, "resolution": self.resolution,
-                "data": self.data, "device": self.device}
+                "data": self.data, "device": resolved_device(self.device)}
 
     def score(self, arch: Arch) -> float:
         return self.score_reporting(arch, None)

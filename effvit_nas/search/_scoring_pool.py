@@ -36,11 +36,9 @@ def usable_cpus() -> int:
 
 
 def rebuildable(estimator: AccuracyEstimator) -> bool:
-    """Whether a worker building the estimator from its name and options gets the same one (an
-    estimator constructed by hand, not by ``create_estimator``, records no options)."""
-    from ..estimators import create_estimator
-
-    return create_estimator(estimator.name, **estimator.options).describe() == estimator.describe()
+    """Whether a worker can build the same estimator from its name and options: ``create_estimator``
+    records them on the instance; one constructed by hand has none (the class default)."""
+    return "options" in vars(estimator)
 
 
 def check_workers(workers: int) -> None:
@@ -51,8 +49,17 @@ def check_workers(workers: int) -> None:
                           f"processes than cores only slow each other), but got {workers}")
 
 
-def _start_worker(name: str, options: dict[str, Any]) -> None:
+def _start_worker(name: str, options: dict[str, Any], threads: int) -> None:
+    """Build the estimator; the workers share the cores (an estimator that trains would otherwise take
+    one thread per core in each) and leave Ctrl-C to the search, which stops the round."""
     global _WORKER_ESTIMATOR
+    import signal
+
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    import torch
+
+    torch.set_num_threads(threads)
     from ..estimators import create_estimator
 
     _WORKER_ESTIMATOR = create_estimator(name, **options)
@@ -79,17 +86,12 @@ class ScoringPool:
         self.workers = workers
         self._executor = ProcessPoolExecutor(
             workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker,
-            initargs=(estimator.name, dict(estimator.options)))
+            initargs=(estimator.name, dict(estimator.options), max(1, usable_cpus() // workers)))
 
     def score_all(self, archs: list[Arch]) -> list[float | EstimatorError]:
         results = list(self._executor.map(_score, archs))
         return [EstimatorError(r) if isinstance(r, str) else r for r in results]
 
-    def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
-
-    def __enter__(self) -> ScoringPool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
+    def close(self, *, abandon: bool = False) -> None:
+        """Stop the workers; ``abandon`` (an error or Ctrl-C): without waiting for the archs in flight."""
+        self._executor.shutdown(wait=not abandon, cancel_futures=True)

@@ -73,7 +73,7 @@ def run_optuna(problem: SearchProblem, out_dir: Path | None, *, trials: int, see
     The sampler works on an in-memory copy and each finished trial is appended to the study file at once.
     Writing through, every parameter and attribute is its own append (about 35 a trial), 10x the
     sampling's cost (docs/SEARCH.md). A kill loses only
-    the trial in flight, which runs again on resume, as before."""
+    the trials in flight (one, or a round with workers), which run again on resume."""
     quiet_optuna()
     if out_dir is None:
         working = create_study(problem, None, sampler=sampler, seed=seed, backend=OptunaBackend.name)
@@ -97,9 +97,12 @@ def run_optuna(problem: SearchProblem, out_dir: Path | None, *, trials: int, see
                 done += 1
                 if progress:
                     progress(done, trials, "trials")
-    finally:
+    except BaseException:
         if pool is not None:
-            pool.close()
+            pool.close(abandon=True)
+        raise
+    if pool is not None:
+        pool.close()
     return record if record is not None else working
 
 

@@ -143,9 +143,9 @@ def worker_estimator_options(estimator: Any, settings: RaySettings) -> dict[str,
                           "one, but --gpus-per-trial is 0; pass e.g. --gpus-per-trial 0.5, or "
                           "--estimator-arg device=cpu to score on CPUs")
     if device == "cpu" and settings.gpus_per_trial > 0:
+        why = "device cpu" if options.get("device") == "cpu" else "device auto, and torch sees no GPU here"
         raise EffNasError(f"--gpus-per-trial reserves GPUs for each trial, but estimator {estimator.name!r} runs on "
-                          f"the CPU (device {options.get('device', 'auto')}, no GPU seen here); drop "
-                          "--gpus-per-trial or pass --estimator-arg device=cuda")
+                          f"the CPU ({why}); drop --gpus-per-trial or pass --estimator-arg device=cuda")
     return {**options, "device": device}
 
 

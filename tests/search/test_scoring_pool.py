@@ -27,6 +27,7 @@ def two_worker_search(seed: int, trials: int = 8):
     return run_optuna(problem, None, trials=trials, seed=seed, workers=2)
 
 
+@pytest.mark.slow  # spawns worker processes
 def test_worker_scores_are_the_scores_made_here_and_a_seed_gives_the_same_study():
     first, again = two_worker_search(seed=3), two_worker_search(seed=3)
     here = create_estimator("synflow")

@@ -38,6 +38,7 @@ def _report_finite(rank: int, port: int, values: list[list[float]], results) -> 
         dist.destroy_process_group()
 
 
+@pytest.mark.slow  # spawns processes
 def test_every_rank_stops_when_one_rank_s_loss_is_not_finite():
     """Two real gloo processes, three steps: a rank whose own loss is finite must still learn that
     another's is not, or it would wait forever in its next all-reduce while the other raised."""
@@ -54,10 +55,15 @@ def test_every_rank_stops_when_one_rank_s_loss_is_not_finite():
     processes = [context.Process(target=_report_finite, args=(rank, port, steps, results)) for rank in range(2)]
     for process in processes:
         process.start()
-    answers = dict(results.get(timeout=120) for _ in processes)
-    for process in processes:
-        process.join(timeout=60)
+    try:
+        answers = dict(results.get(timeout=120) for _ in processes)
+        for process in processes:
+            process.join(timeout=60)
+    finally:
+        for process in processes:
+            process.kill()
     assert answers == {0: [False, False, True], 1: [False, False, True]}
+    assert [process.exitcode for process in processes] == [0, 0]
 
 
 def test_one_process_shuffles_plainly_where_the_paper_recipe_repeats_augmentation():
