@@ -7,7 +7,8 @@ Each round runs every configuration once with the round's seed (interleaved, so 
 speed state of that round); the figures are medians over rounds and the ratio of the medians. Each
 run's pick (arch id, score, predicted latency) is kept and compared seed by seed: a faster
 configuration that picks worse archs is no gain.
-Then one default family search (``--family``) reports how much of each budget its pick uses.
+Then one default family search (``--family``), and each of its budgets searched alone, report how much
+of each budget the pick uses.
 Writes docs/results/main_job.json and prints Markdown for docs/BENCHMARKS.md.
 """
 
@@ -48,8 +49,8 @@ def run_once(target: str, budget: str, extra: list[str], out: Path, seed: int) -
 
 
 def budget_use(target: str, family: str, out: Path) -> list[dict]:
-    """One default family search: each pick's predicted latency as a share of its limit (the budget after
-    the confidence factor), the issue's "use the budget" check."""
+    """One default search over ``family`` (a family, or one budget): each pick's predicted latency as a
+    share of its limit (the budget after the confidence factor), the issue's "use the budget" check."""
     command = [sys.executable, "-m", "effvit_nas", "search", "--target", target, "--budget", family, "--out", str(out)]
     done = subprocess.run(command, capture_output=True, text=True)
     if done.returncode not in (0, 1):  # 1: some budget has no arch, reported below as such
@@ -57,11 +58,12 @@ def budget_use(target: str, family: str, out: Path) -> list[dict]:
                          f"{done.stderr.strip().splitlines()[-1:]}")
     best = json.loads((out / "metadata.json").read_text())["best"]
     reason = (done.stderr.strip().splitlines() or ["(no message)"])[-1]
-    rows = [{"budget": b, "none_found": reason}
+    rows = [{"budget": b, "searched": family, "none_found": reason}
             for b in family.split(",") if format_ms(parse_budgets_ms(b)[0]) not in best]
     for label, pick in best.items():
         predicted, limit = next(iter(pick["predicted_latency_ms"].values())), next(iter(pick["limit_ms"].values()))
-        rows.append({"budget": label, "predicted_ms": predicted, "limit_ms": limit, "share_of_limit": predicted / limit,
+        rows.append({"budget": label, "searched": family, "predicted_ms": predicted, "limit_ms": limit,
+                     "share_of_limit": predicted / limit,
                      "params": pick["params"], "name": pick["name"]})
     return rows
 
@@ -84,6 +86,8 @@ def main() -> None:
                 print(f"[bench_main_job] round {r + 1}/{args.rounds} {name}: {result['wall_s']:.1f} s, "
                       f"{result['workers']} worker(s), score {result['score']:.3f}", file=sys.stderr, flush=True)
         use = budget_use(args.target, args.family, Path(scratch) / "family")
+        for i, budget in enumerate(args.family.split(",")):  # each budget searched alone, as the main job is
+            use += budget_use(args.target, budget, Path(scratch) / f"single-{i}")
     medians = {name: statistics.median(r["wall_s"] for r in rs) for name, rs in runs.items()}
     ratio = medians["default (one process)"] / medians["--workers 2"]
     print("| configuration | workers | wall s (each round) | median s | pick's score (each round) | "
@@ -95,13 +99,14 @@ def main() -> None:
         print(f"| {name} | {rs[0]['workers']} | {walls} | {medians[name]:.1f} | {scores} | "
               f"{rs[0]['predicted_ms']:.3f} / {rs[0]['limit_ms']:.3f} |")
     print(f"\ndefault / --workers 2: {ratio:.2f}x ({usable_cpus()} usable CPUs)")
-    print("\n| budget | pick's predicted ms | limit ms | share of the limit |\n|---|---|---|---|")
+    print("\n| searched | budget | pick's predicted ms | limit ms | share of the limit |\n|---|---|---|---|---|")
     for row in use:
         if "none_found" in row:
-            print(f"| {row['budget']} | none found: {row['none_found']} | | |")
+            print(f"| {row.get('searched', '')} | {row['budget']} | none found: {row['none_found']} | | |")
         else:
             share = row["share_of_limit"]
-            print(f"| {row['budget']} | {row['predicted_ms']:.3f} | {row['limit_ms']:.3f} | {share:.0%} |")
+            print(f"| {row['searched']} | {row['budget']} | {row['predicted_ms']:.3f} | {row['limit_ms']:.3f} | "
+                  f"{share:.0%} |")
     save_result("main_job", "python scripts/bench_main_job.py " + " ".join(sys.argv[1:]),
                 {"target": args.target, "budget": args.budget, "rounds": args.rounds, "usable_cpus": usable_cpus(),
                  "runs": runs, "median_wall_s": medians, "speedup_of_two_workers": ratio,

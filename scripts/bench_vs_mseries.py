@@ -386,8 +386,9 @@ def main() -> None:
         print(describe_picks(picks))
         return
     found = args.variant
-    networks = {**{f"{m}": m_archs[m] for m in models}, **{f"{found}@{m}": picks[m] for m in models}}
-    # seed-major: every network gets its first seed before any gets a second, so a partial run compares all
+    networks = {name: path for m in models for name, path in ((m, m_archs[m]), (f"{found}@{m}", picks[m]))}
+    # seed-major, each M model beside its found variant: every network gets its first seed before any
+    # gets a second, and a run stopped within a seed leaves whole pairs to compare
     for seed in range(args.seeds):
         for name, path in networks.items():
             train(name, path, seed, work, args.data, args.recipe, args.epochs)

@@ -7,14 +7,15 @@ the estimator scores in this process, one trial at a time.
 
 Objectives: the estimator's score (maximise) and the primary target's predicted latency (minimise),
 so the feasible Pareto front comes out, not just one point. Every budget is a constraint through
-``trial.set_constraint`` (feasible when latency - budget <= 0). Unless the problem says otherwise,
-M0–M5 are enqueued as the first trials: the search starts from the hand-designed family and can only
-do better on the estimator. The study survives a kill: each finished trial is committed, and
-``resume`` continues it.
+``trial.set_constraint`` (feasible when latency - budget <= 0); a family aims at its budgets in turn.
+Unless the problem says otherwise, M0–M5 and the space's fastest arch are enqueued as the first trials:
+the search starts from the hand-designed family and can only do better on the estimator. The study
+survives a kill: each finished trial is committed, and ``resume`` continues it.
 """
 
 from __future__ import annotations
 
+import copy
 import logging
 from pathlib import Path
 
@@ -31,13 +32,12 @@ from ._study import (
     STUDY_NAME,
     create_study,
     fail_unfinished,
-    finished_count,
     is_finished,
     make_sampler,
     open_storage,
     quiet_optuna,
 )
-from .problem import SearchProblem
+from .problem import SearchProblem, violations
 
 __all__ = ["OptunaBackend", "run_optuna", "SAMPLERS", "STUDY_NAME", "STUDY_FILE", "open_storage"]
 
@@ -73,37 +73,75 @@ def run_optuna(problem: SearchProblem, out_dir: Path | None, *, trials: int, see
     The sampler works on an in-memory copy and each finished trial is appended to the study file at once.
     Writing through, every parameter and attribute is its own append (about 35 a trial), 10x the
     sampling's cost (docs/SEARCH.md). A kill loses only
-    the trials in flight (one, or a round with workers), which run again on resume."""
+    the trials in flight (one, or a round with workers), which run again on resume.
+
+    A family searches in phases, one per budget (``SearchProblem.aims``): each phase's copy holds every
+    trial so far with its constraint re-set to that phase's budget. The saved study keeps the family's
+    constraint (its largest budget), so what optuna-dashboard shows as feasible does not depend on the phase."""
     quiet_optuna()
     if out_dir is None:
-        working = create_study(problem, None, sampler=sampler, seed=seed, backend=OptunaBackend.name)
-        record = None
+        record = create_study(problem, None, sampler=sampler, seed=seed, backend=OptunaBackend.name)
     else:
         record = _open_record(problem, out_dir, sampler=sampler, seed=seed, resume=resume)
-        working = optuna.create_study(sampler=make_sampler(sampler, seed), directions=["maximize", "minimize"])
-        working.add_trials(t for t in record.get_trials(deepcopy=False) if is_finished(t))
-    if problem.seed_with_references:  # skipped where a finished trial already holds them (a resume)
-        for arch in problem.reference_archs().values():
-            working.enqueue_trial(problem.space.to_params(arch), skip_if_exists=True)
-    done = finished_count(working)
+    history = [t for t in record.get_trials(deepcopy=False) if is_finished(t)]
+    done = len(history)
     if progress:
         progress(done, trials, "trials")
     pool = ScoringPool(problem.estimator, workers) if workers > 1 and done < trials else None
+    aims = problem.aims(trials)
     try:
-        while done < trials:
-            for finished in _run_round(working, problem, min(workers, trials - done), pool):
-                if record is not None:
-                    record.add_trial(finished)
-                done += 1
-                if progress:
-                    progress(done, trials, "trials")
+        for phase, (_, aim) in enumerate(aims):
+            end = aims[phase + 1][0] if phase + 1 < len(aims) else trials
+            if done >= end:
+                continue
+            working = _sampling_copy(problem, history, aim, sampler=sampler, seed=seed + phase)
+            while done < end:
+                for finished in _run_round(working, problem, min(workers, end - done), pool, aim):
+                    history.append(finished)
+                    record.add_trial(_aimed_at(finished, problem, None))
+                    done += 1
+                    if progress:
+                        progress(done, trials, "trials")
     except BaseException:
         if pool is not None:
             pool.close(abandon=True)
         raise
     if pool is not None:
         pool.close()
-    return record if record is not None else working
+    return record
+
+
+def _sampling_copy(problem: SearchProblem, history: list[optuna.trial.FrozenTrial], aim_ms: float, *,
+                   sampler: str, seed: int) -> optuna.Study:
+    """An in-memory study the sampler asks from: every finished trial, held to ``aim_ms``, then the
+    M-series where the space holds them and the space's fastest arch (unless a trial already was one: a
+    later phase, a resume). The fastest is there for budgets near the space's floor, where the few archs
+    that fit are needles (1.5 ms on the shipped table: limit 1.139 ms, floor 1.122 ms); TPE then
+    searches around it."""
+    working = optuna.create_study(sampler=make_sampler(sampler, seed), directions=["maximize", "minimize"])
+    working.add_trials(_aimed_at(t, problem, aim_ms) for t in history)
+    if problem.seed_with_references:
+        for arch in [*problem.reference_archs().values(), problem.fastest(problem.primary)]:
+            working.enqueue_trial(problem.space.to_params(arch), skip_if_exists=True)
+    return working
+
+
+# Optuna keeps trial.set_constraint(key, v) in system_attrs under "constraints:<key>": a re-aimed copy
+# drops those and sets its own (tests/search/test_search.py checks a family's small budgets get archs).
+_CONSTRAINT_PREFIX = "constraints:"
+
+
+def _aimed_at(trial: optuna.trial.FrozenTrial, problem: SearchProblem,
+              aim_ms: float | None) -> optuna.trial.FrozenTrial:
+    """``trial`` with its latency constraints re-set for ``aim_ms`` (None: the family's largest budget)."""
+    latency = trial.user_attrs.get("latency_ms")
+    if latency is None:  # failed before its arch had a latency: nothing to re-aim
+        return trial
+    aimed = copy.deepcopy(trial)
+    aimed.system_attrs = {k: v for k, v in trial.system_attrs.items() if not k.startswith(_CONSTRAINT_PREFIX)}
+    for target, violation in violations(problem.targets, latency, aim_ms).items():
+        aimed.set_constraint(f"latency_ms:{target}", violation)
+    return aimed
 
 
 def _open_record(problem: SearchProblem, out_dir: Path, *, sampler: str, seed: int, resume: bool) -> optuna.Study:
@@ -121,8 +159,8 @@ def _open_record(problem: SearchProblem, out_dir: Path, *, sampler: str, seed: i
     return record
 
 
-def _run_round(study: optuna.Study, problem: SearchProblem, size: int,
-               pool: ScoringPool | None) -> list[optuna.trial.FrozenTrial]:
+def _run_round(study: optuna.Study, problem: SearchProblem, size: int, pool: ScoringPool | None,
+               aim_ms: float) -> list[optuna.trial.FrozenTrial]:
     """Ask ``size`` trials, score them (in ``pool`` when given), tell them in the order asked; returns the
     finished trials. Ask/tell rather than ``study.optimize`` because an estimator's failure is a result
     to record (FAIL, with its reason), not a warning with a traceback on the user's terminal; anything
@@ -132,7 +170,7 @@ def _run_round(study: optuna.Study, problem: SearchProblem, size: int,
         archs = []
         for _ in range(size):
             asked.append(trial := study.ask())
-            archs.append(_ask_arch(trial, problem))
+            archs.append(_ask_arch(trial, problem, aim_ms))
         scores = _scores(problem, archs, pool)
     except BaseException:
         for trial in asked:
@@ -150,11 +188,11 @@ def _run_round(study: optuna.Study, problem: SearchProblem, size: int,
     return finished
 
 
-def _ask_arch(trial: optuna.Trial, problem: SearchProblem) -> Arch:
-    """The trial's arch, with its predicted latency set as the constraints (table lookups: cheap)."""
+def _ask_arch(trial: optuna.Trial, problem: SearchProblem, aim_ms: float) -> Arch:
+    """The trial's arch, its predicted latency against ``aim_ms`` set as the constraints (table lookups)."""
     arch = problem.space.suggest(trial)
-    latency, violations = problem.latency(arch)
-    for target, violation in violations.items():
+    latency, _ = problem.latency(arch)
+    for target, violation in violations(problem.targets, latency, aim_ms).items():
         trial.set_constraint(f"latency_ms:{target}", violation)
     trial.set_user_attr("arch", arch.to_dict())
     trial.set_user_attr("latency_ms", latency)

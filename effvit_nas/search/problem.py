@@ -16,7 +16,7 @@ from ..latency.table import TABLES_DIR, LatencyTable
 from ..space import SearchSpace
 from ..units import format_ms
 
-__all__ = ["Target", "Evaluation", "SearchProblem", "predicted_latency", "DEFAULT_CONFIDENCE"]
+__all__ = ["Target", "Evaluation", "SearchProblem", "predicted_latency", "violations", "DEFAULT_CONFIDENCE"]
 
 
 DEFAULT_CONFIDENCE = 0.95  # what ``effnas search`` uses unless --margin or --confidence says otherwise
@@ -24,8 +24,8 @@ DEFAULT_CONFIDENCE = 0.95  # what ``effnas search`` uses unless --margin or --co
 
 @dataclass(frozen=True)
 class Target:
-    """A table and the budgets on it. Several budgets on one target make a family (M0..M5-like);
-    the search constraint is the largest, and each budget gets its own best arch.
+    """A table and the budgets on it. Several budgets on one target make a family (M0..M5-like):
+    each budget gets its own best arch, and the search aims at each in turn (``SearchProblem.aims``).
 
     How far below a budget the predicted latency must stay is one of two rules. ``confidence``:
     predicted <= budget / q, with q the table's split-conformal quantile of its validation residuals
@@ -98,7 +98,15 @@ def _build_target(table: LatencyTable) -> str:
 def predicted_latency(targets: list[Target], arch: Arch) -> tuple[dict[str, float], dict[str, float]]:
     """Latency per target and its excess over the target's constraint (feasible when all <= 0)."""
     latency = {t.name: t.table.predict_ms(arch) for t in targets}
-    return latency, {t.name: latency[t.name] - t.constraint_ms for t in targets}
+    return latency, violations(targets, latency)
+
+
+def violations(targets: list[Target], latency_ms: dict[str, float],
+               aim_ms: float | None = None) -> dict[str, float]:
+    """Each target's latency minus its constraint (feasible when all <= 0). ``aim_ms``: the first target is
+    held to that budget's limit instead of its largest budget's (a family's search phase)."""
+    return {t.name: latency_ms[t.name] - (t.limit_ms(aim_ms) if aim_ms is not None and i == 0 else t.constraint_ms)
+            for i, t in enumerate(targets)}
 
 
 @dataclass(frozen=True)
@@ -138,9 +146,9 @@ class SearchProblem:
         """The first target: its latency is the second objective and names the found variants."""
         return self.targets[0]
 
-    def smallest_latency_ms(self, target: Target) -> float:
-        """The fastest the space gets on a target: its smallest arch, with each window choice
-        (a window that covers the map can beat a padded smaller one)."""
+    def fastest(self, target: Target) -> Arch:
+        """The space's fastest arch on a target: its smallest, with whichever window choice predicts
+        lowest (a window that covers the map can beat a padded smaller one)."""
         smallest = self.space.smallest()
         candidates = {smallest}
         for windows in {(w,) * 3 for s in self.space.stages for w in s.window_sizes}:
@@ -150,7 +158,11 @@ class SearchProblem:
                 continue
             if self.space.contains(candidate):
                 candidates.add(candidate)
-        return min(target.table.predict_ms(a) for a in candidates)
+        return min(candidates, key=lambda a: (target.table.predict_ms(a), a.to_dict().__repr__()))
+
+    def smallest_latency_ms(self, target: Target) -> float:
+        """The fastest the space gets on a target (``fastest``'s predicted latency)."""
+        return target.table.predict_ms(self.fastest(target))
 
     def check_budgets(self) -> None:
         """Fail fast, with the number, when a budget is below what the space can reach."""
@@ -165,6 +177,15 @@ class SearchProblem:
                     f"{', '.join(format_ms(b) for b in low)}; "
                     "raise the budget or search a space with smaller choices (--space)"
                 )
+
+    def aims(self, trials: int) -> list[tuple[int, float]]:
+        """(first trial, budget) of each search phase: a family's trials go to its primary budgets in turn,
+        smallest first, an equal share each, every phase sampling with the whole history held to its own
+        budget. Held to the largest budget alone, a sampler drawn to high scores never visited the small
+        end (``--budget 1.5ms,2ms,3ms,5ms``: nothing under 2 ms in 300 trials). Each trial still counts for
+        every budget it fits (``results.best_per_budget``). One budget: one phase, the whole search."""
+        budgets = sorted(set(self.primary.budgets_ms))
+        return [(-(-k * trials // len(budgets)), budget) for k, budget in enumerate(budgets)]  # ceil(k*trials/n)
 
     def latency(self, arch: Arch) -> tuple[dict[str, float], dict[str, float]]:
         """Predicted latency per target and its excess over the constraint (feasible when all <= 0).
@@ -189,7 +210,7 @@ class SearchProblem:
         return self._cache[arch]
 
     def reference_archs(self) -> dict[str, Arch]:
-        """M0–M5 where the space contains them: seeded into the search (``seed_with_references``) and
-        plotted beside it."""
+        """M0–M5 where the space contains them: seeded into the search (``seed_with_references``, with
+        ``fastest``) and plotted beside it."""
         presets = {name.upper(): Arch.preset(name) for name in PRESETS}
         return {name: arch for name, arch in presets.items() if self.space.contains(arch)}

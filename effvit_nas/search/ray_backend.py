@@ -41,7 +41,7 @@ from ..arch import Arch
 from ..errors import EffNasError, EstimatorError
 from ._backend import Progress, SearchBackend, register_backend
 from ._study import FAIL_REASON, STUDY_NAME, create_study, finished_count, make_sampler, open_storage, quiet_optuna
-from .problem import SearchProblem, predicted_latency
+from .problem import SearchProblem, predicted_latency, violations
 
 __all__ = ["RayBackend", "RaySettings", "run_ray", "EXPERIMENT_DIR"]
 EXPERIMENT_DIR = "ray"  # inside the search's output folder
@@ -193,8 +193,9 @@ def _tune_config(problem: SearchProblem, out_dir: Path, trials: int, seed: int, 
     epochs = getattr(problem.estimator, "epochs", 1) if hasattr(problem.estimator, "score_reporting") else 1
     scheduler = (ASHAScheduler(time_attr="epochs_done", metric="score", mode="max", max_t=epochs, grace_period=1,
                                reduction_factor=2) if epochs > 1 else FIFOScheduler())
-    references = problem.reference_archs().values() if problem.seed_with_references else ()
-    search = _StudySearch(space=_AskArch(problem), metric=["score", "latency_ms"], mode=["max", "min"],
+    references = [*problem.reference_archs().values(), problem.fastest(problem.primary)] \
+        if problem.seed_with_references else ()
+    search = _StudySearch(space=_AskArch(problem, trials), metric=["score", "latency_ms"], mode=["max", "min"],
                           points_to_evaluate=[problem.space.to_params(a) for a in references] or None,
                           sampler=make_sampler(sampler, seed), study_name=STUDY_NAME,
                           storage=open_storage(out_dir))
@@ -204,15 +205,21 @@ def _tune_config(problem: SearchProblem, out_dir: Path, trials: int, seed: int, 
 
 class _AskArch:
     """Ray's define-by-run space: the arch from the Optuna trial, with the latency constraints set.
-    A class, not a closure, so Tune can checkpoint the searcher; it holds no estimator."""
+    A class, not a closure, so Tune can checkpoint the searcher; it holds no estimator.
 
-    def __init__(self, problem: SearchProblem) -> None:
+    A family aims at its budgets in turn by trial number (``SearchProblem.aims``). Unlike the Optuna
+    backend, earlier trials keep the constraints of the phase they ran in (Tune's searcher owns the
+    study): later, larger budgets see them as more violated than they are, never as feasible wrongly."""
+
+    def __init__(self, problem: SearchProblem, trials: int) -> None:
         self.space, self.targets, self.primary = problem.space, problem.targets, problem.primary.name
+        self.aims = problem.aims(trials)
 
     def __call__(self, trial: optuna.trial.Trial) -> dict[str, Any]:
         arch = self.space.suggest(trial)
-        latency, violations = predicted_latency(self.targets, arch)
-        for target, violation in violations.items():
+        latency, _ = predicted_latency(self.targets, arch)
+        aim = [budget for first, budget in self.aims if first <= trial.number][-1]
+        for target, violation in violations(self.targets, latency, aim).items():
             trial.set_constraint(f"latency_ms:{target}", violation)
         trial.set_user_attr("arch", arch.to_dict())
         trial.set_user_attr("latency_ms", latency)
