@@ -68,6 +68,25 @@ def budget_use(target: str, family: str, out: Path) -> list[dict]:
     return rows
 
 
+def all_budget_use(target: str, family: str, scratch: Path) -> list[dict]:
+    """The family in one search, then each of its budgets searched alone, as the main job is."""
+    use = budget_use(target, family, scratch / "family")
+    for i, budget in enumerate(family.split(",")):
+        use += budget_use(target, budget, scratch / f"single-{i}")
+    return use
+
+
+def print_budget_use(use: list[dict]) -> None:
+    print("\n| searched | budget | pick's predicted ms | limit ms | share of the limit |\n|---|---|---|---|---|")
+    for row in use:
+        if "none_found" in row:
+            print(f"| {row.get('searched', '')} | {row['budget']} | none found: {row['none_found']} | | |")
+        else:
+            share = row["share_of_limit"]
+            print(f"| {row['searched']} | {row['budget']} | {row['predicted_ms']:.3f} | {row['limit_ms']:.3f} | "
+                  f"{share:.0%} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--target", default="amd-epyc-2core-ort-b1")
@@ -75,7 +94,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=0, help="round r searches with seed first_seed + r")
     parser.add_argument("--family", default="1.5ms,2ms,3ms,5ms", help="budgets of the budget-use check")
+    parser.add_argument("--budget-use-only", action="store_true",
+                        help="skip the timed rounds: only the budget-use check (docs/results/budget_use.json)")
     args = parser.parse_args()
+    if args.budget_use_only:
+        with tempfile.TemporaryDirectory() as scratch:
+            use = all_budget_use(args.target, args.family, Path(scratch))
+        print_budget_use(use)
+        save_result("budget_use", "python scripts/bench_main_job.py " + " ".join(sys.argv[1:]),
+                    {"target": args.target, "family": args.family, "budget_use": use})
+        return
     runs: dict[str, list[dict]] = {name: [] for name in CONFIGURATIONS}
     with tempfile.TemporaryDirectory() as scratch:
         for r in range(args.rounds):
@@ -85,9 +113,7 @@ def main() -> None:
                 runs[name].append(result)
                 print(f"[bench_main_job] round {r + 1}/{args.rounds} {name}: {result['wall_s']:.1f} s, "
                       f"{result['workers']} worker(s), score {result['score']:.3f}", file=sys.stderr, flush=True)
-        use = budget_use(args.target, args.family, Path(scratch) / "family")
-        for i, budget in enumerate(args.family.split(",")):  # each budget searched alone, as the main job is
-            use += budget_use(args.target, budget, Path(scratch) / f"single-{i}")
+        use = all_budget_use(args.target, args.family, Path(scratch))
     medians = {name: statistics.median(r["wall_s"] for r in rs) for name, rs in runs.items()}
     ratio = medians["default (one process)"] / medians["--workers 2"]
     print("| configuration | workers | wall s (each round) | median s | pick's score (each round) | "
@@ -99,14 +125,7 @@ def main() -> None:
         print(f"| {name} | {rs[0]['workers']} | {walls} | {medians[name]:.1f} | {scores} | "
               f"{rs[0]['predicted_ms']:.3f} / {rs[0]['limit_ms']:.3f} |")
     print(f"\ndefault / --workers 2: {ratio:.2f}x ({usable_cpus()} usable CPUs)")
-    print("\n| searched | budget | pick's predicted ms | limit ms | share of the limit |\n|---|---|---|---|---|")
-    for row in use:
-        if "none_found" in row:
-            print(f"| {row.get('searched', '')} | {row['budget']} | none found: {row['none_found']} | | |")
-        else:
-            share = row["share_of_limit"]
-            print(f"| {row['searched']} | {row['budget']} | {row['predicted_ms']:.3f} | {row['limit_ms']:.3f} | "
-                  f"{share:.0%} |")
+    print_budget_use(use)
     save_result("main_job", "python scripts/bench_main_job.py " + " ".join(sys.argv[1:]),
                 {"target": args.target, "budget": args.budget, "rounds": args.rounds, "usable_cpus": usable_cpus(),
                  "runs": runs, "median_wall_s": medians, "speedup_of_two_workers": ratio,

@@ -1,4 +1,4 @@
-"""``effnas table build|list|show|validate``: latency tables measured on this machine."""
+"""``effnas table build|adapt|list|show|validate``: latency tables measured on this machine."""
 
 from __future__ import annotations
 
@@ -36,6 +36,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        help="write the table even if its held-out networks miss the bar (it records that they did)")
     build.add_argument("--overwrite", action="store_true", help="replace an existing complete table")
     build.set_defaults(handler=run_build)
+
+    adapt = commands.add_parser("adapt", help="a table for this machine or runtime from another table and a few "
+                                "networks measured here (about a minute; resumable)")
+    adapt.add_argument("--from", dest="source", required=True, help="the table to adapt (name or .json path)")
+    adapt.add_argument("--target", required=True, help="the new table's name (latency_tables/NAME.json) or a "
+                       ".json path")
+    adapt.add_argument("--runtime", default=None, help="default: the source's")
+    adapt.add_argument("--device", default=None, help="default: the source's")
+    adapt.add_argument("--threads", type=int, default=None, help="default: the source's (another runtime or "
+                       "device: that runtime's)")
+    adapt.add_argument("--batch-size", type=int, default=None, help="default: as --threads")
+    adapt.add_argument("--dtype", default=None, help="default: as --threads")
+    adapt.add_argument("--space", default=None, help="search space YAML the new table must cover (refused when the "
+                       "source does not)")
+    adapt.add_argument("--networks", type=int, default=None, help="networks measured under the deployment rule "
+                       "(default 24)")
+    adapt.add_argument("--rounds", type=int, default=None, help="fresh processes per network (default 3)")
+    adapt.add_argument("--seed", type=int, default=0)
+    adapt.add_argument("--accept-below-bar", action="store_true",
+                       help="write the table even if its leave-one-out error misses the bar (it records that)")
+    adapt.add_argument("--overwrite", action="store_true", help="replace an existing complete table")
+    adapt.set_defaults(handler=run_adapt)
 
     listing = commands.add_parser("list", help="list the tables in latency_tables/")
     listing.set_defaults(handler=run_list)
@@ -91,6 +113,45 @@ def run_build(args: argparse.Namespace) -> int:
     verdict = "met the bar" if check["passed"] else f"BELOW THE BAR ({'; '.join(check['misses'])}), written as asked"
     print(f"check on {check['archs']} held-out networks: median error {check['median_abs_err']:.1%}, "
           f"{check['within_10pct']:.0%} within ±10%, worst {check['worst_abs_err']:.1%}: {verdict}")
+    return 0
+
+
+def run_adapt(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from ..latency.adapt import AdaptSettings, adapt_table, adapted_config, check_source
+    from ..latency.build import TableBelowBar
+    from ..latency.deploy import DeploymentRule
+    from ..latency.table import LatencyTable, table_path
+    from ._common import load_space, progress_bar
+
+    given = {"networks": args.networks, "rule": DeploymentRule(rounds=args.rounds) if args.rounds else None}
+    settings = replace(AdaptSettings(seed=args.seed), **{k: v for k, v in given.items() if v is not None})
+    source = LatencyTable.load(args.source)
+    config = adapted_config(source, runtime=args.runtime, device=args.device, threads=args.threads,
+                            batch_size=args.batch_size, dtype=args.dtype)
+    path = table_path(args.target)
+    check_source(source, path)
+    if path.exists() and not args.overwrite:
+        raise EffNasError(f"table {str(path)!r} must not exist yet, but it does; pass --overwrite to adapt it "
+                          "again, or pick another --target")
+    if args.space:
+        source.check_covers(load_space(args.space))
+    try:
+        with progress_bar("adapting") as progress:
+            table = adapt_table(source, path.stem, path, config, settings, progress=progress,
+                                accept_below_bar=args.accept_below_bar)
+    except TableBelowBar as exc:
+        print(f"effnas: {exc}", file=sys.stderr)
+        return 1
+    adapted, check = table.data["adapted"], table.data["deployment"]["check"]
+    verdict = "met the bar" if check["passed"] else f"BELOW THE BAR ({'; '.join(check['misses'])}), written as asked"
+    print(f"wrote {path}: adapted from {source.table_id} with {adapted['networks']} networks under the deployment "
+          f"rule ({table.data['build']['seconds']:.0f} s), transfer {adapted['transfer']['form']!r}")
+    print(f"leave-one-out over those networks: median error {check['median_abs_err']:.1%}, "
+          f"{check['within_10pct']:.0%} within ±10%, worst {check['worst_abs_err']:.1%}, Spearman "
+          f"{check['spearman']:.3f}: {verdict}; check it on unseen archs with effnas table validate --target "
+          f"{args.target}")
     return 0
 
 

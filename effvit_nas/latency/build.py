@@ -53,7 +53,8 @@ from .meter import REFERENCE_ARCH, LatencyMeter
 from .runtimes import Runtime, RuntimeConfig
 from .table import TABLE_SCHEMA_VERSION, LatencyTable, predictor_signature
 
-__all__ = ["BuildSettings", "CheckBar", "build_table", "plan_keys", "plan_calibration_archs", "plan_check_archs",
+__all__ = ["BuildSettings", "CheckBar", "build_table", "measure_networks", "deployed_reference", "PartialBuild",
+           "plan_keys", "plan_calibration_archs", "plan_check_archs",
            "REFERENCE_ARCH", "rejected_path"]
 
 log = logging.getLogger(__name__)
@@ -283,7 +284,7 @@ class PartialBuild:
 
     def networks(self, role: str) -> dict[str, tuple[Arch, DeployedTiming, float]]:
         """Per network of ``role``: (arch, timing, its chunk's reference). Networks are measured once
-        (``_measure_networks``), so each appears in one chunk."""
+        (``measure_networks``), so each appears in one chunk."""
         out: dict[str, tuple[Arch, DeployedTiming, float]] = {}
         for chunk in self.network_chunks:
             if chunk["role"] != role:
@@ -327,7 +328,7 @@ def _measure_blocks(meter: LatencyMeter, partial: PartialBuild, keys: list[Block
             report("noisy blocks again")
 
 
-def _measure_networks(meter: LatencyMeter, partial: PartialBuild, role: str, archs: list[Arch],
+def measure_networks(meter: LatencyMeter, partial: PartialBuild, role: str, archs: list[Arch],
                       settings: BuildSettings, report: Callable[[str], None]) -> None:
     """``archs`` under the deployment rule, in chunks beside the reference. No chunk is measured
     again: a deployed network's rounds already spread over the machine's states, and the one
@@ -387,8 +388,8 @@ def build_table(
 
         report("blocks")
         _measure_blocks(meter, partial, keys, settings, report)
-        _measure_networks(meter, partial, "calibration", calibration_archs, settings, report)
-        _measure_networks(meter, partial, "check", check_archs, settings, report)
+        measure_networks(meter, partial, "calibration", calibration_archs, settings, report)
+        measure_networks(meter, partial, "check", check_archs, settings, report)
         table = _finalise(target, config, meter.runtime, space, settings, partial, hardware, meter.waited_s)
     check = table.data["deployment"]["check"]
     if not check["passed"] and not accept_below_bar:
@@ -427,6 +428,13 @@ def _reference_summary(references: list[float], max_drift: float) -> dict[str, A
             # relative interquartile range of the in-state chunks' reference: how far the
             # reference moves with no real change of machine speed
             "noise": _relative_iqr(in_state), "chunks_off_state": len(references) - len(in_state)}
+
+
+def deployed_reference(partial: PartialBuild, max_drift: float) -> dict[str, Any]:
+    """The reference network under the deployment rule over a build: the median of every round it ran in
+    (the scale ``validate`` and ``verify`` compare with), and how much its chunks moved."""
+    return {**_reference_summary(partial.network_references(), max_drift),
+            "median_ms": statistics.median(r for c in partial.network_chunks for r in c["reference_rounds_ms"])}
 
 
 def _block_entries(partial: PartialBuild, reference_ms: float, max_drift: float) -> dict[str, dict[str, Any]]:
@@ -484,8 +492,7 @@ def _finalise(target: str, config: RuntimeConfig, runtime: Runtime, space: Searc
     }
     uncalibrated = LatencyTable.from_dict(data)
     network_refs = partial.network_references()
-    deployed = {**_reference_summary(network_refs, drift),
-                "median_ms": statistics.median(r for c in partial.network_chunks for r in c["reference_rounds_ms"])}
+    deployed = deployed_reference(partial, drift)
 
     def point(arch: Arch, timing: DeployedTiming, chunk_ref: float) -> dict[str, Any]:
         # The median of the network's rounds, as measured. Rescaling by its chunk's reference, or by

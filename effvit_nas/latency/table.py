@@ -8,7 +8,8 @@ its interquartile range (and ``slow_state`` where the build kept a measurement t
 machine ran slow). A checksum over the content refuses truncated or hand-edited files.
 
 ``predict_ms(arch)`` = calibration(sum of block latencies): a measured entry where the build measured
-that key, the kind's fitted model otherwise. Pure Python; microseconds per arch.
+that key, the kind's fitted model otherwise; for a table adapted from another (``adapted``), that
+source prediction times the transfer fitted on this target's networks. Pure Python; microseconds per arch.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .fit import CALIBRATION_FEATURES, EVALUATOR_VERSION, BlockModel, Calibratio
 from .keys import KEY_KINDS, KEYS_VERSION, BlockKey, block_keys
 from .measure import MeasureProtocol, Timing
 from .runtimes import RuntimeConfig
+from .transfer import Transfer, TransferInputs
 
 __all__ = ["LatencyTable", "TABLES_DIR", "list_tables", "table_path", "resolve_table_path", "predictor_signature",
            "TABLE_SCHEMA_VERSION"]
@@ -43,7 +45,9 @@ _TOP_KEYS = ("schema_version", "target", "created", "hardware", "runtime", "spac
 # "deployment" (what the predictions mean, and how well they held on networks measured under the
 # deployment rule) came with the deployment rule; a table without it predicts the block protocol's
 # in-process latency and has no residuals for a confidence margin.
-_OPTIONAL_KEYS = ("predictor", "deployment")
+# "adapted" marks a table made from another by ``effnas table adapt``: its source's blocks and calibration
+# predict at the source's batch, and a transfer fitted on this machine's networks maps that to its own.
+_OPTIONAL_KEYS = ("predictor", "deployment", "adapted")
 BUILD_HINT = "effnas table build --target {target}"
 
 
@@ -114,6 +118,7 @@ class LatencyTable:
         self.entries = {k: Timing(**{f: v[f] for f in _TIMING_FIELDS}) for k, v in data["entries"].items()}
         self.models = {kind: BlockModel.from_dict(m) for kind, m in data["models"].items()}
         self.calibration = Calibration.from_dict(data["calibration"])
+        self.transfer = Transfer.from_dict(data["adapted"]["transfer"]) if "adapted" in data else None
         self._block_cache: dict[BlockKey, float] = {}
 
     # ---------------------------------------------------------------- files
@@ -296,10 +301,23 @@ class LatencyTable:
             self._block_cache[key] = cached
         return cached
 
+    @property
+    def block_batch(self) -> int:
+        """The batch size the blocks were measured at: the runtime's, or an adapted table's source's."""
+        return self.data["adapted"]["source"]["batch_size"] if self.transfer else self.runtime.batch_size
+
     def block_sum_ms(self, arch: Arch) -> tuple[float, int]:
         """Plain sum of block latencies (no calibration) and the number of blocks."""
-        keys = block_keys(arch, batch=self.runtime.batch_size)
+        keys = block_keys(arch, batch=self.block_batch)
         return sum(self.block_ms(k) for k in keys), len(keys)
+
+    def transfer_inputs(self, arch: Arch) -> TransferInputs:
+        """What a transfer reads of ``arch``: the calibrated prediction and the block sums per kind
+        (before any transfer: an adapted table's source's figures)."""
+        kind_ms: dict[str, float] = {}
+        for key in block_keys(arch, batch=self.block_batch):
+            kind_ms[key.kind] = kind_ms.get(key.kind, 0.0) + self.block_ms(key)
+        return TransferInputs(self.calibration.apply(*self.calibration_inputs(arch)), arch.resolution, kind_ms)
 
     def calibration_inputs(self, arch: Arch) -> tuple[float, tuple[float, ...]]:
         """(block sum ms, calibration features): what the calibration maps to network ms."""
@@ -312,7 +330,8 @@ class LatencyTable:
         if reason is not None:
             raise TableError(f"arch must lie in table {self.target!r}'s space {self.space.name!r} to be "
                              f"predicted, but {reason}")
-        return self.calibration.apply(*self.calibration_inputs(arch))
+        calibrated = self.calibration.apply(*self.calibration_inputs(arch))
+        return calibrated if self.transfer is None else self.transfer.apply(self.transfer_inputs(arch))
 
     def slow_state_counts(self) -> dict[str, int] | None:
         """Entries and calibration networks the build kept from a slow state of the machine, or
@@ -332,6 +351,7 @@ class LatencyTable:
             "slow_state": slow if slow is not None else "not recorded (built before slow-state measurements "
                                                         "were marked)",
             "predictor": recorded_predictor(d), "calibration": d["calibration"], "build": d["build"],
+            **({"adapted": {k: v for k, v in d["adapted"].items() if k != "points"}} if self.transfer else {}),
             "deployment": ({k: v for k, v in d["deployment"].items() if k != "residual_ratios"}
                            | {"residuals": len(d["deployment"]["residual_ratios"])}) if self.predicts_deployment
             else "not recorded (built before the deployment rule: predicts in-process latency)",

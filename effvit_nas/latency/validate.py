@@ -39,10 +39,11 @@ def _build_settings(table: LatencyTable) -> BuildSettings:
 
 
 def sample_validation_archs(table: LatencyTable, samples: int, seed: int) -> list[Arch]:
-    """Random archs of the table's space, none of them measured by the build."""
+    """Random archs of the table's space, none of them measured by the build (or by an adaptation)."""
     space = table.space
     settings = _build_settings(table)
     seen = set(plan_calibration_archs(space, settings)) | set(plan_check_archs(space, settings))
+    seen |= {Arch.from_dict(p["arch"]) for p in table.data.get("adapted", {}).get("points", [])}
     rng = np.random.default_rng([seed, 3])
     archs: dict[Arch, None] = {}
     for _ in range(1000 * samples):  # bounded: a tiny space may have fewer unseen archs than asked
