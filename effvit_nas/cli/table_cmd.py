@@ -125,7 +125,7 @@ def run_adapt(args: argparse.Namespace) -> int:
     from ..latency.table import LatencyTable, table_path
     from ._common import load_space, progress_bar
 
-    given = {"networks": args.networks, "rule": DeploymentRule(rounds=args.rounds) if args.rounds else None}
+    given = {"networks": args.networks, "rule": DeploymentRule(rounds=args.rounds) if args.rounds is not None else None}
     settings = replace(AdaptSettings(seed=args.seed), **{k: v for k, v in given.items() if v is not None})
     source = LatencyTable.load(args.source)
     config = adapted_config(source, runtime=args.runtime, device=args.device, threads=args.threads,

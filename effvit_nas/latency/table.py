@@ -282,8 +282,9 @@ class LatencyTable:
         if rank > len(ratios):
             raise TableError(
                 f"confidence {confidence:g} needs at least {math.ceil(confidence / (1 - confidence))} residuals in "
-                f"table {self.target!r}, but it has {len(ratios)}; lower --confidence or rebuild with more "
-                "calibration networks (--calibration-archs)")
+                f"table {self.target!r}, but it has {len(ratios)}; lower --confidence or "
+                + ("adapt it again with more networks (--networks)" if self.transfer is not None
+                   else "rebuild with more calibration networks (--calibration-archs)"))
         return ratios[rank - 1]
 
     def probability_within(self, predicted_ms: float, budget_ms: float) -> float:
@@ -330,8 +331,9 @@ class LatencyTable:
         if reason is not None:
             raise TableError(f"arch must lie in table {self.target!r}'s space {self.space.name!r} to be "
                              f"predicted, but {reason}")
-        calibrated = self.calibration.apply(*self.calibration_inputs(arch))
-        return calibrated if self.transfer is None else self.transfer.apply(self.transfer_inputs(arch))
+        if self.transfer is not None:
+            return self.transfer.apply(self.transfer_inputs(arch))
+        return self.calibration.apply(*self.calibration_inputs(arch))
 
     def slow_state_counts(self) -> dict[str, int] | None:
         """Entries and calibration networks the build kept from a slow state of the machine, or

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import TableError
+
 __all__ = ["TRANSFER_FORMS", "Transfer", "TransferInputs", "fit_transfer", "leave_one_out_ratios"]
 
 
@@ -64,7 +66,8 @@ class Transfer:
     @classmethod
     def from_dict(cls, data: dict) -> Transfer:
         if data["form"] not in TRANSFER_FORMS:
-            raise ValueError(f"transfer form must be one of {sorted(TRANSFER_FORMS)}, but got {data['form']!r}")
+            raise TableError(f"an adapted table's transfer form must be one of {sorted(TRANSFER_FORMS)}, but it "
+                             f"records {data['form']!r}; adapt the table again with this effvit-nas")
         return cls(data["form"], tuple(data["coef"]))
 
 

@@ -218,7 +218,8 @@ class _AskArch:
     def __call__(self, trial: optuna.trial.Trial) -> dict[str, Any]:
         arch = self.space.suggest(trial)
         latency, _ = predicted_latency(self.targets, arch)
-        aim = [budget for first, budget in self.aims if first <= trial.number][-1]
+        aims = getattr(self, "aims", [(0, None)])  # a searcher pickled before phases: the family's constraint
+        aim = [budget for first, budget in aims if first <= trial.number][-1]
         for target, violation in violations(self.targets, latency, aim).items():
             trial.set_constraint(f"latency_ms:{target}", violation)
         trial.set_user_attr("arch", arch.to_dict())
