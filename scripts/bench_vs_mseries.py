@@ -290,18 +290,57 @@ def describe_picks(picks: dict[str, Path]) -> str:
     return "\n".join(lines)
 
 
-def save_partial(work: Path, args: argparse.Namespace) -> None:
-    """What a stopped run has trained so far (finished runs only, every variant), without training or
-    measuring more."""
-    rows = {}
+def finished_runs(work: Path, seeds: int) -> dict[str, list[dict]]:
+    """Every network trained to the end so far (every variant), per seed: test top-1, arch, curve."""
+    rows: dict[str, list[dict]] = {}
     for folder in sorted((work / "train").glob("*")):
-        for seed in range(args.seeds):
+        for seed in range(seeds):
             metrics = read_json(folder / f"seed{seed}" / "metrics.json")
             if metrics and metrics.get("test_top1") is not None:
                 rows.setdefault(folder.name, []).append({
                     "seed": seed, "test_top1": metrics["test_top1"], "arch": metrics["settings"]["arch"],
                     "val_top1_per_epoch": [e["val_top1"] for e in metrics["epochs"]],
                     "train_img_per_s": metrics["train_img_per_s"]})
+    return rows
+
+
+# The estimators a search can use without a supernet or training: the ground-truth study's, on this task.
+RANKED_ESTIMATORS = ("params", "macs", "size-prior", "grad-norm", "synflow", "naswot", "zico")
+
+
+def estimator_ranks(work: Path, args: argparse.Namespace) -> None:
+    """Each estimator's ranking of every network trained so far against its seed-mean test top-1 (the
+    study of scripts/study_estimators.py, with the benchmark's trained networks as its ground truth:
+    the M-series and what each variant's search picked, so the sample is what searches visit, not random)."""
+    from scipy.stats import kendalltau, spearmanr
+
+    from effvit_nas.estimators import create_estimator
+    from effvit_nas.estimators._proxies import OWN_RESOLUTION
+
+    runs = finished_runs(work, args.seeds)
+    archs = {name: Arch.from_dict(r[0]["arch"]) for name, r in runs.items()}
+    truth = {name: statistics.fmean(x["test_top1"] for x in r) for name, r in runs.items()}
+    names = sorted(truth)
+    ranks = {}
+    for estimator_name in RANKED_ESTIMATORS:
+        options = {} if estimator_name in ("params", "macs", "size-prior") else {"resolution": OWN_RESOLUTION,
+                                                                                 "data": args.data}
+        estimator = create_estimator(estimator_name, **options)
+        scores = {name: estimator.score(archs[name]) for name in names}
+        t, s = [truth[n] for n in names], [scores[n] for n in names]
+        ranks[estimator_name] = {"spearman": spearmanr(t, s).statistic, "kendall": kendalltau(t, s).statistic,
+                                 "scores": scores}
+        log(f"{estimator_name}: Spearman {ranks[estimator_name]['spearman']:.3f} over {len(names)} networks")
+    save_result("vs_mseries_estimator_ranks", "python scripts/bench_vs_mseries.py --estimator-ranks",
+                {"data": args.data, "networks": {n: {"seeds": len(runs[n]), "test_top1_mean": truth[n],
+                                                     "arch": archs[n].to_dict()} for n in names},
+                 "ranks": ranks})
+
+
+def save_partial(work: Path, args: argparse.Namespace) -> None:
+    """What a stopped run has trained so far (finished runs only, every variant), without training or
+    measuring more."""
+    rows = finished_runs(work, args.seeds)
     variants = {p.stem: read_json(p) for p in sorted((work / "variants").glob("*.json"))}
     variants[DEFAULT_VARIANT] = []
     budgets = read_json(work / "budgets.json")
@@ -344,6 +383,9 @@ def main() -> None:
                         help="time every variant's picks beside their M model in the same rounds "
                              "(docs/results/vs_mseries_latency.json), then stop")
     parser.add_argument("--no-save", action="store_true", help="do not write docs/results or docs/img")
+    parser.add_argument("--estimator-ranks", action="store_true",
+                        help="rank every network trained so far by each estimator against its test top-1 "
+                             "(docs/results/vs_mseries_estimator_ranks.json), then stop")
     parser.add_argument("--partial", action="store_true",
                         help="save what a stopped run has trained so far (docs/results/vs_mseries_partial.json)")
     args = parser.parse_args()
@@ -370,6 +412,9 @@ def main() -> None:
         budgets = {m: round(2 * b, 3) for m, b in budgets.items()}
     if args.partial:
         save_partial(work, args)
+        return
+    if args.estimator_ranks:
+        estimator_ranks(work, args)
         return
     if args.latency_ratios:
         rows = latency_ratios(table, work, m_archs, budgets, args.rounds)
