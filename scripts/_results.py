@@ -4,6 +4,8 @@ the docs that quote them, each with the provenance a reader needs to trust or re
 from __future__ import annotations
 
 import json
+import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,3 +23,10 @@ def save_result(name: str, command: str, figures: dict[str, Any]) -> Path:
               "versions": library_versions()}
     atomic_write_text(path, json.dumps(record, indent=1) + "\n")
     return path
+
+
+def run_timed(command: list[str]) -> tuple[subprocess.CompletedProcess, float]:
+    """Run ``command`` as a user would (its own process, output captured); return it and its wall seconds."""
+    started = time.perf_counter()
+    done = subprocess.run(command, capture_output=True, text=True)
+    return done, time.perf_counter() - started

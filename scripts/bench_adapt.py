@@ -22,13 +22,11 @@ Writes docs/results/adapt_seed<S>.json and prints Markdown for docs/BENCHMARKS.m
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from _results import save_result
+from _results import run_timed, save_result
 
 from effvit_nas import Arch
 from effvit_nas.latency.adapt import plan_adapt_archs
@@ -56,9 +54,7 @@ def adapt_as_a_user(source: str, config: RuntimeConfig, out: Path) -> tuple[Late
                "--runtime", config.runtime, "--device", config.device, "--threads", str(config.threads),
                "--batch-size", str(config.batch_size), "--dtype", config.dtype, "--networks", str(USER_NETWORKS),
                "--accept-below-bar"]
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    wall = time.perf_counter() - started
+    done, wall = run_timed(command)
     if done.returncode != 0:
         raise SystemExit(f"effnas table adapt must succeed, but exited {done.returncode}: "
                          f"{done.stderr.strip().splitlines()[-1:]}")

@@ -20,10 +20,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
-from _results import save_result
+from _results import run_timed, save_result
 
 from effvit_nas.search._scoring_pool import usable_cpus
 from effvit_nas.units import format_ms, parse_budgets_ms
@@ -34,9 +33,7 @@ CONFIGURATIONS = {"default (one process)": [], "--workers 2": ["--workers", "2"]
 def run_once(target: str, budget: str, extra: list[str], out: Path, seed: int) -> dict:
     command = [sys.executable, "-m", "effvit_nas", "search", "--target", target, "--budget", budget,
                "--seed", str(seed), "--out", str(out), *extra]
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True)
-    wall = time.perf_counter() - start
+    done, wall = run_timed(command)
     if done.returncode != 0:
         raise SystemExit(f"the main job must succeed, but {' '.join(command)} exited {done.returncode}: "
                          f"{done.stderr.strip().splitlines()[-1:]}")

@@ -12,7 +12,7 @@ from effvit_nas.latency.table import LatencyTable
 from effvit_nas.train import CHECKPOINT_NAME, METRICS_NAME
 from effvit_nas.verify import REPORT_JSON, REPORT_MD, VerifySettings
 
-from .cli.helpers import assert_one_line_error, effnas
+from .cli.helpers import assert_one_line_error, effnas, effnas_here
 
 pytestmark = pytest.mark.slow  # trains, measures or spawns processes: `pytest -m "not slow"` skips it
 
@@ -96,8 +96,8 @@ def test_bad_input_is_one_line(tmp_path, tiny_arch_yaml, tiny_table_path, traine
          "has no train/ folder"),
     ]
     for args, fragment in cases:
-        result = effnas("verify", *args, "--target", str(tiny_table_path), "--budget", "1s", "--out",
-                        str(tmp_path / "v"), "--rounds", "1")
+        result = effnas_here("verify", *args, "--target", str(tiny_table_path), "--budget", "1s", "--out",
+                             str(tmp_path / "v"), "--rounds", "1")
         assert_one_line_error(result, fragment)
     assert_one_line_error(verify(tiny_arch_yaml, tiny_table_path, "2", tmp_path / "v"), "budget must be")
 

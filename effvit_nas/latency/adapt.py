@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import copy
 import math
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from .._checks import check_at_least
+from .._progress import Progress
 from ..arch import Arch
 from ..counting import count
 from ..errors import TableError
@@ -45,8 +45,6 @@ from .table import LatencyTable
 from .transfer import fit_transfer, leave_one_out_ratios
 
 __all__ = ["AdaptSettings", "plan_adapt_archs", "adapt_table", "adapted_config", "check_source"]
-
-Progress = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)
@@ -135,7 +133,6 @@ def adapt_table(source: LatencyTable, target: str, out_path: Path, config: Runti
     if len(archs) < settings.networks:
         raise TableError(f"--networks must not exceed the distinct archs of space {source.space.name!r}, but "
                          f"{settings.networks} were asked and {len(archs)} exist; ask for fewer")
-    waited = 0.0
     with LatencyMeter(config, rule=settings.rule, chunk_size=settings.network_chunk_size, max_drift=settings.max_drift,
                       max_wait_s=0) as meter:
         hardware = meter.runtime.hardware()

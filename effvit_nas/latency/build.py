@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 
 from .._checks import check_at_least
+from .._progress import Progress
 from ..arch import PRESETS, Arch, stage_sizes
 from ..errors import TableError
 from ..provenance import git_revision, library_versions, utc_now
@@ -58,7 +59,6 @@ __all__ = ["BuildSettings", "CheckBar", "build_table", "measure_networks", "depl
            "REFERENCE_ARCH", "rejected_path"]
 
 log = logging.getLogger(__name__)
-Progress = Callable[[int, int, str], None]  # (done, total, what) -> None
 
 
 @dataclass(frozen=True)

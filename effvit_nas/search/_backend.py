@@ -11,10 +11,10 @@ from __future__ import annotations
 import abc
 import importlib
 import inspect
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._progress import Progress
 from ..errors import UnknownNameError
 
 if TYPE_CHECKING:
@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 __all__ = ["SearchBackend", "BACKENDS", "DEFAULT_BACKEND", "register_backend", "register_lazy_backend",
            "create_backend", "Progress"]
 
-Progress = Callable[[int, int, str], None]  # (done, total, what)
 # name -> the class, or the module that defines it (imported on first use, which registers the class)
 BACKENDS: dict[str, type[SearchBackend] | str] = {}
 DEFAULT_BACKEND = "optuna"

@@ -89,16 +89,17 @@ def run_optuna(problem: SearchProblem, out_dir: Path | None, *, trials: int, see
         progress(done, trials, "trials")
     pool = ScoringPool(problem.estimator, workers) if workers > 1 and done < trials else None
     aims = problem.aims(trials)
+    owed = _owed_per_phase(aims, trials, history)
     try:
         for phase, (_, aim) in enumerate(aims):
-            end = aims[phase + 1][0] if phase + 1 < len(aims) else trials
-            if done >= end:
+            if owed[phase] <= 0:
                 continue
             working = _sampling_copy(problem, history, aim, sampler=sampler, seed=seed + phase)
-            while done < end:
-                for finished in _run_round(working, problem, min(workers, end - done), pool, aim):
+            while owed[phase] > 0:
+                for finished in _run_round(working, problem, min(workers, owed[phase]), pool, aim):
                     history.append(finished)
                     record.add_trial(_aimed_at(finished, problem, None))
+                    owed[phase] -= 1
                     done += 1
                     if progress:
                         progress(done, trials, "trials")
@@ -109,6 +110,23 @@ def run_optuna(problem: SearchProblem, out_dir: Path | None, *, trials: int, see
     if pool is not None:
         pool.close()
     return record
+
+
+def _owed_per_phase(aims: list[tuple[int, float]], trials: int,
+                    history: list[optuna.trial.FrozenTrial]) -> list[int]:
+    """Trials each phase still owes: its share of ``trials`` less the finished trials aimed at its budget.
+    Counted by each trial's recorded aim, not by its number: a family resumed with more ``--trials`` gives
+    every budget its share of the new ones (by number they would all go to the largest budgets)."""
+    firsts = [first for first, _ in aims] + [trials]
+    owed = [firsts[k + 1] - firsts[k] for k in range(len(aims))]
+    budgets = [aim for _, aim in aims]
+    for trial in history:
+        aim = trial.user_attrs.get(AIM_ATTR)
+        # a study from before aims were recorded: its trials' phases by number, as they were run
+        phase = budgets.index(aim) if aim in budgets else max(k for k, (first, _) in enumerate(aims)
+                                                               if first <= trial.number)
+        owed[phase] -= 1
+    return owed
 
 
 def _sampling_copy(problem: SearchProblem, history: list[optuna.trial.FrozenTrial], aim_ms: float, *,
@@ -129,6 +147,7 @@ def _sampling_copy(problem: SearchProblem, history: list[optuna.trial.FrozenTria
 # Optuna keeps trial.set_constraint(key, v) in system_attrs under "constraints:<key>": a re-aimed copy
 # drops those and sets its own (tests/search/test_search.py checks a family's small budgets get archs).
 _CONSTRAINT_PREFIX = "constraints:"
+AIM_ATTR = "aim_ms"  # the budget a trial's phase aimed at (what a resume counts per phase)
 
 
 def _aimed_at(trial: optuna.trial.FrozenTrial, problem: SearchProblem,
@@ -196,6 +215,7 @@ def _ask_arch(trial: optuna.Trial, problem: SearchProblem, aim_ms: float) -> Arc
         trial.set_constraint(f"latency_ms:{target}", violation)
     trial.set_user_attr("arch", arch.to_dict())
     trial.set_user_attr("latency_ms", latency)
+    trial.set_user_attr(AIM_ATTR, aim_ms)
     return arch
 
 

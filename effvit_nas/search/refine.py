@@ -28,6 +28,7 @@ from typing import Any
 
 import optuna
 
+from .._progress import Progress
 from ..errors import EffNasError
 from ..estimators import ShortTraining, prune_with
 from ..estimators._proxies import OWN_RESOLUTION, PROXY_DATA
@@ -40,7 +41,6 @@ log = logging.getLogger(__name__)
 
 __all__ = ["Refinement", "RefinedPick", "refine"]
 
-Progress = Callable[[int, int, str], None]
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from .._io import check_out_dir
+from .._progress import Progress
 from ..arch import Arch
 from ..errors import EffNasError
 from .checkpoint import CHECKPOINT_FORMAT, load_weights, read_checkpoint, save_checkpoint
@@ -33,7 +34,6 @@ __all__ = ["TrainSettings", "TrainingError", "train", "CHECKPOINT_NAME", "METRIC
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
-Progress = Callable[[int, int, str], None]
 
 
 class TrainingError(EffNasError):
@@ -97,11 +97,12 @@ def train(settings: TrainSettings, *, progress: Progress | None = None,
     try:
         recipe = settings.recipe
         check_run(recipe, procs, settings.deterministic)
+        checkpoint_path = settings.out_dir / CHECKPOINT_NAME
+        init = _starting_weights(settings, checkpoint_path)  # before the data: a wrong path is refused at once
         data = open_data(settings.data).with_transforms(recipe, settings.train_arch.resolution)
         fingerprint = settings.fingerprint(data, procs.world_size)
-        checkpoint_path = settings.out_dir / CHECKPOINT_NAME
         seed_everything(settings.seed, 0, 0)  # identical initial weights on every rank
-        model, ema, optimizer, state = _build(settings, data, procs, checkpoint_path, fingerprint)
+        model, ema, optimizer, state = _build(settings, data, procs, checkpoint_path, fingerprint, init)
         loader = train_loader(data, recipe, settings.seed, settings.workers, procs)
         runner = EpochRunner(model, optimizer, recipe, data, procs, len(loader), state, ema=ema,
                              workers=settings.workers)
@@ -159,22 +160,29 @@ def seed_everything(seed: int, epoch: int, rank: int) -> None:
     torch.manual_seed(value)
 
 
+def _starting_weights(settings: TrainSettings, checkpoint_path: Path) -> dict[str, Any] | None:
+    """The ``--init-from`` checkpoint, or None; refuses an ``--out`` that holds a run unless resumed (which
+    continues it: ``--init-from`` is then not read)."""
+    if checkpoint_path.exists():
+        if not settings.resume:
+            raise TrainingError(f"--out must not hold a run already, but {str(checkpoint_path)!r} exists; pass "
+                                "--resume to continue it or choose another --out")
+        return None
+    return read_checkpoint(settings.init_from, "--init-from") if settings.init_from else None
+
+
 def _build(settings: TrainSettings, data: ImageData, procs: Processes, checkpoint_path: Path,
-           fingerprint: dict[str, Any]) -> tuple[Any, Any, Any, RunState]:
+           fingerprint: dict[str, Any], init: dict[str, Any] | None) -> tuple[Any, Any, Any, RunState]:
     from ..model import build_model
 
     model = build_model(settings.train_arch, num_classes=data.num_classes).to(procs.device)
     state = RunState()
     saved = None
-    if checkpoint_path.exists():
-        if not settings.resume:
-            raise TrainingError(f"--out must not hold a run already, but {str(checkpoint_path)!r} exists; pass "
-                                "--resume to continue it or choose another --out")
+    if checkpoint_path.exists():  # resumed (_starting_weights refused it otherwise)
         saved = read_checkpoint(checkpoint_path, "--resume checkpoint")
         check_same_run(saved.get("settings", {}), fingerprint, settings.out_dir)
-    elif settings.init_from:
-        notes = load_weights(model, settings.train_arch, read_checkpoint(settings.init_from, "--init-from"),
-                             flag="--init-from", new_head_ok=True)
+    elif init is not None:
+        notes = load_weights(model, settings.train_arch, init, flag="--init-from", new_head_ok=True)
         for note in notes:
             log.info("--init-from: %s", note)
     optimizer = settings.recipe.optimizer(model)

@@ -5,7 +5,7 @@ import pytest
 import yaml
 
 from effvit_nas import Arch
-from tests.cli.helpers import assert_one_line_error, effnas
+from tests.cli.helpers import assert_one_line_error, effnas, effnas_here
 
 
 def test_help_and_arch_info_load_no_heavy_runtime():
@@ -71,7 +71,7 @@ def bad_yaml_file(tmp_path):
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(tmp_path, make_args, fragments):
-    assert_one_line_error(effnas(*make_args(tmp_path)), *fragments)
+    assert_one_line_error(effnas_here(*make_args(tmp_path)), *fragments)
 
 
 def test_debug_shows_the_traceback():

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from effvit_nas import Arch
-from tests.cli.helpers import assert_one_line_error, effnas
+from tests.cli.helpers import assert_one_line_error, effnas, effnas_here
 from tests.test_space import TINY
 
 
@@ -43,7 +43,7 @@ def _space_file(tmp_path, change) -> str:
     ],
 )
 def test_space_info_refuses_bad_input_in_one_line(tmp_path, make_path, fragments):
-    assert_one_line_error(effnas("space", "info", "--space", make_path(tmp_path)), *fragments)
+    assert_one_line_error(effnas_here("space", "info", "--space", make_path(tmp_path)), *fragments)
 
 
 @pytest.fixture()
@@ -62,8 +62,8 @@ def a_file(tmp_path):
     ],
 )
 def test_an_output_folder_that_is_a_file_is_refused(a_file, command):
-    assert_one_line_error(effnas(*command, "--out", str(a_file)), "--out must be a folder", "is a file")
-    assert_one_line_error(effnas(*command, "--out", str(a_file / "run")), "--out must lie in a folder",
+    assert_one_line_error(effnas_here(*command, "--out", str(a_file)), "--out must be a folder", "is a file")
+    assert_one_line_error(effnas_here(*command, "--out", str(a_file / "run")), "--out must lie in a folder",
                           "is a file")
     assert a_file.read_text() == "keep me\n"
 
@@ -71,10 +71,10 @@ def test_an_output_folder_that_is_a_file_is_refused(a_file, command):
 def test_export_refuses_an_existing_out_file_and_a_folder_as_onnx(tmp_path, a_file):
     # refused before the supernet is read: this one does not even exist
     supernet = str(tmp_path / "supernet.pt")
-    assert_one_line_error(effnas("export", "m0", "--from-supernet", supernet, "--out", str(a_file)),
+    assert_one_line_error(effnas_here("export", "m0", "--from-supernet", supernet, "--out", str(a_file)),
                           "--out must name a file that does not exist yet", "exists")
-    assert_one_line_error(effnas("export", "m0", "--from-supernet", supernet, "--out", str(a_file / "c.pt")),
+    assert_one_line_error(effnas_here("export", "m0", "--from-supernet", supernet, "--out", str(a_file / "c.pt")),
                           "--out must lie in a folder")
-    assert_one_line_error(effnas("export", "m0", "--onnx", str(tmp_path)), "--onnx must name a file",
+    assert_one_line_error(effnas_here("export", "m0", "--onnx", str(tmp_path)), "--onnx must name a file",
                           "is a folder")
     assert a_file.read_text() == "keep me\n"

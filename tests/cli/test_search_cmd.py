@@ -6,7 +6,7 @@ import pytest
 from effvit_nas import Arch
 from effvit_nas.cli.main import main
 from effvit_nas.latency.table import LatencyTable
-from tests.cli.helpers import assert_one_line_error, effnas
+from tests.cli.helpers import assert_one_line_error, effnas, effnas_here
 from tests.conftest import DATA
 from tests.search.helpers import table_with_residuals, table_without_residuals
 
@@ -127,21 +127,21 @@ def test_export_prints_timm_kwargs_for_the_paper_family():
 )
 def test_bad_search_input_is_one_line_and_writes_nothing(tmp_path, args, fragments):
     out = tmp_path / "out"
-    assert_one_line_error(effnas("search", *args, *MARGIN, "--out", str(out)), *fragments)
+    assert_one_line_error(effnas_here("search", *args, *MARGIN, "--out", str(out)), *fragments)
     assert not out.exists() or not any(out.iterdir())
 
 
 def test_malformed_space_and_resume_and_non_empty_out(tmp_path):
     bad = tmp_path / "space.yaml"
     bad.write_text("name: [\n")
-    assert_one_line_error(effnas("search", "--target", TABLE, "--budget", "2ms", "--space", str(bad),
-                                 "--out", str(tmp_path / "a")), "must be valid YAML")
-    assert_one_line_error(effnas("search", "--target", TABLE, "--budget", "2ms", "--resume", *MARGIN,
-                                 "--out", str(tmp_path / "b")), "--resume needs a study")
+    assert_one_line_error(effnas_here("search", "--target", TABLE, "--budget", "2ms", "--space", str(bad),
+                                      "--out", str(tmp_path / "a")), "must be valid YAML")
+    assert_one_line_error(effnas_here("search", "--target", TABLE, "--budget", "2ms", "--resume", *MARGIN,
+                                      "--out", str(tmp_path / "b")), "--resume needs a study")
     full = tmp_path / "full"
     full.mkdir()
     (full / "something.txt").write_text("x")
-    assert_one_line_error(effnas("search", "--target", TABLE, "--budget", "2ms", *MARGIN, "--out", str(full)),
+    assert_one_line_error(effnas_here("search", "--target", TABLE, "--budget", "2ms", *MARGIN, "--out", str(full)),
                           "--out must be a new or empty folder")
 
 
@@ -149,10 +149,11 @@ def test_an_out_that_is_a_file_is_one_line(tmp_path):
     file = tmp_path / "taken.txt"
     file.write_text("x")
     for extra in ([], ["--resume"]):
-        assert_one_line_error(effnas("search", "--target", TABLE, "--budget", "2ms", "--estimator", "size-prior",
-                                     *MARGIN, "--out", str(file), *extra), "--out must be a folder", "is a file")
-    assert_one_line_error(effnas("search", "--target", TABLE, "--budget", "2ms", "--estimator", "size-prior",
-                                 *MARGIN, "--out", str(file / "run")), "--out must be a folder that can be created")
+        assert_one_line_error(effnas_here("search", "--target", TABLE, "--budget", "2ms", "--estimator", "size-prior",
+                                          *MARGIN, "--out", str(file), *extra), "--out must be a folder", "is a file")
+    assert_one_line_error(effnas_here("search", "--target", TABLE, "--budget", "2ms", "--estimator", "size-prior",
+                                      *MARGIN, "--out", str(file / "run")),
+                          "--out must be a folder that can be created")
     assert file.read_text() == "x"
 
 
@@ -188,10 +189,10 @@ def test_export_refuses_a_checkpoint_for_another_arch(tmp_path):
 
     ckpt = tmp_path / "m0.pt"
     torch.save(build_model(Arch.preset("m0")).state_dict(), ckpt)
-    assert_one_line_error(effnas("export", "m1", "--onnx", str(tmp_path / "x.onnx"), "--checkpoint", str(ckpt)),
+    assert_one_line_error(effnas_here("export", "m1", "--onnx", str(tmp_path / "x.onnx"), "--checkpoint", str(ckpt)),
                           "--checkpoint must match the arch")
     corrupt = tmp_path / "corrupt.pt"
     corrupt.write_bytes(b"not a checkpoint")
-    assert_one_line_error(effnas("export", "m0", "--onnx", str(tmp_path / "y.onnx"), "--checkpoint", str(corrupt)),
+    assert_one_line_error(effnas_here("export", "m0", "--onnx", str(tmp_path / "y.onnx"), "--checkpoint", str(corrupt)),
                           "could not be read")
     assert not (tmp_path / "x.onnx").exists() and not (tmp_path / "y.onnx").exists()

@@ -3,7 +3,7 @@ import shutil
 
 import pytest
 
-from tests.cli.helpers import assert_one_line_error, effnas
+from tests.cli.helpers import assert_one_line_error, effnas, effnas_here
 
 pytestmark = pytest.mark.slow  # trains, measures or spawns processes: `pytest -m "not slow"` skips it
 
@@ -33,7 +33,7 @@ def test_show_prints_metadata_and_counts_slow_state_measurements(tiny_table_path
 
 
 def test_unknown_target_is_one_line_with_the_build_command():
-    assert_one_line_error(effnas("table", "show", "no-such-box"), "effnas table build --target no-such-box",
+    assert_one_line_error(effnas_here("table", "show", "no-such-box"), "effnas table build --target no-such-box",
                           "amd-epyc-2core-ort-b1")
 
 
@@ -42,17 +42,17 @@ def test_edited_table_is_refused_by_validate(tiny_table_path, tmp_path):
     data["reference"]["median_ms"] = 123.0
     edited = tmp_path / "edited.json"
     edited.write_text(json.dumps(data))
-    assert_one_line_error(effnas("table", "validate", "--target", str(edited), "--samples", "3"), "checksum")
+    assert_one_line_error(effnas_here("table", "validate", "--target", str(edited), "--samples", "3"), "checksum")
 
 
 def test_build_refuses_to_overwrite_and_bad_settings(tiny_table_path, tmp_path):
     existing = tmp_path / "existing.json"
     shutil.copy(tiny_table_path, existing)
-    assert_one_line_error(effnas("table", "build", "--target", str(existing)), "--overwrite")
-    assert_one_line_error(effnas("table", "build", "--target", str(tmp_path / "x.json"), "--runtime", "onnxruntime",
-                                 "--device", "cuda"), "runtime 'onnxruntime' runs on device ['cpu']",
-                          "a runtime that runs on 'cuda'")
-    assert_one_line_error(effnas("table", "build", "--target", str(tmp_path / "x.json"), "--runtime", "tvm"),
+    assert_one_line_error(effnas_here("table", "build", "--target", str(existing)), "--overwrite")
+    assert_one_line_error(effnas_here("table", "build", "--target", str(tmp_path / "x.json"), "--runtime",
+                                      "onnxruntime", "--device", "cuda"),
+                          "runtime 'onnxruntime' runs on device ['cpu']", "a runtime that runs on 'cuda'")
+    assert_one_line_error(effnas_here("table", "build", "--target", str(tmp_path / "x.json"), "--runtime", "tvm"),
                           "runtime must be one of [", "but got 'tvm'")
     assert not (tmp_path / "x.json").exists()
 
@@ -69,7 +69,7 @@ def test_build_refuses_to_overwrite_and_bad_settings(tiny_table_path, tmp_path):
 ])
 def test_build_refuses_zero_and_negative_numbers_before_measuring(tmp_path, flags, message):
     target = tmp_path / "never.json"
-    assert_one_line_error(effnas("table", "build", "--target", str(target), *flags), message)
+    assert_one_line_error(effnas_here("table", "build", "--target", str(target), *flags), message)
     assert list(tmp_path.iterdir()) == []  # no table, no partial build
 
 
@@ -81,8 +81,8 @@ def test_build_refuses_zero_and_negative_numbers_before_measuring(tmp_path, flag
 ])
 def test_validate_refuses_a_bad_sample_count(tiny_table_path, tmp_path, samples, message):
     out = tmp_path / "val"
-    assert_one_line_error(effnas("table", "validate", "--target", str(tiny_table_path), "--samples", samples,
-                                 "--out", str(out)), message)
+    assert_one_line_error(effnas_here("table", "validate", "--target", str(tiny_table_path), "--samples", samples,
+                                      "--out", str(out)), message)
     assert not out.exists()
 
 
@@ -94,8 +94,8 @@ def test_validate_refuses_a_table_measured_on_other_hardware(tiny_table_path, tm
     data["checksum"] = content_checksum(data)
     other = tmp_path / "other-box.json"
     other.write_text(json.dumps(data))
-    assert_one_line_error(effnas("table", "validate", "--target", str(other), "--samples", "3", "--out",
-                                 str(tmp_path / "val")),
+    assert_one_line_error(effnas_here("table", "validate", "--target", str(other), "--samples", "3", "--out",
+                                      str(tmp_path / "val")),
                           "must be used on the hardware it was measured on, but cpu_model 'Some Other CPU 9000'",
                           "effnas table build --target")
     assert not (tmp_path / "val").exists()

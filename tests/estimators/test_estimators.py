@@ -93,14 +93,14 @@ def test_a_resolution_option_outside_the_arch_rule_is_refused():
 
 
 def test_search_data_is_checked_up_front_and_only_for_estimators_that_read_images(tmp_path):
-    from ..cli.helpers import assert_one_line_error, effnas
+    from ..cli.helpers import assert_one_line_error, effnas_here
 
     base = ["search", "--target", "amd-epyc-2core-ort-b1", "--budget", "9ms", "--trials", "2"]
-    assert_one_line_error(effnas(*base, "--estimator", "size-prior", "--data", "digits", "--refine", "0",
-                                 "--out", str(tmp_path / "a")),
+    assert_one_line_error(effnas_here(*base, "--estimator", "size-prior", "--data", "digits", "--refine", "0",
+                                      "--out", str(tmp_path / "a")),
                           "--data is read by the estimators that look at images (",
                           "but the estimator is size-prior and --refine is off")
-    assert_one_line_error(effnas(*base, "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "b")),
+    assert_one_line_error(effnas_here(*base, "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path / "b")),
                           "--data must be", "does not exist")
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
 

@@ -16,7 +16,7 @@ from effvit_nas.latency.runtimes import RuntimeConfig
 from effvit_nas.latency.table import LatencyTable
 from effvit_nas.latency.transfer import TransferInputs, fit_transfer, leave_one_out_ratios
 from effvit_nas.latency.validate import sample_validation_archs
-from tests.cli.helpers import assert_one_line_error, effnas
+from tests.cli.helpers import assert_one_line_error, effnas, effnas_here
 
 SHAPES_SPACE = Path(__file__).resolve().parents[2] / "search_spaces" / "shapes.yaml"
 
@@ -118,11 +118,11 @@ def test_adapt_through_the_cli_and_its_refusals(tiny_table_path, tmp_path):
     shown = json.loads(effnas("table", "show", str(out)).stdout)
     assert shown["adapted"]["source"]["target"] == "tiny" and shown["runtime"]["threads"] == 1
 
-    assert_one_line_error(effnas("table", "adapt", "--from", str(tiny_table_path), "--target", str(tmp_path / "x.json"),
-                                 "--networks", "3"), "--networks", "at least 8", "got 3")
-    assert_one_line_error(effnas("table", "adapt", "--from", str(out), "--target", str(tmp_path / "x.json")),
+    assert_one_line_error(effnas_here("table", "adapt", "--from", str(tiny_table_path), "--target",
+                                      str(tmp_path / "x.json"), "--networks", "3"), "--networks", "at least 8", "got 3")
+    assert_one_line_error(effnas_here("table", "adapt", "--from", str(out), "--target", str(tmp_path / "x.json")),
                           "itself adapted from 'tiny'")
-    assert_one_line_error(effnas("table", "adapt", "--from", str(tiny_table_path), "--target",
-                                 str(tmp_path / "x.json"), "--space", str(SHAPES_SPACE)),
+    assert_one_line_error(effnas_here("table", "adapt", "--from", str(tiny_table_path), "--target",
+                                      str(tmp_path / "x.json"), "--space", str(SHAPES_SPACE)),
                           "must cover the search space")
     assert not (tmp_path / "x.json").exists()

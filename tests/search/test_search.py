@@ -99,6 +99,18 @@ def test_a_family_reaches_its_smallest_budget_even_near_the_space_s_floor(tmp_pa
             trial.user_attrs["latency_ms"][TABLE] - max(budgets))
 
 
+def test_a_family_resumed_with_more_trials_gives_every_budget_its_share(tmp_path):
+    floor = problem(5.0).smallest_latency_ms(problem(5.0).primary)
+    budgets = (1.4 * floor, 2 * floor, 3.4 * floor)
+    run_search(problem(*budgets), tmp_path / "fam", trials=12, seed=0)
+    run_search(problem(*budgets), tmp_path / "fam", trials=30, seed=0, resume=True)
+    study = optuna.load_study(study_name=STUDY_NAME, storage=open_storage(tmp_path / "fam"))
+    aims = [t.user_attrs["aim_ms"] for t in study.trials]
+    # 4 a budget in the first run, then 6 more each (by trial number the 18 new ones went to the larger two)
+    assert [aims.count(b) for b in budgets] == [10, 10, 10]
+    assert aims[12:] == [budgets[0]] * 6 + [budgets[1]] * 6 + [budgets[2]] * 6
+
+
 def test_two_targets_hold_both_budgets(tmp_path):
     ort, torch_table = LatencyTable.load(TABLE), LatencyTable.load("amd-epyc-2core-torch-b16")
     m0 = Arch.preset("m0")

@@ -17,7 +17,7 @@ from effvit_nas.latency.table import LatencyTable
 from effvit_nas.supernet import SUPERNET_CHECKPOINT, SupernetSettings, load_supernet, train_supernet
 from effvit_nas.train import CHECKPOINT_NAME, CURVES_NAME, METRICS_NAME, read_checkpoint
 
-from ..cli.helpers import assert_one_line_error, effnas
+from ..cli.helpers import assert_one_line_error, effnas, effnas_here
 from ..conftest import DATA, tiny_recipe
 
 pytestmark = pytest.mark.slow  # trains, measures or spawns processes: `pytest -m "not slow"` skips it
@@ -32,8 +32,12 @@ def _settings(tiny_space, out, epochs=2, **changes):
 
 @pytest.fixture(scope="module")
 def trained_supernet(tmp_path_factory, tiny_space) -> Path:
+    """Two epochs, deterministic: the resume test's uninterrupted run too (one training fewer)."""
     out = tmp_path_factory.mktemp("supernet")
-    train_supernet(_settings(tiny_space, out))
+    try:
+        train_supernet(_settings(tiny_space, out, deterministic=True))
+    finally:
+        torch.use_deterministic_algorithms(False)  # process-wide in torch: not for the tests after it
     return out / SUPERNET_CHECKPOINT
 
 
@@ -51,10 +55,7 @@ def test_training_writes_checkpoint_metrics_and_curves_and_learns(trained_supern
     assert saved["img_size"] == 64 and saved["classes"] == [str(d) for d in range(10)] and saved["epoch"] == 2
 
 
-def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_space):
-    straight = tmp_path / "straight"
-    train_supernet(_settings(tiny_space, straight, deterministic=True))
-
+def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_space, trained_supernet):
     def stop_after_first(row):
         raise KeyboardInterrupt
 
@@ -64,11 +65,13 @@ def test_an_interrupted_run_resumes_to_the_same_weights(tmp_path, tiny_space):
     assert read_checkpoint(interrupted / SUPERNET_CHECKPOINT)["epoch"] == 1
     with pytest.raises(EffNasError, match="--resume"):
         train_supernet(_settings(tiny_space, interrupted, deterministic=True))
-    train_supernet(_settings(tiny_space, interrupted, deterministic=True, resume=True))
-    a, b = (read_checkpoint(p / SUPERNET_CHECKPOINT) for p in (straight, interrupted))
+    try:
+        train_supernet(_settings(tiny_space, interrupted, deterministic=True, resume=True))
+    finally:
+        torch.use_deterministic_algorithms(False)
+    a, b = read_checkpoint(trained_supernet), read_checkpoint(interrupted / SUPERNET_CHECKPOINT)  # straight, resumed
     assert a["history"][-1]["val_top1_largest"] == b["history"][-1]["val_top1_largest"]
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
-    torch.use_deterministic_algorithms(False)
 
 
 def test_two_gloo_processes_train_one_supernet(tmp_path):
@@ -143,20 +146,21 @@ def test_a_subnet_is_handed_over_and_fine_tuned(tmp_path, trained_supernet, tiny
 
 def test_bad_supernet_input_is_one_line(tmp_path, trained_supernet, trained_tiny, tiny_arch_yaml, tiny_table_path):
     training_checkpoint = str(trained_tiny / CHECKPOINT_NAME)
-    assert_one_line_error(effnas("export", str(tiny_arch_yaml), "--from-supernet", training_checkpoint),
+    assert_one_line_error(effnas_here("export", str(tiny_arch_yaml), "--from-supernet", training_checkpoint),
                           "must be a supernet checkpoint", "training checkpoint")
-    assert_one_line_error(effnas("export", "m0", "--from-supernet", str(trained_supernet), "--out",
-                                 str(tmp_path / "x.pt")), "supernet's space")
+    assert_one_line_error(effnas_here("export", "m0", "--from-supernet", str(trained_supernet), "--out",
+                                      str(tmp_path / "x.pt")), "supernet's space")
     assert not (tmp_path / "x.pt").exists()
-    assert_one_line_error(effnas("export", "m0", "--out", str(tmp_path / "x.pt")), "--from-supernet")
+    assert_one_line_error(effnas_here("export", "m0", "--out", str(tmp_path / "x.pt")), "--from-supernet")
     search = ["search", "--target", str(tiny_table_path), "--budget", "50ms", "--trials", "2", "--margin", "5%",
               "--out", str(tmp_path / "s")]
-    assert_one_line_error(effnas(*search, "--space", TINY_SPACE, "--estimator", "supernet"), "--supernet")
-    assert_one_line_error(effnas(*search, "--space", TINY_SPACE, "--supernet", str(trained_supernet)),
+    assert_one_line_error(effnas_here(*search, "--space", TINY_SPACE, "--estimator", "supernet"), "--supernet")
+    assert_one_line_error(effnas_here(*search, "--space", TINY_SPACE, "--supernet", str(trained_supernet)),
                           "--estimator supernet")
-    assert_one_line_error(effnas("supernet", "train", "--data", "digits", "--random-subnets", "-1", "--out",
-                                 str(tmp_path / "n")), "--random-subnets")
-    assert_one_line_error(effnas("supernet", "eval", "m0", "--supernet", training_checkpoint), "supernet checkpoint")
+    assert_one_line_error(effnas_here("supernet", "train", "--data", "digits", "--random-subnets", "-1", "--out",
+                                      str(tmp_path / "n")), "--random-subnets")
+    assert_one_line_error(effnas_here("supernet", "eval", "m0", "--supernet", training_checkpoint),
+                          "supernet checkpoint")
 
 
 def test_supernet_eval_prints_the_estimators_score(trained_supernet, tiny_arch_yaml):

@@ -15,7 +15,7 @@ import torch
 
 from effvit_nas.train import CHECKPOINT_NAME, CURVES_NAME, METRICS_NAME
 
-from ..cli.helpers import assert_one_line_error, effnas
+from ..cli.helpers import assert_one_line_error, effnas, effnas_here
 
 pytestmark = pytest.mark.slow  # trains, measures or spawns processes: `pytest -m "not slow"` skips it
 
@@ -27,8 +27,8 @@ EFFNAS_COMMAND = [shutil.which("effnas")] if shutil.which("effnas") else [sys.ex
 def test_a_run_writes_checkpoint_metrics_and_learning_curves(trained_tiny):
     metrics = json.loads((trained_tiny / METRICS_NAME).read_text())
     assert metrics["epochs_done"] == 2 and len(metrics["epochs"]) == 2
-    # 2 epochs leave the tiny arch near chance (20-36% over seeds 0-2): the loss must fall here, and the
-    # 4-epoch run of the resume test holds the accuracy floor
+    # 2 epochs leave the tiny arch near chance (20-36% over seeds 0-2): the loss must fall here, the resume
+    # test holds a floor above chance, and supernet training (66-68% for its largest) a real one
     assert metrics["epochs"][-1]["train_loss"] < metrics["epochs"][0]["train_loss"]
     assert {"val_ema_top1", "train_img_per_s", "lr"} <= set(metrics["epochs"][0])
     assert metrics["settings"]["recipe"]["epochs"] == 2 and metrics["git_revision"]
@@ -38,7 +38,7 @@ def test_a_run_writes_checkpoint_metrics_and_learning_curves(trained_tiny):
     assert (trained_tiny / CURVES_NAME).stat().st_size > 10_000
 
 
-TRAIN = ["--data", "digits", "--epochs", "4", "--set", "warmup_epochs=0.5", "--deterministic"]
+TRAIN = ["--data", "digits", "--epochs", "2", "--set", "warmup_epochs=0.5", "--deterministic"]
 
 
 def _wait_for_epochs(out, epochs, process, timeout=300):
@@ -56,17 +56,17 @@ def test_resume_after_a_kill_mid_epoch_matches_an_uninterrupted_run(tmp_path, ti
 
     command = [*EFFNAS_COMMAND, "train", str(tiny_arch_yaml), *TRAIN, "--out", str(killed)]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    _wait_for_epochs(killed, 2, process)
-    time.sleep(0.3)  # into epoch 3
+    _wait_for_epochs(killed, 1, process)
+    time.sleep(0.3)  # into epoch 2
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert json.loads((killed / METRICS_NAME).read_text())["epochs_done"] < 4  # it really died early
+    assert json.loads((killed / METRICS_NAME).read_text())["epochs_done"] < 2  # it really died early
 
     resumed = effnas("train", str(tiny_arch_yaml), *TRAIN, "--out", str(killed), "--resume")
     assert resumed.returncode == 0, resumed.stderr
     a = json.loads((straight / METRICS_NAME).read_text())
     b = json.loads((killed / METRICS_NAME).read_text())
-    assert a["val_top1"] > 35.0  # 4 epochs: 55-78% over seeds 0-2 (chance 10%)
+    assert a["val_top1"] > 15.0  # 2 epochs: 20-36% over seeds 0-2 (chance 10%)
     for row_a, row_b in zip(a["epochs"], b["epochs"], strict=True):
         for key in ("train_loss", "val_top1", "val_loss", "val_ema_top1", "lr"):
             assert row_a[key] == row_b[key], (row_a["epoch"], key)
@@ -75,13 +75,13 @@ def test_resume_after_a_kill_mid_epoch_matches_an_uninterrupted_run(tmp_path, ti
     assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
 
     again = effnas("train", str(tiny_arch_yaml), *TRAIN, "--out", str(killed), "--resume")
-    assert again.returncode == 0 and "after 4 epochs" in again.stdout  # a finished run stays finished
+    assert again.returncode == 0 and "after 2 epochs" in again.stdout  # a finished run stays finished
 
 
 def test_a_run_is_never_overwritten_or_resumed_with_other_settings(trained_tiny, tiny_arch_yaml):
-    assert_one_line_error(effnas("train", str(tiny_arch_yaml), "--data", "digits", "--out", str(trained_tiny)),
+    assert_one_line_error(effnas_here("train", str(tiny_arch_yaml), "--data", "digits", "--out", str(trained_tiny)),
                           "--out must not hold a run already", "pass --resume")
-    result = effnas("train", str(tiny_arch_yaml), "--data", "digits", "--epochs", "5", "--out", str(trained_tiny),
+    result = effnas_here("train", str(tiny_arch_yaml), "--data", "digits", "--epochs", "5", "--out", str(trained_tiny),
                     "--resume")
     assert_one_line_error(result, "--resume must continue the run", "recipe.epochs was 2, now 5")
 
@@ -95,12 +95,12 @@ def test_a_run_is_never_overwritten_or_resumed_with_other_settings(trained_tiny,
 ])
 def test_bad_input_is_one_line_and_leaves_nothing(tmp_path, tiny_arch_yaml, args, fragments):
     out = tmp_path / "run"
-    assert_one_line_error(effnas("train", str(tiny_arch_yaml), *args, "--out", str(out)), *fragments)
+    assert_one_line_error(effnas_here("train", str(tiny_arch_yaml), *args, "--out", str(out)), *fragments)
     assert not (out / CHECKPOINT_NAME).exists()
 
 
 def test_init_from_refuses_weights_of_another_arch(tmp_path, trained_tiny):
-    result = effnas("train", "m0", "--data", "digits", "--init-from", str(trained_tiny / CHECKPOINT_NAME),
+    result = effnas_here("train", "m0", "--data", "digits", "--init-from", str(trained_tiny / CHECKPOINT_NAME),
                     "--out", str(tmp_path / "run"))
     assert_one_line_error(result, "--init-from must be trained for this arch")
 
