@@ -285,27 +285,33 @@ def latency_ratios(table: LatencyTable, work: Path, m_archs: dict[str, Path], bu
 LATENCY_RESULT = "vs_mseries_latency"
 
 
+def latency_runs() -> list[dict]:
+    """Every saved interleaved run (docs/results/vs_mseries_latency.json), the file's first form (one run
+    at the top level) read as a list of one."""
+    saved = read_json(RESULTS_DIR / f"{LATENCY_RESULT}.json") or {}
+    if "rows" in saved:
+        return [{"table": saved.get("table", TABLE), **{k: saved[k] for k in
+                                                        ("rows", "budgets_ms", "rounds", "created", "git_revision")}}]
+    return saved.get("runs", [])
+
+
 def save_latency_run(rows: dict[str, dict], budgets: dict[str, float], rounds: int) -> None:
-    """Add one interleaved run to docs/results/vs_mseries_latency.json, keeping the runs before it (a
-    ratio is claimed from two runs, not one)."""
-    earlier = read_json(RESULTS_DIR / f"{LATENCY_RESULT}.json") or {}
-    runs = earlier.get("runs", [])
-    if "rows" in earlier:  # the file's first form: one run at the top level
-        runs = [{k: earlier[k] for k in ("rows", "budgets_ms", "rounds", "created", "git_revision")}]
-    runs.append({"rows": rows, "budgets_ms": budgets, "rounds": rounds, "created": utc_now(),
-                 "git_revision": git_revision()})
-    save_result(LATENCY_RESULT, "python scripts/bench_vs_mseries.py --latency-ratios (once per run)",
-                {"table": TABLE, "runs": runs})
+    """Add one interleaved run to the saved ones (a ratio is claimed from two runs, not one)."""
+    runs = [*latency_runs(), {"table": TABLE, "rows": rows, "budgets_ms": budgets, "rounds": rounds,
+                              "created": utc_now(), "git_revision": git_revision()}]
+    save_result(LATENCY_RESULT, "python scripts/bench_vs_mseries.py --latency-ratios (once per run)", {"runs": runs})
 
 
-def interleaved_ratios(m: str, arch_id: str) -> list[float]:
+def interleaved_ratios(m: str, m_arch_id: str, arch_id: str) -> list[float]:
     """The pick ``arch_id``'s median over its M model's in each saved interleaved run (empty: never timed
     beside it): what "at the same measured latency" is judged by, since two ``verify`` runs hours apart
     differ by more than the 3% allowed."""
     ratios = []
-    for run in (read_json(RESULTS_DIR / f"{LATENCY_RESULT}.json") or {}).get("runs", []):
-        timed = [row["ratio_to_m"] for row in run["rows"].get(m, {}).values() if row["arch_id"] == arch_id]
-        ratios += timed[:1]  # two variants may have picked the same arch: one figure a run
+    for run in latency_runs():
+        timed = run["rows"].get(m, {})
+        if run["table"] != TABLE or timed.get(m, {}).get("arch_id") != m_arch_id:
+            continue  # another table's run, or another M arch beside it
+        ratios += [row["ratio_to_m"] for row in timed.values() if row["arch_id"] == arch_id][:1]
     return ratios
 
 
@@ -453,7 +459,7 @@ def main() -> None:
             log(f"{m.upper()} ({budgets[m]:.3f} ms budget): " + ", ".join(
                 f"{name} {r['measured_ms']:.3f} ms ({r['ratio_to_m']:.2f}x, predicted {r['predicted_ms']:.3f})"
                 for name, r in by_name.items()))
-        if not args.no_save:
+        if not args.no_save and not args.tiny:  # the saved runs are the full benchmark's
             save_latency_run(rows, budgets, args.rounds)
         return
     picks = search(budgets, work, args.trials, args.data, args.variant, search_args, tiny=args.tiny)
@@ -476,7 +482,8 @@ def main() -> None:
     for m in models:
         m_ms, found_ms = (verified[n]["latency"]["measured_corrected_ms"] for n in (m, f"{found}@{m}"))
         # the saved interleaved runs are the full benchmark's: the tiny pipeline run is judged by verify alone
-        ratios = [] if args.tiny else interleaved_ratios(m, Arch.from_yaml(picks[m]).arch_id)
+        ratios = [] if args.tiny else interleaved_ratios(m, Arch.from_yaml(m_archs[m]).arch_id,
+                                                         Arch.from_yaml(picks[m]).arch_id)
         ratio = statistics.median(ratios) if ratios else None
         row = {"model": m, "budget_ms": budgets[m],
                **compare([r["test_top1"] for r in trained[m]], [r["test_top1"] for r in trained[f"{found}@{m}"]]),

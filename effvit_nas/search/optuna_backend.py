@@ -95,8 +95,10 @@ def run_optuna(problem: SearchProblem, out_dir: Path | None, *, trials: int, see
             if owed[phase] <= 0:
                 continue
             working = _sampling_copy(problem, history, aim, sampler=sampler, seed=seed + phase)
-            while owed[phase] > 0:
-                for finished in _run_round(working, problem, min(workers, owed[phase]), pool, aim):
+            # ``done < trials`` too: a resume with other --trials can leave one phase over its new share
+            # while another is under, and --trials is the total
+            while owed[phase] > 0 and done < trials:
+                for finished in _run_round(working, problem, min(workers, owed[phase], trials - done), pool, aim):
                     history.append(finished)
                     record.add_trial(_aimed_at(finished, problem, None))
                     owed[phase] -= 1
@@ -120,11 +122,11 @@ def _owed_per_phase(aims: list[tuple[int, float]], trials: int,
     firsts = [first for first, _ in aims] + [trials]
     owed = [firsts[k + 1] - firsts[k] for k in range(len(aims))]
     budgets = [aim for _, aim in aims]
-    for trial in history:
+    for index, trial in enumerate(history):
         aim = trial.user_attrs.get(AIM_ATTR)
-        # a study from before aims were recorded: its trials' phases by number, as they were run
+        # a study from before aims were recorded: phases by the count of finished trials, as they were run
         phase = budgets.index(aim) if aim in budgets else max(k for k, (first, _) in enumerate(aims)
-                                                               if first <= trial.number)
+                                                               if first <= index)
         owed[phase] -= 1
     return owed
 

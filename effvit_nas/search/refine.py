@@ -42,7 +42,6 @@ log = logging.getLogger(__name__)
 __all__ = ["Refinement", "RefinedPick", "refine"]
 
 
-
 @dataclass(frozen=True)
 class Refinement:
     candidates: int = 6  # per budget: the proxy's best distinct archs within the budget's limit

@@ -35,7 +35,6 @@ __all__ = ["TrainSettings", "TrainingError", "train", "CHECKPOINT_NAME", "METRIC
 CHECKPOINT_NAME = "checkpoint.pt"
 
 
-
 class TrainingError(EffNasError):
     """Training cannot start or continue as asked."""
 

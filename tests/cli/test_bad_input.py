@@ -75,6 +75,6 @@ def test_export_refuses_an_existing_out_file_and_a_folder_as_onnx(tmp_path, a_fi
                           "--out must name a file that does not exist yet", "exists")
     assert_one_line_error(effnas_here("export", "m0", "--from-supernet", supernet, "--out", str(a_file / "c.pt")),
                           "--out must lie in a folder")
-    assert_one_line_error(effnas_here("export", "m0", "--onnx", str(tmp_path)), "--onnx must name a file",
+    assert_one_line_error(effnas("export", "m0", "--onnx", str(tmp_path)), "--onnx must name a file",
                           "is a folder")
     assert a_file.read_text() == "keep me\n"

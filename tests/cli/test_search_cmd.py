@@ -134,8 +134,8 @@ def test_bad_search_input_is_one_line_and_writes_nothing(tmp_path, args, fragmen
 def test_malformed_space_and_resume_and_non_empty_out(tmp_path):
     bad = tmp_path / "space.yaml"
     bad.write_text("name: [\n")
-    assert_one_line_error(effnas_here("search", "--target", TABLE, "--budget", "2ms", "--space", str(bad),
-                                      "--out", str(tmp_path / "a")), "must be valid YAML")
+    assert_one_line_error(effnas("search", "--target", TABLE, "--budget", "2ms", "--space", str(bad),
+                                 "--out", str(tmp_path / "a")), "must be valid YAML")
     assert_one_line_error(effnas_here("search", "--target", TABLE, "--budget", "2ms", "--resume", *MARGIN,
                                       "--out", str(tmp_path / "b")), "--resume needs a study")
     full = tmp_path / "full"

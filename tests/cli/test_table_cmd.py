@@ -33,7 +33,7 @@ def test_show_prints_metadata_and_counts_slow_state_measurements(tiny_table_path
 
 
 def test_unknown_target_is_one_line_with_the_build_command():
-    assert_one_line_error(effnas_here("table", "show", "no-such-box"), "effnas table build --target no-such-box",
+    assert_one_line_error(effnas("table", "show", "no-such-box"), "effnas table build --target no-such-box",
                           "amd-epyc-2core-ort-b1")
 
 

@@ -118,8 +118,8 @@ def test_adapt_through_the_cli_and_its_refusals(tiny_table_path, tmp_path):
     shown = json.loads(effnas("table", "show", str(out)).stdout)
     assert shown["adapted"]["source"]["target"] == "tiny" and shown["runtime"]["threads"] == 1
 
-    assert_one_line_error(effnas_here("table", "adapt", "--from", str(tiny_table_path), "--target",
-                                      str(tmp_path / "x.json"), "--networks", "3"), "--networks", "at least 8", "got 3")
+    assert_one_line_error(effnas("table", "adapt", "--from", str(tiny_table_path), "--target",
+                                 str(tmp_path / "x.json"), "--networks", "3"), "--networks", "at least 8", "got 3")
     assert_one_line_error(effnas_here("table", "adapt", "--from", str(out), "--target", str(tmp_path / "x.json")),
                           "itself adapted from 'tiny'")
     assert_one_line_error(effnas_here("table", "adapt", "--from", str(tiny_table_path), "--target",

@@ -109,6 +109,13 @@ def test_a_family_resumed_with_more_trials_gives_every_budget_its_share(tmp_path
     # 4 a budget in the first run, then 6 more each (by trial number the 18 new ones went to the larger two)
     assert [aims.count(b) for b in budgets] == [10, 10, 10]
     assert aims[12:] == [budgets[0]] * 6 + [budgets[1]] * 6 + [budgets[2]] * 6
+    # shares that do not all grow (7 trials split 3/2/2, 8 split 3/3/2) or a smaller --trials: still the total
+    run_search(problem(*budgets), tmp_path / "odd", trials=7, seed=0)
+    run_search(problem(*budgets), tmp_path / "odd", trials=8, seed=0, resume=True)
+    run_search(problem(*budgets), tmp_path / "fam", trials=20, seed=0, resume=True)
+    for folder, total in (("odd", 8), ("fam", 30)):
+        study = optuna.load_study(study_name=STUDY_NAME, storage=open_storage(tmp_path / folder))
+        assert len(study.trials) == total
 
 
 def test_two_targets_hold_both_budgets(tmp_path):

@@ -79,7 +79,8 @@ def test_resume_after_a_kill_mid_epoch_matches_an_uninterrupted_run(tmp_path, ti
 
 
 def test_a_run_is_never_overwritten_or_resumed_with_other_settings(trained_tiny, tiny_arch_yaml):
-    assert_one_line_error(effnas_here("train", str(tiny_arch_yaml), "--data", "digits", "--out", str(trained_tiny)),
+    # a real process (the other refusals run in this one: tests/cli/helpers.py)
+    assert_one_line_error(effnas("train", str(tiny_arch_yaml), "--data", "digits", "--out", str(trained_tiny)),
                           "--out must not hold a run already", "pass --resume")
     result = effnas_here("train", str(tiny_arch_yaml), "--data", "digits", "--epochs", "5", "--out", str(trained_tiny),
                     "--resume")
