@@ -4,18 +4,25 @@
 #
 #   bash scripts/gpu_check.sh                 (TIME_LIMIT=480 seconds; later steps are skipped past it)
 #
-# Steps, most needed first:
+# Steps, in this order (what no GPU has run yet first; past the time limit the rest are skipped):
 #   info           GPU name, driver, power limit, torch/CUDA/cuDNN
-#   throughput     training img/s of M0/M2/M4 and timm's efficientvit_m0 (bf16 autocast, batch 256, 224 px)
-#   train-det-1/2  `effnas train` one epoch on digits on the GPU, --deterministic, twice: must repeat bitwise
-#   train          the same without --deterministic
-#   torchrun       2 ranks: refused in one line on a 1-GPU machine, trains on 2+ GPUs
+#   fresh-process  where a CUDA measurement's fresh interpreter spends its seconds (a table pays it per network)
+#   warmup         a fresh process's figure after 30 vs 300 warm-up calls (does a short warm-up time the clock ramp?)
+#   train-det-1    `effnas train` one epoch on digits on the GPU, --deterministic (its checkpoint is verified)
 #   <rt>-build     a torch CUDA (fp16) table of a micro space, then <rt>-validate under the deployment rule
-#   verify         `effnas verify --checkpoint --data digits` of the trained arch against that table
+#   verify         `effnas verify --checkpoint --data digits` of the trained arch against that table, the
+#                  budget 10% over the table's prediction (the verdict checks the prediction)
+#   search         `effnas search` on that table (Optuna, short-training estimator, device auto: must train on
+#                  the GPU); verify-pick: `effnas verify` of its pick against its budget
+#   supernet-copies host-to-device copies and step time of supernet training, indices cached vs made afresh
+#   tests          the CUDA tests (the runtime tests, deterministic resume, deterministic supernet)
+#   train-det-2    the deterministic training again; train-repeat: both runs' figures must be identical
 #   supernet       `effnas supernet train` one epoch on the GPU
+#   torchrun       2 ranks: refused in one line on a 1-GPU machine, trains on 2+ GPUs
+#   train          one epoch without --deterministic
+#   throughput     training img/s of M0/M2/M4 and timm's efficientvit_m0 (bf16 autocast, batch 256, 224 px)
 #   largest        the default space's largest arch at batch 2048: peak memory; one block fp32 vs fp16
 #   memory-format  what channels_last buys M0's fp16 inference
-#   tests          the CUDA tests (the runtime tests, deterministic resume, deterministic supernet)
 # TensorRT joins with RUNTIMES="torch tensorrt" where `import tensorrt` works.
 #
 # Outputs: RESULTS (docs/validation/<gpu>-gpu-check/) holds summary.json (per run: each step's exit
@@ -62,7 +69,7 @@ step() {  # step NAME NEEDS_S TIMEOUT_S COMMAND...: run one step under timeout u
     fi
     echo "== $name: $*"
     if declare -F "$1" > /dev/null; then  # a function of this script: timeout runs programs, so hand it to bash
-        set -- bash -c "$(declare -f effnas "$1"); $(printf '%q ' "$@")"
+        set -- bash -c "$(declare -f); $(printf '%q ' "$@")"
     fi
     local start=$SECONDS rc=0
     timeout --kill-after=10 "$limit" "$@" > >(tee "$RESULTS/$name.log") 2>&1 || rc=$?
@@ -127,44 +134,85 @@ build_and_validate() {  # build_and_validate RUNTIME
     local runtime=$1 name=$GPU_SLUG-$1-fp16-b$BATCH-micro
     step "$runtime-build" 200 300 effnas table build --target "$name" --runtime "$runtime" --device cuda \
         --dtype float16 --batch-size "$BATCH" --space "$WORK/micro_space.yaml" --calibration-archs 8 \
-        --check-archs 3 --max-wait 0 --overwrite --accept-below-bar
+        --check-archs 3 --rounds 2 --max-wait 0 --overwrite --accept-below-bar
     if [ ! -f "latency_tables/$name.json" ]; then
         STATUS+=("$runtime-validate no-table 0")  # never ran: a failure, not a silent pass
         return 0
     fi
-    step "$runtime-validate" 90 200 effnas table validate --target "$name" --samples 8 --rounds 1 \
+    step "$runtime-validate" 70 200 effnas table validate --target "$name" --samples 8 --rounds 1 \
         --out "docs/validation/$name"
 }
 
+predicted_budget() {  # predicted_budget TABLE ARCH_YAML|smallest-largest: a budget in ms from the table itself
+    python - "$@" "$WORK/micro_space.yaml" <<'PY'
+import math, sys
+from effvit_nas import Arch, SearchSpace
+from effvit_nas.latency.table import LatencyTable
+
+table, what, space = LatencyTable.load(sys.argv[1]), sys.argv[2], SearchSpace.from_yaml(sys.argv[3])
+if what == "smallest-largest":  # halfway (geometrically) between the space's ends: a search has a choice to make
+    ms = math.sqrt(table.predict_ms(space.smallest()) * table.predict_ms(space.largest()))
+else:  # 10% over the arch's own prediction: verify's verdict then checks the table's prediction to 10%
+    ms = 1.10 * table.predict_ms(Arch.from_yaml(what))
+print(f"{ms:.4f}ms")
+PY
+}
+
+search_on_table() {  # search_on_table TABLE: an Optuna search whose short-training estimator must train on the GPU
+    local budget
+    budget=$(predicted_budget "$1" smallest-largest) || return 1
+    echo "$budget" > "$WORK/search-budget"
+    effnas search --target "$1" --budget "$budget" --space "$WORK/micro_space.yaml" --estimator short-training \
+        --estimator-arg epochs=1 --data digits --refine 0 --trials 6 --margin 5% --out "$WORK/search" || return 1
+    python -c 'import json, sys; d = json.load(open(sys.argv[1]))["estimator"]["device"]; print("the estimator trained on", d); sys.exit(d != "cuda")' \
+        "$WORK/search/metadata.json"
+}
+
+# Never run on a GPU before come first; what an earlier run already showed (docs/BENCHMARKS.md) comes after.
 step info 15 60 python scripts/gpu_probe.py info "$RESULTS/info.json"
-step throughput 60 150 python scripts/gpu_probe.py throughput "$RESULTS/throughput.json"
-for run in det-1 det-2; do
-    step "train-$run" 40 150 effnas train "$WORK/micro_arch.yaml" --data digits --epochs 1 --device cuda \
-        --deterministic --out "$WORK/train-$run"
-done
-step train-repeat 5 30 same_epochs "$WORK/train-det-1" "$WORK/train-det-2"
-step train 40 150 effnas train "$WORK/micro_arch.yaml" --data digits --epochs 1 --device cuda --out "$WORK/train"
+step fresh-process 40 120 python scripts/gpu_probe.py fresh-process "$RESULTS/fresh_process.json"
+step warmup 100 150 python scripts/gpu_probe.py warmup "$RESULTS/warmup.json"
+step train-det-1 30 150 effnas train "$WORK/micro_arch.yaml" --data digits --epochs 1 --device cuda \
+    --deterministic --out "$WORK/train-det-1"
 cp "$WORK"/train-det-1/metrics.json "$RESULTS/train-det-1-metrics.json" 2>/dev/null
-step torchrun 40 150 torchrun_two_ranks
 for runtime in $RUNTIMES; do
     build_and_validate "$runtime"
 done
 TORCH_TABLE=$GPU_SLUG-torch-fp16-b$BATCH-micro
 if [ -f "latency_tables/$TORCH_TABLE.json" ] && [ -f "$WORK/train-det-1/checkpoint.pt" ]; then
-    step verify 60 180 effnas verify "$WORK/micro_arch.yaml" --target "$TORCH_TABLE" \
+    BUDGET=$(predicted_budget "$TORCH_TABLE" "$WORK/micro_arch.yaml")
+    step verify 50 180 effnas verify "$WORK/micro_arch.yaml" --target "$TORCH_TABLE" --budget "$BUDGET" --rounds 3 \
         --checkpoint "$WORK/train-det-1/checkpoint.pt" --data digits --out "$WORK/verify"
     cp "$WORK"/verify/verify.json "$RESULTS/verify.json" 2>/dev/null
 elif [ -z "${ONLY:-}" ] || [[ verify =~ ^($ONLY)$ ]]; then
     STATUS+=("verify no-table-or-checkpoint 0")  # never ran: a failure, not a silent pass
 fi
-step supernet 60 200 effnas supernet train --space tests/data/tiny_space.yaml --data digits --img-size 64 \
-    --epochs 1 --device cuda --out "$WORK/supernet"
-cp "$WORK"/supernet/metrics.json "$RESULTS/supernet-metrics.json" 2>/dev/null
-step largest 40 120 python scripts/gpu_probe.py largest "$RESULTS/largest.json"
-step memory-format 20 90 python scripts/gpu_probe.py memory-format "$RESULTS/memory_format.json"
-step tests 120 300 env OMP_NUM_THREADS=1 python -m pytest -q -p no:cacheprovider tests/latency/test_runtime_gpu.py \
+if [ -f "latency_tables/$TORCH_TABLE.json" ]; then
+    step search 45 200 search_on_table "$TORCH_TABLE"
+    cp "$WORK"/search/metadata.json "$RESULTS/search-metadata.json" 2>/dev/null
+    if [ -f "$WORK/search/best.yaml" ]; then
+        step verify-pick 45 150 effnas verify "$WORK/search/best.yaml" --target "$TORCH_TABLE" \
+            --budget "$(cat "$WORK/search-budget")" --rounds 3 --out "$WORK/verify-pick"
+        cp "$WORK"/verify-pick/verify.json "$RESULTS/verify-pick.json" 2>/dev/null
+    fi
+fi
+step supernet-copies 30 120 python scripts/gpu_probe.py supernet-copies "$RESULTS/supernet_copies.json"
+step tests 100 300 env OMP_NUM_THREADS=1 python -m pytest -q -p no:cacheprovider tests/latency/test_runtime_gpu.py \
     tests/train/test_loop.py::test_resume_after_a_kill_mid_epoch_matches_an_uninterrupted_run \
     tests/supernet/test_training.py::test_an_interrupted_run_resumes_to_the_same_weights
+step train-det-2 30 150 effnas train "$WORK/micro_arch.yaml" --data digits --epochs 1 --device cuda \
+    --deterministic --out "$WORK/train-det-2"
+if [ -f "$WORK/train-det-2/metrics.json" ]; then  # det-2 skipped for time (or failed, recorded): nothing to compare
+    step train-repeat 5 30 same_epochs "$WORK/train-det-1" "$WORK/train-det-2"
+fi
+step supernet 30 200 effnas supernet train --space tests/data/tiny_space.yaml --data digits --img-size 64 \
+    --epochs 1 --device cuda --out "$WORK/supernet"
+cp "$WORK"/supernet/metrics.json "$RESULTS/supernet-metrics.json" 2>/dev/null
+step torchrun 20 150 torchrun_two_ranks
+step train 30 150 effnas train "$WORK/micro_arch.yaml" --data digits --epochs 1 --device cuda --out "$WORK/train"
+step throughput 80 150 python scripts/gpu_probe.py throughput "$RESULTS/throughput.json"
+step largest 15 120 python scripts/gpu_probe.py largest "$RESULTS/largest.json"
+step memory-format 15 90 python scripts/gpu_probe.py memory-format "$RESULTS/memory_format.json"
 
 TOTAL=$((SECONDS - STARTED))
 python - "$RESULTS/summary.json" "$GPU" "$TOTAL" "${STATUS[@]}" <<'PY'

@@ -4,6 +4,11 @@
     python scripts/gpu_probe.py throughput OUT.json    training img/s (bf16 autocast, AdamW), ours vs timm
     python scripts/gpu_probe.py memory-format OUT.json what channels_last buys M0's inference (fp16)
     python scripts/gpu_probe.py largest OUT.json       the default space's largest arch at batch 2048
+    python scripts/gpu_probe.py fresh-process OUT.json where a CUDA deployment measurement's fresh interpreter
+                                                       spends its seconds (a CUDA table costs networks x rounds of them)
+    python scripts/gpu_probe.py warmup OUT.json        a fresh process's figure after 30 vs 300 warm-up calls
+    python scripts/gpu_probe.py supernet-copies OUT.json host-to-device copies and step time of supernet training,
+                                                       subnet indices cached on the GPU vs made afresh every step
 
 Timing: CUDA events around back-to-back calls after warm-up, rounds interleaved between the things
 compared, medians reported with every round kept.
@@ -148,7 +153,144 @@ def largest(batch: int = 2048) -> dict:
     return result
 
 
-PROBES = {"info": info, "throughput": throughput, "memory-format": memory_format, "largest": largest}
+def fresh_process(rounds: int = 2, batch: int = 256) -> dict:
+    """Wall seconds of the steps a fresh measuring interpreter takes (deploy_worker.py, the deployment
+    rule on CUDA: torch does not fork once CUDA is up), each in its own new process, rounds interleaved:
+    the interpreter, importing torch, starting CUDA, and one whole measurement of M0 at ``batch``."""
+    import tempfile
+    from pathlib import Path
+
+    from effvit_nas.latency.deploy import DeploymentRule
+    from effvit_nas.latency.deploy_worker import RESULT, WORKER_MODULE
+    from effvit_nas.latency.runtimes import runtime_class
+
+    runtime_cls = runtime_class("torch", "cuda")
+    config = runtime_cls.config_for("cuda", batch_size=batch)
+    arch = Arch.preset("m0")
+    shape = (batch, 3, arch.resolution, arch.resolution)
+    folder = Path(tempfile.mkdtemp())
+    path = runtime_cls(config).export(build_model(arch).eval().fuse(), folder / "m0.pt", shape)
+    request = {"path": str(path), "shape": list(shape),
+               **{k: v for k, v in DeploymentRule().to_dict().items() if k != "rounds"}}
+    steps = {
+        "python": [sys.executable, "-c", "pass"],
+        "import torch": [sys.executable, "-c", "import torch"],
+        "import torch + CUDA up": [sys.executable, "-c", "import torch; torch.zeros(1, device='cuda')"],
+        "one measurement (load, autotune, warm-up, burst)": [
+            sys.executable, "-m", WORKER_MODULE, json.dumps(config.to_dict()), "--once", json.dumps(request)],
+    }
+    seconds: dict[str, list[float]] = {name: [] for name in steps}
+    answers = []
+    for _ in range(rounds):
+        for name, command in steps.items():
+            started = time.perf_counter()
+            done = subprocess.run(command, capture_output=True, text=True, check=False)
+            seconds[name].append(round(time.perf_counter() - started, 3))
+            if done.returncode != 0:
+                seconds[name][-1] = f"exit {done.returncode}: {done.stderr.strip()[-300:]}"
+            answers += [json.loads(x[len(RESULT):]) for x in done.stdout.splitlines() if x.startswith(RESULT)]
+    return {"network": f"m0 at {arch.resolution} px, batch {batch}, float16 (the torch CUDA runtime)",
+            "rule": DeploymentRule().to_dict(), "rounds_s": seconds, "measurements": answers}
+
+
+def warmup(rounds: int = 6, batch: int = 256) -> dict:
+    """Whether a fresh process's figure depends on how long it warmed up: the smallest network of the
+    micro space (the table check's outlier) in ``rounds`` fresh processes each with the deployment rule's
+    30 warm-up calls and with 300, interleaved. A GPU left idle runs at a low clock and raises it under
+    load; a burst that starts before it has risen times the ramp, not the network."""
+    import tempfile
+    from pathlib import Path
+
+    from effvit_nas.latency.deploy import DeploymentRule
+    from effvit_nas.latency.deploy_worker import RESULT, WORKER_MODULE
+    from effvit_nas.latency.runtimes import runtime_class
+
+    runtime_cls = runtime_class("torch", "cuda")
+    config = runtime_cls.config_for("cuda", batch_size=batch)
+    arch = Arch.from_dict({"schema_version": 1, "name": "micro_d1", "resolution": 128, "widths": [64, 128, 192],
+                           "depths": [1, 1, 1], "heads": [4, 4, 4], "key_dims": [16, 16, 16], "ffn_ratios": [2, 2, 2],
+                           "window_sizes": [7, 7, 7], "kernels": [5, 5, 5, 5]})
+    shape = (batch, 3, arch.resolution, arch.resolution)
+    path = runtime_cls(config).export(build_model(arch).eval().fuse(), Path(tempfile.mkdtemp()) / "d1.pt", shape)
+    rule = {k: v for k, v in DeploymentRule().to_dict().items() if k != "rounds"}
+    results: dict[str, list] = {"30 warm-up calls": [], "300 warm-up calls": []}
+    for _ in range(rounds):
+        for name, calls in (("30 warm-up calls", 30), ("300 warm-up calls", 300)):
+            request = {"path": str(path), "shape": list(shape), **rule, "warmup_calls": calls}
+            smi = subprocess.run(["nvidia-smi", "--query-gpu=clocks.sm", "--format=csv,noheader,nounits"],
+                                 capture_output=True, text=True, check=False)
+            results.setdefault(f"{name}: SM MHz before", []).append(smi.stdout.strip())
+            done = subprocess.run([sys.executable, "-m", WORKER_MODULE, json.dumps(config.to_dict()), "--once",
+                                   json.dumps(request)], capture_output=True, text=True, check=False)
+            answer = [json.loads(x[len(RESULT):]) for x in done.stdout.splitlines() if x.startswith(RESULT)]
+            results[name].append(answer[-1] if answer else {"error": done.stderr.strip()[-300:]})
+    medians = {name: [r.get("median_ms") for r in rs] for name, rs in results.items() if "MHz" not in name}
+    return {"network": f"micro_d1 at 128 px, batch {batch}, float16", "medians_ms": medians,
+            "median_of_medians_ms": {k: statistics.median(v) for k, v in medians.items() if None not in v},
+            "spread_max_over_min": {k: max(v) / min(v) for k, v in medians.items() if None not in v},
+            "processes": results}
+
+
+def supernet_copies(steps: int = 20, batch: int = 64) -> dict:
+    """Host-to-device copies per supernet training step and its time, the way supernet training runs
+    (a new arch each step, from a pool as small as the sandwich's cache holds), with the subnets' index
+    tensors cached on the GPU (the code as it is) against made afresh each step (the cache cleared
+    before every step: what every step paid before the cache). Rounds interleaved."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from effvit_nas.supernet.network import Supernet
+
+    space = SearchSpace.from_yaml(Path(__file__).resolve().parent.parent / "tests" / "data" / "tiny_space.yaml")
+    net = Supernet.from_space(space, num_classes=10).cuda().train()
+    optimizer = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    rng = np.random.default_rng(0)
+    archs = [space.sample(rng) for _ in range(4)]
+    size = max(space.resolutions)
+    images = torch.randn(batch, 3, size, size, device="cuda")
+    labels = torch.randint(0, 10, (batch,), device="cuda")
+
+    def step(i: int, cached: bool) -> None:
+        if not cached:
+            net._subnets.clear()  # noqa: SLF001 - the probe emulates the code before the cache
+        arch = archs[i % len(archs)]
+        x = torch.nn.functional.interpolate(images, size=arch.resolution) if arch.resolution != size else images
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            loss = torch.nn.functional.cross_entropy(net(x, arch), labels)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def copies(cached: bool) -> int:
+        from torch.profiler import ProfilerActivity, profile
+
+        with profile(activities=[ProfilerActivity.CUDA]) as prof:
+            for i in range(len(archs)):
+                step(i, cached)
+            torch.cuda.synchronize()
+        return sum(1 for e in prof.events() if "HtoD" in e.name) // len(archs)
+
+    def wall_ms(cached: bool) -> float:  # host wall time: blocking copies stall the host, which events would not see
+        torch.cuda.synchronize()
+        started = time.perf_counter()
+        for i in range(steps):
+            step(i, cached)
+        torch.cuda.synchronize()
+        return (time.perf_counter() - started) / steps * 1000
+
+    for cached in (True, False):  # warm-up: cuDNN's algorithm search, the allocator, the cache itself
+        for i in range(len(archs)):
+            step(i, cached)
+    per_step = {"cached on the GPU": copies(True), "made afresh each step": copies(False)}
+    ms = interleaved({"cached on the GPU": lambda: wall_ms(True), "made afresh each step": lambda: wall_ms(False)}, 5)
+    return {"space": space.name, "batch": batch, "archs_cycled": len(archs), "steps_per_round": steps,
+            "precision": "bf16 autocast, AdamW", "host_to_device_copies_per_step": per_step,
+            "rounds_ms_per_step": ms, "median_ms_per_step": {k: statistics.median(v) for k, v in ms.items()}}
+
+
+PROBES = {"info": info, "throughput": throughput, "memory-format": memory_format, "largest": largest,
+          "fresh-process": fresh_process, "supernet-copies": supernet_copies, "warmup": warmup}
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """The repository keeps its promises to a newcomer: the README's commands, CI running exactly the
 README's test command, and ruff-clean code."""
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -32,3 +33,14 @@ def test_ci_runs_exactly_the_readmes_test_command():
 def test_ruff_is_clean():
     result = subprocess.run(["ruff", "check", str(ROOT)], capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_the_gpu_check_stops_cleanly_where_torch_sees_no_gpu(tmp_path):
+    """CI has no GPU: the check must say so in one line, exit 0, and write nothing (no results folder, no
+    table) — a machine without a GPU is not a failed check. The GPU is hidden where there is one."""
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "RESULTS": str(tmp_path / "results")}
+    before = sorted(p.name for p in (ROOT / "latency_tables").iterdir())
+    result = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh")], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("gpu_check: torch sees no CUDA GPU: nothing to check here")
+    assert not (tmp_path / "results").exists() and sorted(p.name for p in (ROOT / "latency_tables").iterdir()) == before

@@ -31,6 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--max-wait", type=float, default=None,
                        help="seconds the build may wait in all for the machine to return to its usual speed "
                             "(default 60)")
+    build.add_argument("--rounds", type=int, default=None, help="fresh processes per calibration and check network "
+                       "(deployment rule; default 3)")
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--accept-below-bar", action="store_true",
                        help="write the table even if its held-out networks miss the bar (it records that they did)")
@@ -85,6 +87,7 @@ def run_build(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from ..latency.build import BuildSettings, TableBelowBar, build_table
+    from ..latency.deploy import DeploymentRule
     from ..latency.runtimes import runtime_class
     from ..latency.table import table_path
     from ._common import load_space, progress_bar
@@ -92,8 +95,8 @@ def run_build(args: argparse.Namespace) -> int:
     # settings first: a bad number is refused before anything is looked at or measured
     config = runtime_class(args.runtime, args.device).config_for(
         args.device, threads=args.threads, batch_size=args.batch_size, dtype=args.dtype)
-    given = {"calibration_archs": args.calibration_archs, "check_archs": args.check_archs,
-             "max_wait_s": args.max_wait}
+    given = {"calibration_archs": args.calibration_archs, "check_archs": args.check_archs, "max_wait_s": args.max_wait,
+             "rule": DeploymentRule(rounds=args.rounds) if args.rounds is not None else None}
     settings = replace(BuildSettings(seed=args.seed), **{k: v for k, v in given.items() if v is not None})
     path = table_path(args.target)
     if path.exists() and not args.overwrite:

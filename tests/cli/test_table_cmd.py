@@ -63,6 +63,7 @@ def test_build_refuses_to_overwrite_and_bad_settings(tiny_table_path, tmp_path):
     (["--runtime", "torch", "--batch-size", "0"], "batch size (--batch-size) must be an integer of at least 1, but "
                                                   "got 0"),
     (["--calibration-archs", "0"], "calibration networks (--calibration-archs) must be an integer of at least 8"),
+    (["--rounds", "0"], "deployment rounds (--rounds) must be an integer of at least 1, but got 0"),
     (["--max-wait", "-1"], "max wait in seconds (--max-wait) must be a number of at least 0, but got -1.0"),
     (["--seed", "-1"], "seed (--seed) must be an integer of at least 0, but got -1"),
     (["--threads", "1.5"], "argument --threads: invalid int value: '1.5'"),
@@ -118,10 +119,12 @@ def test_build_through_the_cli_writes_a_table_and_arch_info_predicts_with_it(tmp
     path = tmp_path / "cli.json"
     result = effnas("table", "build", "--target", str(path), "--space", str(DATA / "tiny_space.yaml"),
                     "--threads", str(ort_threads), "--calibration-archs", "8", "--check-archs", "3", "--max-wait", "0",
-                    "--accept-below-bar")  # a tiny table on a busy test machine: the wiring is under test
+                    "--rounds", "2", "--accept-below-bar")  # tiny, on a busy machine: the wiring is tested
     assert result.returncode == 0, result.stderr
     assert path.exists() and not path.with_name("cli.json.partial").exists()
-    check = json.loads(path.read_text())["deployment"]["check"]
+    deployment = json.loads(path.read_text())["deployment"]
+    assert deployment["rule"]["rounds"] == 2  # each network timed in 2 fresh processes, as asked (default 3)
+    check = deployment["check"]
     assert check["archs"] == 3 and ("met the bar" if check["passed"] else "BELOW THE BAR") in result.stdout
     assert "measuring" in result.stderr  # the progress bar
     info = effnas("arch", "info", "m0", "--target", "amd-epyc-2core-ort-b1")
