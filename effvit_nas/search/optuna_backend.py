@@ -64,6 +64,9 @@ class OptunaBackend(SearchBackend):
         return {"workers": self.workers}
 
 
+AIM_ATTR = "aim_ms"  # the budget a trial's phase aimed at (what a resume counts per phase)
+
+
 def run_optuna(problem: SearchProblem, out_dir: Path | None, *, trials: int, seed: int, sampler: str = "tpe",
                resume: bool = False, progress: Progress | None = None, workers: int = 1) -> optuna.Study:
     """Run (or continue) the study until it holds ``trials`` finished trials; returns the study saved
@@ -92,7 +95,7 @@ def run_optuna(problem: SearchProblem, out_dir: Path | None, *, trials: int, see
     owed = _owed_per_phase(aims, trials, history)
     try:
         for phase, (_, aim) in enumerate(aims):
-            if owed[phase] <= 0:
+            if owed[phase] <= 0 or done >= trials:  # nothing owed, or --trials reached: no sampling copy
                 continue
             working = _sampling_copy(problem, history, aim, sampler=sampler, seed=seed + phase)
             # ``done < trials`` too: a resume with other --trials can leave one phase over its new share
@@ -149,7 +152,6 @@ def _sampling_copy(problem: SearchProblem, history: list[optuna.trial.FrozenTria
 # Optuna keeps trial.set_constraint(key, v) in system_attrs under "constraints:<key>": a re-aimed copy
 # drops those and sets its own (tests/search/test_search.py checks a family's small budgets get archs).
 _CONSTRAINT_PREFIX = "constraints:"
-AIM_ATTR = "aim_ms"  # the budget a trial's phase aimed at (what a resume counts per phase)
 
 
 def _aimed_at(trial: optuna.trial.FrozenTrial, problem: SearchProblem,

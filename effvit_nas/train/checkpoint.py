@@ -71,13 +71,19 @@ def checkpoint_arch(checkpoint: dict[str, Any], flag: str) -> Arch | None:
         raise CheckpointError(f"{flag} must record a valid arch, but: {exc}") from None
 
 
-def load_weights(model: torch.nn.Module, arch: Arch, checkpoint: dict[str, Any], *, flag: str = "--checkpoint",
-                 new_head_ok: bool = False) -> list[str]:
-    """Load ``checkpoint`` into ``model`` (built for ``arch``); returns notes on what was adapted."""
+def check_recorded_arch(checkpoint: dict[str, Any], arch: Arch, flag: str) -> None:
+    """Refuse a checkpoint that records another arch (any resolution: weights carry across sizes).
+    Needs no model: callers run it before anything slow (``train`` before loading its data)."""
     trained = checkpoint_arch(checkpoint, flag)
     if trained is not None and trained.replace(resolution=arch.resolution) != arch:
         raise CheckpointError(f"{flag} must be trained for this arch ({arch.arch_id}), but it holds arch "
                               f"{trained.arch_id} ({trained}); pass the YAML it was trained from")
+
+
+def load_weights(model: torch.nn.Module, arch: Arch, checkpoint: dict[str, Any], *, flag: str = "--checkpoint",
+                 new_head_ok: bool = False) -> list[str]:
+    """Load ``checkpoint`` into ``model`` (built for ``arch``); returns notes on what was adapted."""
+    check_recorded_arch(checkpoint, arch, flag)
     state = dict(checkpoint["model"])
     target = model.state_dict()
     notes = []

@@ -22,7 +22,7 @@ from .._io import check_out_dir
 from .._progress import Progress
 from ..arch import Arch
 from ..errors import EffNasError
-from .checkpoint import CHECKPOINT_FORMAT, load_weights, read_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT_FORMAT, check_recorded_arch, load_weights, read_checkpoint, save_checkpoint
 from .data import ImageData, open_data
 from .distributed import Processes, start_processes, stop_processes
 from .metrics import CURVES_NAME, METRICS_NAME, summarise, write_metrics
@@ -167,7 +167,11 @@ def _starting_weights(settings: TrainSettings, checkpoint_path: Path) -> dict[st
             raise TrainingError(f"--out must not hold a run already, but {str(checkpoint_path)!r} exists; pass "
                                 "--resume to continue it or choose another --out")
         return None
-    return read_checkpoint(settings.init_from, "--init-from") if settings.init_from else None
+    if not settings.init_from:
+        return None
+    init = read_checkpoint(settings.init_from, "--init-from")
+    check_recorded_arch(init, settings.train_arch, "--init-from")  # another arch's weights: refused before the data
+    return init
 
 
 def _build(settings: TrainSettings, data: ImageData, procs: Processes, checkpoint_path: Path,

@@ -100,7 +100,11 @@ def test_bad_input_is_one_line_and_leaves_nothing(tmp_path, tiny_arch_yaml, args
     assert not (out / CHECKPOINT_NAME).exists()
 
 
-def test_init_from_refuses_weights_of_another_arch(tmp_path, trained_tiny):
+def test_init_from_refuses_weights_of_another_arch_before_loading_data(tmp_path, trained_tiny, monkeypatch):
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data was opened before the checkpoint's arch was checked")
+
+    monkeypatch.setattr("effvit_nas.train.loop.open_data", no_data)
     result = effnas_here("train", "m0", "--data", "digits", "--init-from", str(trained_tiny / CHECKPOINT_NAME),
                     "--out", str(tmp_path / "run"))
     assert_one_line_error(result, "--init-from must be trained for this arch")
