@@ -1,23 +1,25 @@
 #!/usr/bin/env bash
-# GPU check, about 8 minutes on one GPU: every GPU path of effvit-nas run once, each step under `timeout`,
-# its result kept whether or not the others pass.
+# GPU check, about 9 minutes on one GPU: every GPU path of effvit-nas run once, each step under `timeout`
+# (never past the time limit), its result kept whether or not the others pass.
 #
-#   bash scripts/gpu_check.sh                 (TIME_LIMIT=480 seconds; later steps are skipped past it)
+#   bash scripts/gpu_check.sh                 (TIME_LIMIT=540 seconds; later steps are skipped past it)
+#   ONLY="tests|train-det-2" bash ...         (some steps again; summary.json gains a run)
 #
-# Steps, in this order (what no GPU has run yet first; past the time limit the rest are skipped):
+# Steps, in this order: first what no GPU has run on the current code (on an H200 these took ~530 s:
+# the table's fresh processes dominate), then what an earlier run already showed:
 #   info           GPU name, driver, power limit, torch/CUDA/cuDNN
-#   fresh-process  where a CUDA measurement's fresh interpreter spends its seconds (a table pays it per network)
-#   warmup         a fresh process's figure after 30 vs 300 warm-up calls (does a short warm-up time the clock ramp?)
 #   train-det-1    `effnas train` one epoch on digits on the GPU, --deterministic (its checkpoint is verified)
 #   <rt>-build     a torch CUDA (fp16) table of a micro space, then <rt>-validate under the deployment rule
 #   verify         `effnas verify --checkpoint --data digits` of the trained arch against that table, the
 #                  budget 10% over the table's prediction (the verdict checks the prediction)
 #   search         `effnas search` on that table (Optuna, short-training estimator, device auto: must train on
 #                  the GPU); verify-pick: `effnas verify` of its pick against its budget
-#   supernet-copies host-to-device copies and step time of supernet training, indices cached vs made afresh
 #   tests          the CUDA tests (the runtime tests, deterministic resume, deterministic supernet)
 #   train-det-2    the deterministic training again; train-repeat: both runs' figures must be identical
 #   supernet       `effnas supernet train` one epoch on the GPU
+#   fresh-process  where a CUDA measurement's fresh interpreter spends its seconds (a table pays it per network)
+#   warmup         a fresh process's figure after 30 vs 300 warm-up calls (does a short warm-up time the clock ramp?)
+#   supernet-copies host-to-device copies and step time of supernet training, indices cached vs made afresh
 #   torchrun       2 ranks: refused in one line on a 1-GPU machine, trains on 2+ GPUs
 #   train          one epoch without --deterministic
 #   throughput     training img/s of M0/M2/M4 and timm's efficientvit_m0 (bf16 autocast, batch 256, 224 px)
@@ -26,19 +28,20 @@
 # TensorRT joins with RUNTIMES="torch tensorrt" where `import tensorrt` works.
 #
 # Outputs: RESULTS (docs/validation/<gpu>-gpu-check/) holds summary.json (per run: each step's exit
-# status and seconds; a step that could not run is a failure) and each step's JSON or log; tables in latency_tables/<gpu>-<runtime>-fp16-b<batch>-micro.json
-# and their validation in docs/validation/<that name>/.
+# status and seconds, written after every step; a step that could not start is a failure) and each step's
+# JSON or log; tables in latency_tables/<gpu>-<runtime>-fp16-b<batch>-micro.json and their validation in
+# docs/validation/<that name>/.
 #
 # The table is smaller than a real one, to fit the time (a real one: effnas table build --target NAME
 # --runtime torch --device cuda): a micro space (128 px, one width and head count per stage, depths
 # 1-3: 10 distinct blocks, 27 networks); batch 256, not the paper's 2048 (build time grows with the
-# batch); the minimum 8 calibration and 3 check networks; 8 validation networks in 1 round; no waiting
+# batch); the minimum 8 calibration and 3 check networks in 2 rounds; 8 validation networks in 1 round; no waiting
 # for a usual speed (--max-wait 0: a dedicated GPU has no slow state to wait out).
 set -uo pipefail
 cd "$(dirname "$0")/.."  # paths below are the repository's
 
 BATCH=${BATCH:-256}
-TIME_LIMIT=${TIME_LIMIT:-480}
+TIME_LIMIT=${TIME_LIMIT:-540}
 RUNTIMES=${RUNTIMES:-torch}
 effnas() { python -m effvit_nas "$@"; }  # works from a checkout on PYTHONPATH as well as installed
 
@@ -58,15 +61,38 @@ mkdir -p "$RESULTS" latency_tables
 echo "== $GPU: results in $RESULTS, time limit $TIME_LIMIT s"
 
 STARTED=$SECONDS
+RUN_AT=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 STATUS=()  # "name rc seconds" per step
+
+write_summary() {  # this run's steps so far into summary.json (after every step: a killed check keeps its record)
+    python - "$RESULTS/summary.json" "$GPU" "$RUN_AT" "$((SECONDS - STARTED))" "${STATUS[@]}" <<'PY'
+import json, os, sys
+
+out, gpu, at, total, *rows = sys.argv[1:]
+steps = {name: {"exit": rc, "seconds": int(s)} for name, rc, s in (row.split() for row in rows)}
+runs = json.load(open(out))["runs"] if os.path.exists(out) else []  # a rerun (ONLY=) adds to the record
+runs = [r for r in runs if r["at"] != at] + [{"at": at, "total_s": int(total), "steps": steps}]
+json.dump({"gpu": gpu, "runs": runs}, open(out, "w"), indent=1)
+PY
+}
+
+wanted() { [ -z "${ONLY:-}" ] || [[ $1 =~ ^($ONLY)$ ]]; }  # ONLY="a|b": rerun some steps
+
+not_run() {  # not_run NAME WHY: a step that could not start is a failure, not a silent pass
+    if wanted "$1"; then STATUS+=("$1 $2 0"); write_summary; fi
+}
+
 step() {  # step NAME NEEDS_S TIMEOUT_S COMMAND...: run one step under timeout unless the time limit is near
-    local name=$1 needs=$2 limit=$3; shift 3
-    if [ -n "${ONLY:-}" ] && ! [[ $name =~ ^($ONLY)$ ]]; then return 0; fi  # ONLY="a|b": rerun some steps
-    if (( SECONDS - STARTED + needs > TIME_LIMIT )); then
-        echo "== $name: skipped (needs ~${needs} s, $((TIME_LIMIT - SECONDS + STARTED)) s left)"
+    local name=$1 needs=$2 limit=$3 left; shift 3
+    wanted "$name" || return 0
+    left=$((TIME_LIMIT - SECONDS + STARTED))
+    if (( needs > left )); then
+        echo "== $name: skipped (needs ~${needs} s, $left s left)"
         STATUS+=("$name skipped 0")
+        write_summary
         return 0
     fi
+    (( limit > left )) && limit=$left  # never past the time limit, whatever the step's own timeout
     echo "== $name: $*"
     if declare -F "$1" > /dev/null; then  # a function of this script: timeout runs programs, so hand it to bash
         set -- bash -c "$(declare -f); $(printf '%q ' "$@")"
@@ -74,6 +100,7 @@ step() {  # step NAME NEEDS_S TIMEOUT_S COMMAND...: run one step under timeout u
     local start=$SECONDS rc=0
     timeout --kill-after=10 "$limit" "$@" > >(tee "$RESULTS/$name.log") 2>&1 || rc=$?
     STATUS+=("$name $rc $((SECONDS - start))")
+    write_summary
     echo "== $name: exit $rc in $((SECONDS - start)) s"
 }
 
@@ -136,7 +163,7 @@ build_and_validate() {  # build_and_validate RUNTIME
         --dtype float16 --batch-size "$BATCH" --space "$WORK/micro_space.yaml" --calibration-archs 8 \
         --check-archs 3 --rounds 2 --max-wait 0 --overwrite --accept-below-bar
     if [ ! -f "latency_tables/$name.json" ]; then
-        STATUS+=("$runtime-validate no-table 0")  # never ran: a failure, not a silent pass
+        not_run "$runtime-validate" no-table
         return 0
     fi
     step "$runtime-validate" 70 200 effnas table validate --target "$name" --samples 8 --rounds 1 \
@@ -158,6 +185,13 @@ print(f"{ms:.4f}ms")
 PY
 }
 
+verify_trained() {  # verify_trained TABLE: the trained arch, budget 10% over the table's prediction for it
+    local budget
+    budget=$(predicted_budget "$1" "$WORK/micro_arch.yaml") || return 1
+    effnas verify "$WORK/micro_arch.yaml" --target "$1" --budget "$budget" --rounds 3 \
+        --checkpoint "$WORK/train-det-1/checkpoint.pt" --data digits --out "$WORK/verify"
+}
+
 search_on_table() {  # search_on_table TABLE: an Optuna search whose short-training estimator must train on the GPU
     local budget
     budget=$(predicted_budget "$1" smallest-largest) || return 1
@@ -168,10 +202,8 @@ search_on_table() {  # search_on_table TABLE: an Optuna search whose short-train
         "$WORK/search/metadata.json"
 }
 
-# Never run on a GPU before come first; what an earlier run already showed (docs/BENCHMARKS.md) comes after.
+# What no GPU has run yet comes first; what an earlier run showed (docs/BENCHMARKS.md) after.
 step info 15 60 python scripts/gpu_probe.py info "$RESULTS/info.json"
-step fresh-process 40 120 python scripts/gpu_probe.py fresh-process "$RESULTS/fresh_process.json"
-step warmup 100 150 python scripts/gpu_probe.py warmup "$RESULTS/warmup.json"
 step train-det-1 30 150 effnas train "$WORK/micro_arch.yaml" --data digits --epochs 1 --device cuda \
     --deterministic --out "$WORK/train-det-1"
 cp "$WORK"/train-det-1/metrics.json "$RESULTS/train-det-1-metrics.json" 2>/dev/null
@@ -180,34 +212,41 @@ for runtime in $RUNTIMES; do
 done
 TORCH_TABLE=$GPU_SLUG-torch-fp16-b$BATCH-micro
 if [ -f "latency_tables/$TORCH_TABLE.json" ] && [ -f "$WORK/train-det-1/checkpoint.pt" ]; then
-    BUDGET=$(predicted_budget "$TORCH_TABLE" "$WORK/micro_arch.yaml")
-    step verify 50 180 effnas verify "$WORK/micro_arch.yaml" --target "$TORCH_TABLE" --budget "$BUDGET" --rounds 3 \
-        --checkpoint "$WORK/train-det-1/checkpoint.pt" --data digits --out "$WORK/verify"
+    step verify 50 180 verify_trained "$TORCH_TABLE"
     cp "$WORK"/verify/verify.json "$RESULTS/verify.json" 2>/dev/null
-elif [ -z "${ONLY:-}" ] || [[ verify =~ ^($ONLY)$ ]]; then
-    STATUS+=("verify no-table-or-checkpoint 0")  # never ran: a failure, not a silent pass
+else
+    not_run verify no-table-or-checkpoint
 fi
 if [ -f "latency_tables/$TORCH_TABLE.json" ]; then
     step search 45 200 search_on_table "$TORCH_TABLE"
     cp "$WORK"/search/metadata.json "$RESULTS/search-metadata.json" 2>/dev/null
-    if [ -f "$WORK/search/best.yaml" ]; then
-        step verify-pick 45 150 effnas verify "$WORK/search/best.yaml" --target "$TORCH_TABLE" \
-            --budget "$(cat "$WORK/search-budget")" --rounds 3 --out "$WORK/verify-pick"
-        cp "$WORK"/verify-pick/verify.json "$RESULTS/verify-pick.json" 2>/dev/null
-    fi
+else
+    not_run search no-table
 fi
-step supernet-copies 30 120 python scripts/gpu_probe.py supernet-copies "$RESULTS/supernet_copies.json"
+if [ -f "$WORK/search/best.yaml" ]; then
+    step verify-pick 45 150 effnas verify "$WORK/search/best.yaml" --target "$TORCH_TABLE" \
+        --budget "$(cat "$WORK/search-budget")" --rounds 3 --out "$WORK/verify-pick"
+    cp "$WORK"/verify-pick/verify.json "$RESULTS/verify-pick.json" 2>/dev/null
+else
+    not_run verify-pick no-search-pick
+fi
 step tests 100 300 env OMP_NUM_THREADS=1 python -m pytest -q -p no:cacheprovider tests/latency/test_runtime_gpu.py \
     tests/train/test_loop.py::test_resume_after_a_kill_mid_epoch_matches_an_uninterrupted_run \
     tests/supernet/test_training.py::test_an_interrupted_run_resumes_to_the_same_weights
 step train-det-2 30 150 effnas train "$WORK/micro_arch.yaml" --data digits --epochs 1 --device cuda \
     --deterministic --out "$WORK/train-det-2"
-if [ -f "$WORK/train-det-2/metrics.json" ]; then  # det-2 skipped for time (or failed, recorded): nothing to compare
+if [ -f "$WORK/train-det-1/metrics.json" ] && [ -f "$WORK/train-det-2/metrics.json" ]; then
     step train-repeat 5 30 same_epochs "$WORK/train-det-1" "$WORK/train-det-2"
+elif wanted train-repeat; then  # a training skipped for time (or failed: recorded there): nothing to compare
+    STATUS+=("train-repeat skipped 0")
+    write_summary
 fi
 step supernet 30 200 effnas supernet train --space tests/data/tiny_space.yaml --data digits --img-size 64 \
     --epochs 1 --device cuda --out "$WORK/supernet"
 cp "$WORK"/supernet/metrics.json "$RESULTS/supernet-metrics.json" 2>/dev/null
+step fresh-process 40 120 python scripts/gpu_probe.py fresh-process "$RESULTS/fresh_process.json"
+step warmup 100 150 python scripts/gpu_probe.py warmup "$RESULTS/warmup.json"
+step supernet-copies 30 120 python scripts/gpu_probe.py supernet-copies "$RESULTS/supernet_copies.json"
 step torchrun 20 150 torchrun_two_ranks
 step train 30 150 effnas train "$WORK/micro_arch.yaml" --data digits --epochs 1 --device cuda --out "$WORK/train"
 step throughput 80 150 python scripts/gpu_probe.py throughput "$RESULTS/throughput.json"
@@ -215,15 +254,7 @@ step largest 15 120 python scripts/gpu_probe.py largest "$RESULTS/largest.json"
 step memory-format 15 90 python scripts/gpu_probe.py memory-format "$RESULTS/memory_format.json"
 
 TOTAL=$((SECONDS - STARTED))
-python - "$RESULTS/summary.json" "$GPU" "$TOTAL" "${STATUS[@]}" <<'PY'
-import json, os, sys, time
-
-out, gpu, total, *rows = sys.argv[1:]
-steps = {name: {"exit": rc, "seconds": int(s)} for name, rc, s in (row.split() for row in rows)}
-runs = json.load(open(out))["runs"] if os.path.exists(out) else []  # a rerun (ONLY=) adds to the record
-runs.append({"at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "total_s": int(total), "steps": steps})
-json.dump({"gpu": gpu, "runs": runs}, open(out, "w"), indent=1)
-PY
+write_summary
 echo
 echo "== done in $TOTAL s; steps (name exit seconds):"
 printf '   %s\n' "${STATUS[@]}"

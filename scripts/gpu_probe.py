@@ -176,7 +176,7 @@ def fresh_process(rounds: int = 2, batch: int = 256) -> dict:
         "python": [sys.executable, "-c", "pass"],
         "import torch": [sys.executable, "-c", "import torch"],
         "import torch + CUDA up": [sys.executable, "-c", "import torch; torch.zeros(1, device='cuda')"],
-        "one measurement (load, autotune, warm-up, burst)": [
+        "one whole measurement (interpreter, import, CUDA up, load, autotune, warm-up, burst)": [
             sys.executable, "-m", WORKER_MODULE, json.dumps(config.to_dict()), "--once", json.dumps(request)],
     }
     seconds: dict[str, list[float]] = {name: [] for name in steps}
@@ -193,11 +193,21 @@ def fresh_process(rounds: int = 2, batch: int = 256) -> dict:
             "rule": DeploymentRule().to_dict(), "rounds_s": seconds, "measurements": answers}
 
 
+def _sm_clock_mhz() -> str:
+    try:
+        smi = subprocess.run(["nvidia-smi", "--query-gpu=clocks.sm", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        return "nvidia-smi is not installed"
+    return smi.stdout.strip() if smi.returncode == 0 else smi.stderr.strip()
+
+
 def warmup(rounds: int = 6, batch: int = 256) -> dict:
     """Whether a fresh process's figure depends on how long it warmed up: the smallest network of the
-    micro space (the table check's outlier) in ``rounds`` fresh processes each with the deployment rule's
-    30 warm-up calls and with 300, interleaved. A GPU left idle runs at a low clock and raises it under
-    load; a burst that starts before it has risen times the ramp, not the network."""
+    micro space (the arch a first verify measured at twice its prediction) in ``rounds`` fresh processes
+    each with the deployment rule's 30 warm-up calls and with 300, interleaved, the SM clock read before
+    each. A GPU left idle runs at a low clock and raises it under load; a burst that starts before it
+    has risen would time the ramp, not the network."""
     import tempfile
     from pathlib import Path
 
@@ -217,9 +227,7 @@ def warmup(rounds: int = 6, batch: int = 256) -> dict:
     for _ in range(rounds):
         for name, calls in (("30 warm-up calls", 30), ("300 warm-up calls", 300)):
             request = {"path": str(path), "shape": list(shape), **rule, "warmup_calls": calls}
-            smi = subprocess.run(["nvidia-smi", "--query-gpu=clocks.sm", "--format=csv,noheader,nounits"],
-                                 capture_output=True, text=True, check=False)
-            results.setdefault(f"{name}: SM MHz before", []).append(smi.stdout.strip())
+            results.setdefault(f"{name}: SM MHz before", []).append(_sm_clock_mhz())
             done = subprocess.run([sys.executable, "-m", WORKER_MODULE, json.dumps(config.to_dict()), "--once",
                                    json.dumps(request)], capture_output=True, text=True, check=False)
             answer = [json.loads(x[len(RESULT):]) for x in done.stdout.splitlines() if x.startswith(RESULT)]
@@ -232,10 +240,12 @@ def warmup(rounds: int = 6, batch: int = 256) -> dict:
 
 
 def supernet_copies(steps: int = 20, batch: int = 64) -> dict:
-    """Host-to-device copies per supernet training step and its time, the way supernet training runs
-    (a new arch each step, from a pool as small as the sandwich's cache holds), with the subnets' index
-    tensors cached on the GPU (the code as it is) against made afresh each step (the cache cleared
-    before every step: what every step paid before the cache). Rounds interleaved."""
+    """Host-to-device copies per supernet training step and its time, 4 archs in turn, with every
+    subnet's index tensors cached on the GPU (the code as it is, at its best: archs that recur, as the
+    sandwich's two ends do; its random middle archs are mostly new, and a new arch makes its indices
+    once) against made afresh each step (the cache cleared before every step: what every step paid
+    before the cache, plus rebuilding the arch's weightless skeleton). Rounds interleaved; the cache is
+    filled again before each cached measurement."""
     from pathlib import Path
 
     import numpy as np
@@ -262,9 +272,15 @@ def supernet_copies(steps: int = 20, batch: int = 64) -> dict:
         loss.backward()
         optimizer.step()
 
+    def fill_cache() -> None:
+        for arch in archs:
+            net._subnet(arch)  # noqa: SLF001 - the probe measures the cache's effect
+
     def copies(cached: bool) -> int:
         from torch.profiler import ProfilerActivity, profile
 
+        if cached:
+            fill_cache()
         with profile(activities=[ProfilerActivity.CUDA]) as prof:
             for i in range(len(archs)):
                 step(i, cached)
@@ -272,6 +288,8 @@ def supernet_copies(steps: int = 20, batch: int = 64) -> dict:
         return sum(1 for e in prof.events() if "HtoD" in e.name) // len(archs)
 
     def wall_ms(cached: bool) -> float:  # host wall time: blocking copies stall the host, which events would not see
+        if cached:
+            fill_cache()
         torch.cuda.synchronize()
         started = time.perf_counter()
         for i in range(steps):

@@ -2,6 +2,7 @@
 README's test command, and ruff-clean code."""
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -42,5 +43,6 @@ def test_the_gpu_check_stops_cleanly_where_torch_sees_no_gpu(tmp_path):
     before = sorted(p.name for p in (ROOT / "latency_tables").iterdir())
     result = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh")], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.startswith("gpu_check: torch sees no CUDA GPU: nothing to check here")
+    # torch imported and answered (its version follows): not a check that stopped because python or torch failed
+    assert re.match(r"gpu_check: torch sees no CUDA GPU: nothing to check here \(torch \d+\.\d+", result.stdout)
     assert not (tmp_path / "results").exists() and sorted(p.name for p in (ROOT / "latency_tables").iterdir()) == before
