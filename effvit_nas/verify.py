@@ -133,13 +133,9 @@ def _measure(model: Any, onnx_path: Path, settings: VerifySettings) -> dict[str,
         raise EffNasError(f"the model must run under {table.runtime.runtime} as deployed, but it failed: "
                           f"{failures['model']}; check --batch-size and the runtime")
     result = measured["model"]
-    at_build = table.deployment_reference_ms
-    drift = table.drift_factor(result.reference_ms, deployed=True) if at_build else 1.0
-    timing = result.timing
-    return {"measured_ms": timing.median_ms, "measured_p25_ms": timing.p25_ms, "measured_p90_ms": timing.p90_ms,
-            "rounds_ms": list(timing.rounds_ms), "statistic": "median of per-process medians (deployment rule)",
-            "rule": meter.rule.to_dict(), "measured_corrected_ms": timing.median_ms / drift,
-            "reference_ms": result.reference_ms, "reference_at_build_ms": at_build, "drift": drift}
+    return {**table.on_build_scale(result), "measured_p25_ms": result.timing.p25_ms,
+            "measured_p90_ms": result.timing.p90_ms, "statistic": "median of per-process medians (deployment rule)",
+            "rule": meter.rule.to_dict(), "reference_at_build_ms": table.deployment_reference_ms}
 
 
 def _open_data(spec: str, classes: list[str] | None) -> Any:

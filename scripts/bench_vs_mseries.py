@@ -337,7 +337,9 @@ def finished_runs(work: Path, seeds: int) -> dict[str, list[dict]]:
                 rows.setdefault(folder.name, []).append({
                     "seed": seed, "test_top1": metrics["test_top1"], "arch": metrics["settings"]["arch"],
                     "val_top1_per_epoch": [e["val_top1"] for e in metrics["epochs"]],
-                    "train_img_per_s": metrics["train_img_per_s"]})
+                    "train_img_per_s": metrics["train_img_per_s"],
+                    # a run carried into a fresh work dir from committed results rather than trained in it
+                    **({"restored_from": metrics["restored_from"]} if "restored_from" in metrics else {})})
     return rows
 
 
@@ -387,9 +389,13 @@ def save_partial(work: Path, args: argparse.Namespace) -> None:
         metadata = read_json(folder / "metadata.json") or {"best": {}}
         picks[variant] = {label: {"arch": Arch.from_yaml(best["files"][0]).to_dict(),
                                   **{k: best[k] for k in ("predicted_latency_ms", "limit_ms", "score", "params")},
-                                  **({"refined_top1": best["refined_top1"]} if "refined_top1" in best else {})}
+                                  **{k: best[k] for k in ("refined_top1", "measured_latency_ms") if k in best}}
                           for label, best in metadata["best"].items()}
-    save_result("vs_mseries_partial", "python scripts/bench_vs_mseries.py --partial (after a stopped run)",
+    # one file per work dir: a run in another --work (other budgets) does not overwrite the default's
+    default_work = work.resolve() == (REPO / "runs" / "bench-vs-mseries").resolve()
+    name = "vs_mseries_partial" + ("" if default_work else "_" + work.name.replace("-", "_"))
+    command = "python scripts/bench_vs_mseries.py --partial" + ("" if default_work else f" --work {args.work}")
+    save_result(name, f"{command} (after a stopped run)",
                 {"settings": read_json(work / "settings.json"), "budgets": budgets,
                  "variants_search_args": variants, "picks": picks, "trained": rows})
     for name, runs in rows.items():

@@ -18,7 +18,8 @@ NO_ARCH_FOR_A_BUDGET = 1  # the search ran and its results are written, but some
 EPILOG = """exit status:
   0    an arch for every budget (best.yaml and the rest in --out)
   1    the search ran, but no arch it found meets some budget (the others are written); the message
-       gives the lowest predicted latency reached: raise --trials or the budget
+       gives the lowest predicted latency reached (raise --trials or the budget) or, with --measure,
+       the fastest finalist measured
   2    bad input, or the estimator could not score any trial (the first reason is given)
   130  interrupted; rerun the same command with --resume to continue"""
 
@@ -52,6 +53,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "each resolution first) on --data with successive halving and pick by validation "
                              "top-1; default with --data: one per resolution of the space, without: off; "
                              "--refine 0 turns it off (docs/SEARCH.md)")
+    parser.add_argument("--measure", type=int, default=None, metavar="N",
+                        help="time the estimator's N best archs per budget (spread over resolutions) on this machine "
+                             "as deployed and keep only those that measure within the budget, before --refine picks "
+                             "among them; needs the table's own hardware; default off (docs/SEARCH.md)")
     parser.add_argument("--refine-epochs", type=int, default=4, help="epochs of a full refinement training")
     parser.add_argument("--supernet", default=None, metavar="CKPT",
                         help="supernet.pt from effnas supernet train, for --estimator supernet")
@@ -104,12 +109,21 @@ def run(args: argparse.Namespace) -> int:
 
         refinement = Refinement(candidates=refine, epochs=args.refine_epochs, seed=args.seed,
                                 **({"data": data} if data else {}))
+    measurement = None
+    if args.measure is not None:
+        from ..search import Measurement
+
+        measurement = Measurement(candidates=args.measure)
+        if refine and args.measure < refine:
+            raise EffNasError(f"--measure must be at least --refine ({refine}) so the refinement has its {refine} "
+                              f"finalists to train, but got --measure {args.measure}; pass --measure {refine} or more")
     out = Path(args.out) if args.out else Path("runs") / (
         f"{targets[0].name}-" + "-".join(format_ms(b) for b in targets[0].budgets_ms))
     backend = _backend(args)
     with progress_bar("searching") as progress:
         metadata = run_search(problem, out, trials=args.trials, seed=args.seed, sampler=args.sampler,
-                              resume=args.resume, progress=progress, backend=backend, refinement=refinement)
+                              resume=args.resume, progress=progress, backend=backend, refinement=refinement,
+                              measurement=measurement)
     print(f"{metadata['trials_complete']} trials, {metadata['feasible']} feasible; results in {out}/")
     if metadata["trials_failed"]:
         print(f"  {metadata['trials_failed']} trials failed (estimator); first: {metadata['first_failure']}")
@@ -120,23 +134,35 @@ def run(args: argparse.Namespace) -> int:
     if refinement:
         scored += (f"; refined by {refinement.epochs}-epoch training of {refinement.candidates} per budget (the best "
                    f"at each resolution first) on {refinement.data} (--refine 0: off)")
+    if measurement:
+        scored += (f"; the best {measurement.candidates} per budget timed here as deployed, those over the budget "
+                   "dropped (measured.json)")
     print(scored)
     for label, best in metadata["best"].items():
         latency = ", ".join(f"{v:.3f} ms on {k} (limit {best['limit_ms'][k]:.3f} ms{_chance(best, k)})"
                             for k, v in best["predicted_latency_ms"].items())
         refined = f", val top-1 {best['refined_top1']:.1f}% after refinement" if "refined_top1" in best else ""
+        if "measured_latency_ms" in best:
+            latency += "; measured " + ", ".join(f"{v:.3f} ms" for v in best["measured_latency_ms"].values())
         print(f"  {label:>7}: {best['name']}  {best['score']:.2f} ({estimator.score_label}){refined}  {latency}  "
               f"params {best['params'] / 1e6:.2f}M  MACs {best['macs'] / 1e6:.0f}M")
     primary = targets[0]
     missing = [b for b in primary.budgets_ms if format_ms(b) not in metadata["best"]]
-    if missing:
+    timed = metadata["measurement"]["per_budget"] if measurement else {}
+    unmeasured = [b for b in missing if not timed.get(format_ms(b), {}).get("timed")]  # none within the limit
+    if unmeasured:
         lowest = ", ".join(f"{v:.3f} ms on {k}" for k, v in metadata["lowest_latency_ms"].items()) or "none"
         limits = ", ".join(f"{format_ms(b)} (predicted <= {primary.limit_ms(b):.3f} ms with {primary.rule})"
-                           for b in missing)
+                           for b in unmeasured)
         sys.stderr.write(f"effnas: no arch found within {limits}; the lowest predicted latency reached was "
                          f"{lowest}; raise --trials or the budget\n")
-        return NO_ARCH_FOR_A_BUDGET
-    return 0
+    for budget in (b for b in missing if b not in unmeasured):
+        finalists = timed[format_ms(budget)]
+        more = " raise --measure (more finalists)," if len(finalists["timed"]) == measurement.candidates else ""
+        sys.stderr.write(f"effnas: no finalist measured within {format_ms(budget)}: {len(finalists['timed'])} timed, "
+                         f"the fastest {finalists['lowest_measured_ms']:.3f} ms (drift-corrected);{more} lower the "
+                         f"predicted limit ({primary.rule}) or raise the budget\n")
+    return NO_ARCH_FOR_A_BUDGET if missing else 0
 
 
 def default_refine(space: SearchSpace, data: str | None) -> int:

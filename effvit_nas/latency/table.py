@@ -204,6 +204,14 @@ class LatencyTable:
         noise = max(record.get("noise", 0.0), 0.03)
         return 1.0 if abs(ratio - 1) <= noise else ratio
 
+    def on_build_scale(self, deployed: Any) -> dict[str, Any]:
+        """One deployed timing (``LatencyMeter.networks``'s ``DeployedNetwork``) raw and drift-corrected:
+        divided by how much slower the reference timed beside it ran than at the build (1 for a table
+        built before the deployment rule, which has no deployed reference)."""
+        drift = self.drift_factor(deployed.reference_ms, deployed=True) if self.deployment_reference_ms else 1.0
+        return {"measured_ms": deployed.timing.median_ms, "measured_corrected_ms": deployed.timing.median_ms / drift,
+                "drift": drift, "reference_ms": deployed.reference_ms, "rounds_ms": list(deployed.timing.rounds_ms)}
+
     @property
     def reference_arch(self) -> Arch:
         return Arch.from_dict(self.data["reference"]["arch"])

@@ -22,16 +22,26 @@ from ._backend import (
     register_lazy_backend,
 )
 from ._study import SAMPLERS, STUDY_FILE, check_resumed_study, check_sampler
+from .measured import Measurement, check_measurable, measure_shortlists
 from .optuna_backend import OptunaBackend
 from .problem import DEFAULT_CONFIDENCE, Evaluation, SearchProblem, Target
 from .refine import Refinement, refine
-from .results import best_per_budget, feasible_candidates, outcomes, pareto_front, trial_summary, write_results
+from .results import (
+    best_per_budget,
+    feasible_candidates,
+    outcomes,
+    pareto_front,
+    ranked_per_budget,
+    trial_summary,
+    write_results,
+)
 
 register_lazy_backend("ray", f"{__name__}.ray_backend")
 
 __all__ = ["SearchProblem", "Target", "DEFAULT_CONFIDENCE", "Evaluation", "run_search", "prepare_out_dir", "SAMPLERS",
            "feasible_candidates", "pareto_front", "best_per_budget", "BACKENDS", "DEFAULT_BACKEND", "SearchBackend",
-           "OptunaBackend", "create_backend", "register_backend", "register_lazy_backend", "Refinement"]
+           "OptunaBackend", "create_backend", "register_backend", "register_lazy_backend", "Refinement", "Measurement",
+           "check_measurable"]
 
 
 def prepare_out_dir(out_dir: Path, resume: bool) -> None:
@@ -67,15 +77,20 @@ def run_search(
     progress: Progress | None = None,
     backend: str | SearchBackend = DEFAULT_BACKEND,
     refinement: Refinement | None = None,
+    measurement: Measurement | None = None,
 ) -> dict[str, Any]:
     """Search, then write the results; ``backend`` is a registered name or a built backend (for options:
     ``create_backend("ray", workers=2)``). Trials the estimator cannot score are recorded as failed and
-    counted in the metadata; when every trial failed there is no result, and the first reason is raised."""
+    counted in the metadata; when every trial failed there is no result, and the first reason is raised.
+    ``measurement``: time each budget's finalists on this machine and keep those within it (``search/measured.py``),
+    before ``refinement`` trains among them."""
     if not isinstance(backend, SearchBackend):
         backend = create_backend(backend)
     if trials < 1:
         raise EffNasError(f"--trials must be at least 1, but got {trials}")
     check_sampler(sampler)  # before the out dir is touched
+    if measurement is not None:
+        check_measurable(problem.primary.table)
     prepare_out_dir(out_dir, resume)
     if resume:
         check_resumed_study(out_dir, problem)
@@ -89,9 +104,17 @@ def run_search(
                 "search_seconds": round(time.perf_counter() - started, 2)}
     if backend.describe():
         run_info[backend.name] = backend.describe()  # e.g. "ray": its cluster and per-trial resources
-    refined = {}
+    refined, measured, ranked = {}, None, None
+    if measurement is not None:
+        stage_started = time.perf_counter()
+        measured = measure_shortlists(ranked_per_budget(study, problem), problem.primary.table, out_dir, measurement,
+                                      progress)
+        ranked = measured.kept
+        run_info["measurement"] = {**measurement.to_dict(), **measured.report()}
+        run_info["measure_seconds"] = round(time.perf_counter() - stage_started, 2)
     if refinement is not None:
-        refined = refine(study, problem, out_dir, refinement, progress)
+        stage_started = time.perf_counter()
+        refined = refine(study, problem, out_dir, refinement, progress, ranked=ranked)
         run_info["refinement"] = refinement.to_dict()
-        run_info["refine_seconds"] = round(time.perf_counter() - started - run_info["search_seconds"], 2)
-    return write_results(study, problem, out_dir, run_info, refined)
+        run_info["refine_seconds"] = round(time.perf_counter() - stage_started, 2)
+    return write_results(study, problem, out_dir, run_info, refined, measured)

@@ -35,7 +35,7 @@ from ..estimators._proxies import OWN_RESOLUTION, PROXY_DATA
 from ..units import format_ms
 from ._study import fail_unfinished, open_storage, quiet_optuna
 from .problem import SearchProblem
-from .results import Candidate, feasible_candidates
+from .results import Candidate, ranked_per_budget
 
 log = logging.getLogger(__name__)
 
@@ -67,17 +67,17 @@ class RefinedPick:
 
 
 def refine(study: optuna.Study, problem: SearchProblem, out_dir: Path | None, refinement: Refinement,
-           progress: Progress | None = None) -> dict[float, RefinedPick]:
-    """For each budget of the primary target with a feasible arch, the candidate short training ranks first."""
+           progress: Progress | None = None, ranked: dict[float, list[Candidate]] | None = None
+           ) -> dict[float, RefinedPick]:
+    """For each budget of the primary target with a feasible arch, the candidate short training ranks first.
+    ``ranked``: per budget, the archs to shortlist from, best score first (default: every feasible one within
+    the budget's predicted limit; ``search/measured.py`` passes those that measured within the budget)."""
     quiet_optuna()
     estimator = ShortTraining(epochs=refinement.epochs, seed=refinement.seed, resolution=refinement.resolution,
                               data=refinement.data)
-    limit = problem.primary.limit_ms
     primary = problem.primary.name
-    feasible = sorted(feasible_candidates(study, problem), key=lambda c: -c.score)
-    per_budget = {budget: shortlist([c for c in feasible if c.latency_ms[primary] <= limit(budget)],
-                                    refinement.candidates)
-                  for budget in problem.primary.budgets_ms}
+    ranked = ranked_per_budget(study, problem) if ranked is None else ranked
+    per_budget = {budget: shortlist(candidates, refinement.candidates) for budget, candidates in ranked.items()}
     total, done = sum(len(c) for c in per_budget.values()), 0
     picks: dict[float, RefinedPick] = {}
     completed_before: dict[str, dict[str, Any]] = {}  # arch_id -> its row, from an earlier budget

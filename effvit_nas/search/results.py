@@ -22,7 +22,7 @@ from ._study import FAIL_REASON
 from .problem import SearchProblem
 
 __all__ = ["Candidate", "TrialOutcome", "outcomes", "trial_summary", "feasible_candidates", "pareto_front",
-           "best_per_budget", "budget_reports", "write_results"]
+           "best_per_budget", "ranked_per_budget", "budget_reports", "write_results"]
 
 
 @dataclass(frozen=True)
@@ -103,6 +103,15 @@ def pareto_front(candidates: list[Candidate], target: str) -> list[Candidate]:
     return front
 
 
+def ranked_per_budget(study: optuna.Study | list[TrialOutcome], problem: SearchProblem
+                      ) -> dict[float, list[Candidate]]:
+    """For each budget of the primary target: the feasible candidates within its limit, best score first."""
+    primary = problem.primary.name
+    feasible = sorted(feasible_candidates(study, problem), key=lambda c: (-c.score, c.latency_ms[primary]))
+    return {budget: [c for c in feasible if c.latency_ms[primary] <= problem.primary.limit_ms(budget)]
+            for budget in problem.primary.budgets_ms}
+
+
 def best_per_budget(candidates: list[Candidate], problem: SearchProblem) -> dict[float, Candidate]:
     """For each budget of the primary target: the highest score within it (ties: the faster)."""
     primary = problem.primary.name
@@ -129,15 +138,21 @@ def variant_name(problem: SearchProblem, budget_ms: float) -> str:
 
 
 def write_results(study: optuna.Study, problem: SearchProblem, out_dir: Path, run_info: dict[str, Any],
-                  refined: dict[float, Any] | None = None) -> dict:
+                  refined: dict[float, Any] | None = None, measured: Any | None = None) -> dict:
     """Write best.yaml (and best-<budget>.yaml for a family), pareto.json, pareto.png, metadata.json.
-    ``refined``: a budget's pick by short training (``search/refine.py``), in place of the best score."""
+    ``refined``: a budget's pick by short training (``search/refine.py``), in place of the best score.
+    ``measured``: the finalists timed as deployed (``search/measured.py``); a budget's pick is then the best
+    score among those that measured within it, and a budget none of them met has no pick."""
     trials = outcomes(study)
     candidates = feasible_candidates(trials, problem)
     primary = problem.primary.name
     front = pareto_front(candidates, primary)
     refined = refined or {}
-    best = {**best_per_budget(candidates, problem), **{b: r.candidate for b, r in refined.items()}}
+    if measured is None:
+        best = best_per_budget(candidates, problem)
+    else:
+        best = {b: kept[0] for b, kept in measured.kept.items() if kept}
+    best.update({b: r.candidate for b, r in refined.items()})
     # M0-M5 as the study scored them (a reference pruned or not reached is left out, not re-scored here)
     references = {name: problem.known(arch) for name, arch in problem.reference_archs().items()
                   if problem.known(arch) is not None}
@@ -165,6 +180,8 @@ def write_results(study: optuna.Study, problem: SearchProblem, out_dir: Path, ru
                 **budget_reports(problem, budget, candidate), "score": candidate.score,
                 "estimator": problem.estimator.name, "params": cost.params, "macs": cost.macs,
                 "tables": metadata["tables"], "trial": candidate.trial, "seed": run_info.get("seed")}
+        if measured is not None:  # the pick's own deployed timing on this machine, drift-corrected
+            info["measured_latency_ms"] = {primary: measured.timings[candidate.arch.arch_id]["measured_corrected_ms"]}
         if budget in refined:  # picked by validation top-1 after short training; the proxy's score stays above
             info["refined_top1"] = refined[budget].top1
             info["refined_candidates"] = refined[budget].trained

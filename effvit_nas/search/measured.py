@@ -1,0 +1,153 @@
+"""Hardware in the loop: the search's best candidates timed on this machine as deployed, so a pick's
+latency is a measurement, not a prediction.
+
+A table predicts deployed latency only to within its residuals, and a search that maximises accuracy
+under a predicted limit is drawn to exactly the archs the table under-predicts: among many near the
+limit, the one that is really larger scores best (the winner's curse). A conformal margin guards
+against that only by giving up budget on every pick. Measuring the few finalists costs seconds each.
+
+So with ``--measure N``, per budget of the primary target the proxy's N best distinct archs within
+the limit (spread over input resolutions, like the refinement's shortlist) are exported and timed
+under the deployment rule (``latency/deploy.py``) beside the table's reference, drift-corrected to
+the table's speed scale (as ``verify`` reports it), and those measuring over the budget are dropped.
+Refinement then picks among the rest; without it the pick is the best proxy score among them. An
+arch that is a candidate under several budgets is timed once. Timings go to ``measured.json`` in the
+output folder, so a resumed search does not time them again.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from .._io import atomic_write_text
+from .._progress import Progress
+from ..errors import EffNasError
+from ..latency.deploy import DeploymentRule
+from ..latency.table import LatencyTable
+from ..units import format_ms
+from .results import Candidate
+
+log = logging.getLogger(__name__)
+
+__all__ = ["Measurement", "MeasuredShortlists", "check_measurable", "measure_shortlists", "within_measured",
+           "MEASURED_FILE"]
+
+MEASURED_FILE = "measured.json"
+
+
+@dataclass(frozen=True)
+class Measurement:
+    candidates: int  # per budget: the proxy's best distinct archs within the limit, timed as deployed
+    rounds: int = 3  # deployment-rule rounds (fresh processes) per arch
+
+    def __post_init__(self) -> None:
+        if self.candidates < 1:
+            raise EffNasError(f"--measure must be at least 1, but got {self.candidates}; pass e.g. --measure 10")
+        DeploymentRule(rounds=self.rounds)  # refuses a bad count in one line
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"by": "deployment rule on this machine, drift-corrected to the table's speed", **asdict(self)}
+
+
+@dataclass(frozen=True)
+class MeasuredShortlists:
+    kept: dict[float, list[Candidate]]  # per budget: the timed archs that measured within it, best score first
+    timings: dict[str, dict[str, Any]]  # arch_id -> measured_ms, measured_corrected_ms, drift, ...
+    timed: dict[float, list[str]]  # per budget: the arch_ids timed for it, best score first
+
+    def report(self) -> dict[str, Any]:
+        """For metadata.json: per budget what was timed and kept, and every timing."""
+        per_budget = {format_ms(b): {"timed": ids, "kept": [c.arch.arch_id for c in self.kept[b]],
+                                     "lowest_measured_ms": min((self.timings[i]["measured_corrected_ms"] for i in ids),
+                                                               default=None)}
+                      for b, ids in self.timed.items()}
+        return {"per_budget": per_budget, "timings": self.timings}
+
+
+def check_measurable(table: LatencyTable) -> None:
+    """Refuse up front (before any trial) a table this machine cannot time candidates for."""
+    from ..latency.runtimes import runtime_class
+
+    if not table.predicts_deployment:
+        raise EffNasError(f"--measure compares deployed timings with the table's speed scale, but table "
+                          f"{table.target!r} was built before the deployment rule; rebuild it (effnas table build "
+                          f"--overwrite) or drop --measure")
+    runtime = runtime_class(table.runtime.runtime, table.runtime.device)(table.runtime)
+    runtime.check_usable()
+    try:
+        table.check_hardware(runtime.hardware(), runtime.identity_fields)
+    except EffNasError as exc:
+        raise EffNasError(f"--measure times candidates on this machine, so {exc}; or drop --measure") from None
+
+
+def within_measured(ranked: list[Candidate], budget_ms: float, timings: dict[str, dict[str, Any]]) -> list[Candidate]:
+    """The candidates of ``ranked`` (kept in its order) whose drift-corrected deployed latency is within
+    ``budget_ms``; an arch not timed is not kept."""
+    return [c for c in ranked if c.arch.arch_id in timings
+            and timings[c.arch.arch_id]["measured_corrected_ms"] <= budget_ms]
+
+
+def measure_shortlists(ranked: dict[float, list[Candidate]], table: LatencyTable, out_dir: Path | None,
+                       measurement: Measurement, progress: Progress | None = None) -> MeasuredShortlists:
+    """Time each budget's shortlist (``ranked``: per budget, the candidates within its predicted limit,
+    best score first) and keep what measured within the budget."""
+    from .refine import shortlist
+
+    timed = {b: [c.arch.arch_id for c in shortlist(r, measurement.candidates)] for b, r in ranked.items()}
+    archs = {c.arch.arch_id: c.arch for r in ranked.values() for c in r}
+    timings = _stored(out_dir, measurement, table)
+    todo = [i for ids in timed.values() for i in ids if i not in timings]
+    todo = list(dict.fromkeys(todo))  # an arch shortlisted under several budgets is timed once
+
+    def store(new: dict[str, dict[str, Any]]) -> None:  # after each chunk: an interrupted run keeps what it took
+        timings.update(new)
+        if out_dir is not None:
+            stored = {"table_id": table.table_id, "rounds": measurement.rounds, "timings": timings}
+            atomic_write_text(out_dir / MEASURED_FILE, json.dumps(stored, indent=1) + "\n")
+
+    if todo:
+        _time(table, {i: archs[i] for i in todo}, measurement, store, progress)
+    # an arch timed for another budget of the family (or by an earlier run) counts here too
+    kept = {b: within_measured(ranked[b], b, timings) for b in timed}
+    for budget, ids in timed.items():
+        log.info("%s: %d of %d timed candidates measured within the budget", format_ms(budget), len(kept[budget]),
+                 len(ids))
+    return MeasuredShortlists(kept, {i: timings[i] for r in ranked.values() for c in r
+                                     if (i := c.arch.arch_id) in timings}, timed)
+
+
+def _stored(out_dir: Path | None, measurement: Measurement, table: LatencyTable) -> dict[str, dict[str, Any]]:
+    """Timings an earlier run in this folder already took (same table and rule, whatever N), else none."""
+    path = out_dir / MEASURED_FILE if out_dir is not None else None
+    if path is None or not path.exists():
+        return {}
+    stored = json.loads(path.read_text())
+    same = stored.get("table_id") == table.table_id and stored.get("rounds") == measurement.rounds
+    return dict(stored["timings"]) if same else {}
+
+
+def _time(table: LatencyTable, archs: dict[str, Any], measurement: Measurement,
+          store: Callable[[dict[str, dict[str, Any]]], None], progress: Progress | None) -> None:
+    """Time ``archs`` a chunk at a time (each chunk beside its own reference), ``store`` after each."""
+    from ..latency.meter import LatencyMeter
+
+    say = progress or (lambda done, total, what: None)
+    ids = list(archs)
+    with LatencyMeter(table.runtime, rule=DeploymentRule(rounds=measurement.rounds)) as meter:
+        for start in range(0, len(ids), meter.chunk_size):
+            chunk = ids[start:start + meter.chunk_size]
+            files = {arch_id: meter.export_arch(archs[arch_id]) for arch_id in chunk}
+            measured, failures = meter.networks(files)
+            if failures:
+                arch_id, reason = next(iter(failures.items()))
+                raise EffNasError(f"every finalist must run under {table.runtime.runtime} as deployed, but "
+                                  f"{arch_id} failed: {reason}; report it")
+            # each chunk's own reference: the machine's speed when these archs ran, put on the table's scale
+            store({arch_id: {"predicted_ms": table.predict_ms(archs[arch_id]), **table.on_build_scale(result)}
+                   for arch_id, result in measured.items()})
+            say(start + len(chunk), len(ids), "timing the finalists as deployed")

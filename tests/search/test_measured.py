@@ -1,0 +1,109 @@
+"""Hardware in the loop: the finalists timed on this machine as deployed, the ones over budget dropped."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from effvit_nas import Arch
+from effvit_nas.estimators import create_estimator
+from effvit_nas.latency.table import LatencyTable
+from effvit_nas.search import Measurement, SearchProblem, Target, run_search
+from effvit_nas.search.measured import MEASURED_FILE, measure_shortlists
+from effvit_nas.search.results import Candidate
+
+from ..cli.helpers import assert_one_line_error, effnas_here
+
+TINY_SPACE = Path(__file__).parents[1] / "data" / "tiny_space.yaml"
+
+
+def _ranked(n: int) -> list[Candidate]:
+    """n distinct archs in the proxy's order (best score first), all at one resolution."""
+    m0 = Arch.preset("m0")
+    return [Candidate(i, m0.replace(widths=(64 + 16 * i, 128, 192)), 10.0 - i, {"t": 1.0}) for i in range(n)]
+
+
+def test_archs_measuring_over_the_budget_are_dropped_and_stored_timings_are_not_taken_again(
+        tmp_path, tiny_table_path, monkeypatch):
+    table = LatencyTable.load(tiny_table_path)
+    ranked = _ranked(6)
+    measurement = Measurement(candidates=4)
+    # the proxy's favourite measures over a 2 ms budget; the sixth was timed for another budget of the family
+    ms = {0: 2.4, 1: 1.9, 2: 2.0, 3: 1.5, 5: 1.0}
+    timings = {ranked[i].arch.arch_id: {"measured_corrected_ms": v} for i, v in ms.items()}
+    stored = {"table_id": table.table_id, "rounds": measurement.rounds, "timings": timings}
+    (tmp_path / MEASURED_FILE).write_text(json.dumps(stored))
+
+    def must_not_time(*args, **kwargs):
+        raise AssertionError("an arch with a stored timing was timed again")
+
+    monkeypatch.setattr("effvit_nas.search.measured._time", must_not_time)
+    result = measure_shortlists({2.0: ranked}, table, tmp_path, measurement)
+    assert result.timed[2.0] == [c.arch.arch_id for c in ranked[:4]]  # the fifth and sixth were not finalists
+    assert [c.trial for c in result.kept[2.0]] == [1, 2, 3, 5]  # within 2 ms (2.0 included), proxy order kept
+    assert result.report()["per_budget"]["2ms"]["lowest_measured_ms"] == 1.5  # of those timed for this budget
+
+    # timings taken under another rule are not reused
+    with pytest.raises(AssertionError, match="timed again"):
+        measure_shortlists({2.0: ranked}, table, tmp_path, Measurement(candidates=4, rounds=1))
+
+
+@pytest.mark.slow  # times networks in fresh processes
+def test_a_search_times_its_finalists_here_and_picks_among_those_within_the_budget(tmp_path, tiny_table_path,
+                                                                                   tiny_space):
+    budget = 1e3  # every finalist fits: the pick must be the best score among those timed
+    problem = SearchProblem(tiny_space, [Target(LatencyTable.load(tiny_table_path), (budget,))],
+                            create_estimator("size-prior"))
+    metadata = run_search(problem, tmp_path / "run", trials=8, seed=0, measurement=Measurement(candidates=2, rounds=1))
+    timed = metadata["measurement"]["per_budget"]["1000ms"]
+    assert len(timed["timed"]) == 2 and timed["kept"] == timed["timed"]
+    best = next(iter(metadata["best"].values()))
+    pick = Arch.from_yaml(tmp_path / "run" / "best.yaml").arch_id
+    assert pick == timed["kept"][0]
+    measured = metadata["measurement"]["timings"][pick]
+    assert best["measured_latency_ms"][problem.primary.name] == measured["measured_corrected_ms"] > 0
+    assert len(measured["rounds_ms"]) == 1 and measured["predicted_ms"] == pytest.approx(
+        best["predicted_latency_ms"][problem.primary.name])
+    assert json.loads((tmp_path / "run" / MEASURED_FILE).read_text())["timings"].keys() == set(timed["timed"])
+
+
+def test_measure_refuses_a_table_of_other_hardware_before_searching(tmp_path, tiny_table_path):
+    data = json.loads(tiny_table_path.read_text())
+    data["hardware"] = {**data["hardware"], "cores": 128}
+    other = LatencyTable.from_dict(data).save(tmp_path / "other.json")
+    refused = effnas_here("search", "--target", str(other), "--budget", "2ms", "--space", str(TINY_SPACE),
+                          "--estimator", "params", "--margin", "0", "--measure", "3", "--out", str(tmp_path / "run"))
+    assert_one_line_error(refused, "--measure times candidates on this machine", "hardware it was measured on")
+    assert not (tmp_path / "run").exists()
+    zero = effnas_here("search", "--target", str(tiny_table_path), "--budget", "2ms", "--space", str(TINY_SPACE),
+                       "--margin", "0", "--measure", "0", "--out", str(tmp_path / "run0"))
+    assert_one_line_error(zero, "--measure must be at least 1", "but got 0")
+
+
+def test_a_finalist_measured_over_its_budget_is_not_picked_and_a_budget_none_fits_has_none(tmp_path, tiny_table_path,
+                                                                                           monkeypatch):
+    """The real search, study, table and CLI; only the timings are given (the real timing is exercised above),
+    so that the proxy's favourite measures over both budgets and the rest over the smaller one."""
+    given = {}
+
+    def timings(table, archs, measurement, store, progress):
+        ids = list(archs)  # the first budget's finalists first, the proxy's favourite first of all
+        given.update({i: 2000.0 if n == 0 else 700.0 for n, i in enumerate(ids)})
+        store({i: {"predicted_ms": 1.0, "measured_ms": ms, "measured_corrected_ms": ms, "drift": 1.0,
+                   "reference_ms": 1.0, "rounds_ms": [ms]} for i, ms in given.items()})
+
+    monkeypatch.setattr("effvit_nas.search.measured._time", timings)
+    out = tmp_path / "run"
+    result = effnas_here("search", "--target", str(tiny_table_path), "--budget", "500ms,1000ms", "--space",
+                         str(TINY_SPACE), "--estimator", "params", "--margin", "0", "--trials", "8", "--measure", "3",
+                         "--out", str(out))
+    assert result.returncode == 1, result.stderr
+    assert "no finalist measured within 500ms: 3 timed, the fastest 700.000 ms" in result.stderr
+    metadata = json.loads((out / "metadata.json").read_text())
+    assert list(metadata["best"]) == ["1000ms"] and metadata["measurement"]["per_budget"]["500ms"]["kept"] == []
+    favourite = next(iter(given))
+    pick = Arch.from_yaml(out / "best-1000ms.yaml" if (out / "best-1000ms.yaml").exists() else out / "best.yaml")
+    assert pick.arch_id != favourite and given[pick.arch_id] == 700.0
+    assert metadata["best"]["1000ms"]["measured_latency_ms"]["tiny"] == 700.0
