@@ -80,6 +80,11 @@ def test_measure_refuses_a_table_of_other_hardware_before_searching(tmp_path, ti
     zero = effnas_here("search", "--target", str(tiny_table_path), "--budget", "2ms", "--space", str(TINY_SPACE),
                        "--margin", "0", "--measure", "0", "--out", str(tmp_path / "run0"))
     assert_one_line_error(zero, "--measure must be at least 1", "but got 0")
+    fewer = effnas_here("search", "--target", str(tiny_table_path), "--budget", "2ms", "--space", str(TINY_SPACE),
+                        "--margin", "0", "--data", "digits", "--refine", "3", "--measure", "2",
+                        "--out", str(tmp_path / "run2"))
+    assert_one_line_error(fewer, "--measure must be at least --refine (3)", "but got --measure 2", "--measure 3")
+    assert not (tmp_path / "run2").exists()
 
 
 def test_a_finalist_measured_over_its_budget_is_not_picked_and_a_budget_none_fits_has_none(tmp_path, tiny_table_path,
