@@ -168,11 +168,27 @@ def train(name: str, arch: Path, seed: int, work: Path, data: str, recipe: str, 
     out = work / "train" / name / f"seed{seed}"
     if (done := read_json(out / "metrics.json")) and done.get("test_top1") is not None:
         return done
+    if (same := trained_before(Arch.from_yaml(arch), seed, work)) is not None:
+        # one arch picked under two budgets: training is deterministic per arch and seed here (identical
+        # curves when it was trained twice), so its run stands for both rather than costing minutes again
+        log(f"{name} seed {seed}: the same arch as {same[0]}, whose run it takes")
+        out.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(out / "metrics.json", json.dumps({**same[1], "same_run_as": same[0]}, indent=1) + "\n")
+        return same[1]
     resume = ["--resume"] if (out / "checkpoint.pt").exists() else []
     log(f"training {name} seed {seed} ({recipe} recipe, {epochs} epochs){' (resumed)' if resume else ''}")
     effnas("train", str(arch), "--data", data, "--recipe", recipe, "--epochs", str(epochs), "--seed", str(seed),
            "--out", str(out), *resume)
     return read_json(out / "metrics.json")
+
+
+def trained_before(arch: Arch, seed: int, work: Path) -> tuple[str, dict] | None:
+    """(name, metrics) of a finished run of ``arch`` (by arch id, under another name) with ``seed``, if any."""
+    for path in sorted((work / "train").glob(f"*/seed{seed}/metrics.json")):
+        metrics = read_json(path)
+        if metrics.get("test_top1") is not None and Arch.from_dict(metrics["settings"]["arch"]).arch_id == arch.arch_id:
+            return path.parent.parent.name, metrics
+    return None
 
 
 def verify(name: str, arch: Path, budget: float, work: Path, rounds: int, force: bool = False) -> dict:
