@@ -400,6 +400,7 @@ def save_partial(work: Path, args: argparse.Namespace) -> None:
     variants[DEFAULT_VARIANT] = []
     budgets = read_json(work / "budgets.json")
     picks = {}  # variant -> budget -> the pick and what the search predicted for it
+    stages = {}  # variant -> the search's stage times, refined candidates and timed finalists
     for variant in variants:
         folder = work / ("search" if variant == DEFAULT_VARIANT else f"search-{variant}")
         metadata = read_json(folder / "metadata.json") or {"best": {}}
@@ -407,13 +408,19 @@ def save_partial(work: Path, args: argparse.Namespace) -> None:
                                   **{k: best[k] for k in ("predicted_latency_ms", "limit_ms", "score", "params")},
                                   **{k: best[k] for k in ("refined_top1", "measured_latency_ms") if k in best}}
                           for label, best in metadata["best"].items()}
+        # what the search's stages took and found: each budget's trained candidates, each timed finalist
+        stages[variant] = {k: metadata[k] for k in ("search_seconds", "measure_seconds", "refine_seconds",
+                                                    "measurement") if k in metadata}
+        stages[variant]["refined_candidates"] = {label: best["refined_candidates"]
+                                                 for label, best in metadata["best"].items()
+                                                 if "refined_candidates" in best}
     # one file per work dir: a run in another --work (other budgets) does not overwrite the default's
     default_work = work.resolve() == (REPO / "runs" / "bench-vs-mseries").resolve()
     name = "vs_mseries_partial" + ("" if default_work else "_" + work.name.replace("-", "_"))
     command = "python scripts/bench_vs_mseries.py --partial" + ("" if default_work else f" --work {args.work}")
     save_result(name, f"{command} (after a stopped run)",
                 {"settings": read_json(work / "settings.json"), "budgets": budgets,
-                 "variants_search_args": variants, "picks": picks, "trained": rows})
+                 "variants_search_args": variants, "picks": picks, "search_stages": stages, "trained": rows})
     for name, runs in rows.items():
         log(f"{name}: test top-1 {[round(r['test_top1'], 2) for r in runs]}")
 

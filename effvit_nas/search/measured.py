@@ -30,6 +30,7 @@ from ..errors import EffNasError
 from ..latency.deploy import DeploymentRule
 from ..latency.table import LatencyTable
 from ..units import format_ms
+from .refine import shortlist
 from .results import Candidate
 
 log = logging.getLogger(__name__)
@@ -96,8 +97,6 @@ def measure_shortlists(ranked: dict[float, list[Candidate]], table: LatencyTable
                        measurement: Measurement, progress: Progress | None = None) -> MeasuredShortlists:
     """Time each budget's shortlist (``ranked``: per budget, the candidates within its predicted limit,
     best score first) and keep what measured within the budget."""
-    from .refine import shortlist
-
     timed = {b: [c.arch.arch_id for c in shortlist(r, measurement.candidates)] for b, r in ranked.items()}
     archs = {c.arch.arch_id: c.arch for r in ranked.values() for c in r}
     timings = _stored(out_dir, measurement, table)

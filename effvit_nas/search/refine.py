@@ -35,7 +35,7 @@ from ..estimators._proxies import OWN_RESOLUTION, PROXY_DATA
 from ..units import format_ms
 from ._study import fail_unfinished, open_storage, quiet_optuna
 from .problem import SearchProblem
-from .results import Candidate, ranked_per_budget
+from .results import Candidate, feasible_candidates, ranked_per_budget
 
 log = logging.getLogger(__name__)
 
@@ -76,7 +76,7 @@ def refine(study: optuna.Study, problem: SearchProblem, out_dir: Path | None, re
     estimator = ShortTraining(epochs=refinement.epochs, seed=refinement.seed, resolution=refinement.resolution,
                               data=refinement.data)
     primary = problem.primary.name
-    ranked = ranked_per_budget(study, problem) if ranked is None else ranked
+    ranked = ranked_per_budget(feasible_candidates(study, problem), problem) if ranked is None else ranked
     per_budget = {budget: shortlist(candidates, refinement.candidates) for budget, candidates in ranked.items()}
     total, done = sum(len(c) for c in per_budget.values()), 0
     picks: dict[float, RefinedPick] = {}

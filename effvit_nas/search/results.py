@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 
@@ -20,6 +20,9 @@ from ..provenance import git_revision, library_versions, utc_now
 from ..units import format_ms
 from ._study import FAIL_REASON
 from .problem import SearchProblem
+
+if TYPE_CHECKING:
+    from .measured import MeasuredShortlists
 
 __all__ = ["Candidate", "TrialOutcome", "outcomes", "trial_summary", "feasible_candidates", "pareto_front",
            "best_per_budget", "ranked_per_budget", "budget_reports", "write_results"]
@@ -103,24 +106,17 @@ def pareto_front(candidates: list[Candidate], target: str) -> list[Candidate]:
     return front
 
 
-def ranked_per_budget(study: optuna.Study | list[TrialOutcome], problem: SearchProblem
-                      ) -> dict[float, list[Candidate]]:
-    """For each budget of the primary target: the feasible candidates within its limit, best score first."""
+def ranked_per_budget(candidates: list[Candidate], problem: SearchProblem) -> dict[float, list[Candidate]]:
+    """For each budget of the primary target: the candidates within its limit, best score first (ties: the faster)."""
     primary = problem.primary.name
-    feasible = sorted(feasible_candidates(study, problem), key=lambda c: (-c.score, c.latency_ms[primary]))
-    return {budget: [c for c in feasible if c.latency_ms[primary] <= problem.primary.limit_ms(budget)]
+    ordered = sorted(candidates, key=lambda c: (-c.score, c.latency_ms[primary]))
+    return {budget: [c for c in ordered if c.latency_ms[primary] <= problem.primary.limit_ms(budget)]
             for budget in problem.primary.budgets_ms}
 
 
 def best_per_budget(candidates: list[Candidate], problem: SearchProblem) -> dict[float, Candidate]:
     """For each budget of the primary target: the highest score within it (ties: the faster)."""
-    primary = problem.primary.name
-    best = {}
-    for budget in problem.primary.budgets_ms:
-        within = [c for c in candidates if c.latency_ms[primary] <= problem.primary.limit_ms(budget)]
-        if within:
-            best[budget] = max(within, key=lambda c: (c.score, -c.latency_ms[primary]))
-    return best
+    return {budget: ranked[0] for budget, ranked in ranked_per_budget(candidates, problem).items() if ranked}
 
 
 def budget_reports(problem: SearchProblem, budget_ms: float, candidate: Candidate) -> dict[str, dict[str, Any]]:
@@ -138,7 +134,7 @@ def variant_name(problem: SearchProblem, budget_ms: float) -> str:
 
 
 def write_results(study: optuna.Study, problem: SearchProblem, out_dir: Path, run_info: dict[str, Any],
-                  refined: dict[float, Any] | None = None, measured: Any | None = None) -> dict:
+                  refined: dict[float, Any] | None = None, measured: MeasuredShortlists | None = None) -> dict:
     """Write best.yaml (and best-<budget>.yaml for a family), pareto.json, pareto.png, metadata.json.
     ``refined``: a budget's pick by short training (``search/refine.py``), in place of the best score.
     ``measured``: the finalists timed as deployed (``search/measured.py``); a budget's pick is then the best
