@@ -237,7 +237,7 @@ def plot(rows: list[dict], path: Path, variant: str) -> None:
         for r, x, y in zip(rows, xs, ys):
             ax.annotate(r["model"].upper() if who == "m" else f"@{r['model'].upper()}", (x, y),
                         textcoords="offset points", xytext=(4, -10 if who == "m" else 6), fontsize=8, color=colour)
-    ax.set(xlabel="measured latency, ms (onnxruntime, batch 1, 2 threads; deployment rule, at the table's speed)",
+    ax.set(xlabel="measured latency, ms\n(onnxruntime, batch 1, 2 threads; deployment rule, at the table's speed)",
            ylabel="test top-1 % (mean ± sd over seeds)", title="shapes task: found networks vs the M-series")
     ax.grid(alpha=0.3)
     ax.legend()

@@ -33,7 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="latency budget with a unit, e.g. 2ms; a list 1ms,2ms,4ms on one target makes a family")
     parser.add_argument("--confidence", type=float, default=None,
                         help="chance each found arch meets its budget, from the table's validation residuals: "
-                             "predicted latency kept under budget / q, q their conformal quantile (default 0.95)")
+                             "predicted latency kept under budget / q, q their conformal quantile (default 0.95; "
+                             "0.5 when finalists are timed, --measure: the measurement keeps the budget)")
     parser.add_argument("--margin", default=None,
                         help="a fixed headroom below each budget instead, e.g. 5%% (for a table without residuals; "
                              "0 uses the budget as is)")
@@ -56,7 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--measure", type=int, default=None, metavar="N",
                         help="time the estimator's N best archs per budget (spread over resolutions) on this machine "
                              "as deployed and keep only those that measure within the budget, before --refine picks "
-                             "among them; needs the table's own hardware; default off (docs/SEARCH.md)")
+                             "among them; needs the table's own hardware; default with --refine on the table's "
+                             "hardware: 2K, otherwise off; --measure 0 turns it off (docs/SEARCH.md)")
     parser.add_argument("--refine-epochs", type=int, default=4, help="epochs of a full refinement training")
     parser.add_argument("--supernet", default=None, metavar="CKPT",
                         help="supernet.pt from effnas supernet train, for --estimator supernet")
@@ -77,7 +79,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..estimators import create_estimator, option_defaults
     from ..latency.table import LatencyTable
-    from ..search import DEFAULT_CONFIDENCE, SearchProblem, Target, run_search
+    from ..search import SearchProblem, Target, default_measurement, run_search
     from ..units import format_ms, parse_budgets_ms, parse_percent
     from ._common import load_space, parse_overrides, progress_bar
 
@@ -88,9 +90,8 @@ def run(args: argparse.Namespace) -> int:
     if len(args.target) > 1 and any(len(b) > 1 for b in budgets):
         raise EffNasError("a family of budgets (1ms,2ms,...) needs a single --target, but got several targets")
     space = load_space(args.space)
+    tables = [LatencyTable.load(t) for t in args.target]
     margin = None if args.margin is None else parse_percent(args.margin, "--margin")
-    confidence = DEFAULT_CONFIDENCE if args.confidence is None and margin is None else args.confidence
-    targets = [Target(LatencyTable.load(t), tuple(b), margin, confidence) for t, b in zip(args.target, budgets)]
     options = parse_overrides(args.estimator_arg, "--estimator-arg")
     if args.supernet:
         if args.estimator != "supernet":
@@ -102,6 +103,13 @@ def run(args: argparse.Namespace) -> int:
     if data is not None and "data" in option_defaults(args.estimator):
         options["data"] = data
     estimator = create_estimator(args.estimator, **options)
+    backend = _backend(args)
+    out = Path(args.out) if args.out else Path("runs") / (
+        f"{tables[0].target}-" + "-".join(format_ms(b) for b in budgets[0]))
+    # after the cheap checks: on a GPU table this starts the runtime to read the hardware
+    measure, not_timed = default_measurement(refine, tables[0]) if args.measure is None else (args.measure, None)
+    confidences = _confidences(args, tables, margin, measure, out)
+    targets = [Target(table, tuple(b), margin, c) for table, b, c in zip(tables, budgets, confidences)]
     problem = SearchProblem(space, targets, estimator)
     refinement = None
     if refine:
@@ -110,16 +118,16 @@ def run(args: argparse.Namespace) -> int:
         refinement = Refinement(candidates=refine, epochs=args.refine_epochs, seed=args.seed,
                                 **({"data": data} if data else {}))
     measurement = None
-    if args.measure is not None:
+    if measure:
         from ..search import Measurement
 
-        measurement = Measurement(candidates=args.measure)
-        if refine and args.measure < refine:
+        measurement = Measurement(candidates=measure)
+        if refine and measure < refine:
             raise EffNasError(f"--measure must be at least --refine ({refine}) so the refinement has its {refine} "
-                              f"finalists to train, but got --measure {args.measure}; pass --measure {refine} or more")
-    out = Path(args.out) if args.out else Path("runs") / (
-        f"{targets[0].name}-" + "-".join(format_ms(b) for b in targets[0].budgets_ms))
-    backend = _backend(args)
+                              f"finalists to train, but got --measure {measure}; pass --measure {refine} or more")
+    if not_timed:  # said before the search, which then runs on the table's prediction alone
+        print(f"effnas: finalists not timed here ({not_timed}); the picks rest on the table's prediction with "
+              f"{targets[0].rule}", file=sys.stderr)
     with progress_bar("searching") as progress:
         metadata = run_search(problem, out, trials=args.trials, seed=args.seed, sampler=args.sampler,
                               resume=args.resume, progress=progress, backend=backend, refinement=refinement,
@@ -163,6 +171,21 @@ def run(args: argparse.Namespace) -> int:
                          f"the fastest {finalists['lowest_measured_ms']:.3f} ms (drift-corrected);{more} lower the "
                          f"predicted limit ({primary.rule}) or raise the budget\n")
     return NO_ARCH_FOR_A_BUDGET if missing else 0
+
+
+def _confidences(args: argparse.Namespace, tables: list, margin: float | None, measure: int, out: Path
+                 ) -> list[float | None]:
+    """Each target's confidence: the one given; none under --margin; a resumed search's own (a default that
+    moved since it started must not refuse the user's repeated command); else 0.5 for a first target whose
+    finalists are timed (the measurement keeps its budget) and 0.95 for the rest."""
+    from ..search import DEFAULT_CONFIDENCE, MEASURED_CONFIDENCE
+    from ..search._study import started_with
+
+    if args.confidence is not None or margin is not None:
+        return [args.confidence] * len(tables)
+    stored = (started_with(out, "confidence") or {}) if args.resume else {}
+    defaults = [MEASURED_CONFIDENCE if measure and i == 0 else DEFAULT_CONFIDENCE for i in range(len(tables))]
+    return [stored.get(t.target) or d for t, d in zip(tables, defaults)]
 
 
 def default_refine(space: SearchSpace, data: str | None) -> int:

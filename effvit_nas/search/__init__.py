@@ -22,7 +22,7 @@ from ._backend import (
     register_lazy_backend,
 )
 from ._study import SAMPLERS, STUDY_FILE, check_resumed_study, check_sampler
-from .measured import Measurement, check_measurable, measure_shortlists
+from .measured import MEASURED_CONFIDENCE, Measurement, check_measurable, default_measurement, measure_shortlists
 from .optuna_backend import OptunaBackend
 from .problem import DEFAULT_CONFIDENCE, Evaluation, SearchProblem, Target
 from .refine import Refinement, refine
@@ -41,7 +41,7 @@ register_lazy_backend("ray", f"{__name__}.ray_backend")
 __all__ = ["SearchProblem", "Target", "DEFAULT_CONFIDENCE", "Evaluation", "run_search", "prepare_out_dir", "SAMPLERS",
            "feasible_candidates", "pareto_front", "best_per_budget", "BACKENDS", "DEFAULT_BACKEND", "SearchBackend",
            "OptunaBackend", "create_backend", "register_backend", "register_lazy_backend", "Refinement", "Measurement",
-           "check_measurable"]
+           "check_measurable", "default_measurement", "MEASURED_CONFIDENCE"]
 
 
 def prepare_out_dir(out_dir: Path, resume: bool) -> None:

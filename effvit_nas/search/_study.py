@@ -19,7 +19,8 @@ if TYPE_CHECKING:
     from .problem import SearchProblem
 
 __all__ = ["STUDY_NAME", "SAMPLERS", "FAIL_REASON", "STUDY_FILE", "open_storage", "quiet_optuna", "check_sampler",
-           "make_sampler", "create_study", "check_resumed_study", "is_finished", "finished_count", "fail_unfinished"]
+           "make_sampler", "create_study", "check_resumed_study", "started_with", "is_finished", "finished_count",
+           "fail_unfinished"]
 
 # One fixed name: the folder names the run, and --resume (or optuna-dashboard) finds the study
 # without knowing the arguments it was started with. What the run is goes in the study's user attrs.
@@ -125,6 +126,17 @@ def check_resumed_study(out_dir: Path, problem: SearchProblem) -> None:
     if changed:
         raise EffNasError(f"--resume must continue the search with its settings, but {'; '.join(changed)}; "
                           "repeat the first command's flags with --resume, or start a new --out")
+
+
+def started_with(out_dir: Path, key: str) -> Any:
+    """The run attribute ``key`` (``run_attrs``) the study in ``out_dir`` was started with; None when there
+    is no study or it does not record it."""
+    if not (out_dir / STUDY_FILE).exists():
+        return None
+    try:
+        return optuna.load_study(study_name=STUDY_NAME, storage=open_storage(out_dir)).user_attrs.get(key)
+    except KeyError:
+        return None
 
 
 def is_finished(trial: optuna.trial.FrozenTrial) -> bool:

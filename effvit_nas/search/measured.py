@@ -35,10 +35,14 @@ from .results import Candidate
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Measurement", "MeasuredShortlists", "check_measurable", "measure_shortlists", "within_measured",
-           "MEASURED_FILE"]
+__all__ = ["Measurement", "MeasuredShortlists", "check_measurable", "default_measurement", "measure_shortlists",
+           "unmeasurable_reason", "within_measured", "MEASURED_FILE", "MEASURED_CONFIDENCE"]
 
 MEASURED_FILE = "measured.json"
+# The margin's confidence when finalists are timed: the table's margin then only preselects, the
+# measurement keeps the budget; at 0.95 the predicted limit (budget / 1.34 on the shapes table) leaves
+# the finalists a third of the budget short (default_measurement says where the evidence is).
+MEASURED_CONFIDENCE = 0.5
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,8 @@ class Measurement:
 
     def __post_init__(self) -> None:
         if self.candidates < 1:
-            raise EffNasError(f"--measure must be at least 1, but got {self.candidates}; pass e.g. --measure 10")
+            raise EffNasError(f"--measure must be at least 1 (0 turns it off), but got {self.candidates}; "
+                              "pass e.g. --measure 10")
         DeploymentRule(rounds=self.rounds)  # refuses a bad count in one line
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,20 +75,44 @@ class MeasuredShortlists:
         return {"per_budget": per_budget, "timings": self.timings}
 
 
-def check_measurable(table: LatencyTable) -> None:
-    """Refuse up front (before any trial) a table this machine cannot time candidates for."""
+def unmeasurable_reason(table: LatencyTable) -> str | None:
+    """Why this machine cannot time candidates for ``table`` as its deployment is timed (None: it can)."""
     from ..latency.runtimes import runtime_class
 
     if not table.predicts_deployment:
-        raise EffNasError(f"--measure compares deployed timings with the table's speed scale, but table "
-                          f"{table.target!r} was built before the deployment rule; rebuild it (effnas table build "
-                          f"--overwrite) or drop --measure")
-    runtime = runtime_class(table.runtime.runtime, table.runtime.device)(table.runtime)
-    runtime.check_usable()
-    try:
+        return (f"table {table.target!r} was built before the deployment rule (rebuild it: effnas table build "
+                f"--overwrite)")
+    try:  # a runtime not installed here (or unknown to this version) is as unmeasurable as other hardware
+        runtime = runtime_class(table.runtime.runtime, table.runtime.device)(table.runtime)
+        runtime.check_usable()
         table.check_hardware(runtime.hardware(), runtime.identity_fields)
-    except EffNasError as exc:
-        raise EffNasError(f"--measure times candidates on this machine, so {exc}; or drop --measure") from None
+    except (EffNasError, ImportError, OSError) as exc:
+        return str(exc)
+    return None
+
+
+def check_measurable(table: LatencyTable) -> None:
+    """Refuse up front (before any trial) a table this machine cannot time candidates for."""
+    reason = unmeasurable_reason(table)
+    if reason is not None:
+        raise EffNasError(f"--measure times candidates on this machine, so {reason}; or drop --measure")
+
+
+def default_measurement(refine: int, table: LatencyTable) -> tuple[int, str | None]:
+    """``--measure``'s default and, where it is off, why: with refinement on and the table's own hardware
+    here, twice the refinement's candidates (half of them may measure over the budget and the
+    refinement still has its K); otherwise none.
+
+    Why on by default there: on the shapes task the proxy's picks under a predicted limit either left a
+    third of the budget unused (the default 0.95 confidence) or measured 15% over it (0.5), and lost to
+    or tied M0-M3; with the finalists timed and a 0.5 confidence the picks spent the budget and trained
+    above M0-M3 (docs/BENCHMARKS.md, "The search against the M-series", the ``measured`` variant). A
+    search for other hardware cannot time here, and without data there is no refinement to feed (and
+    the zero-data search stays within its minute)."""
+    if not refine:
+        return 0, None
+    reason = unmeasurable_reason(table)
+    return (0, reason) if reason is not None else (2 * refine, None)
 
 
 def within_measured(ranked: list[Candidate], budget_ms: float, timings: dict[str, dict[str, Any]]) -> list[Candidate]:

@@ -77,9 +77,10 @@ def test_measure_refuses_a_table_of_other_hardware_before_searching(tmp_path, ti
                           "--estimator", "params", "--margin", "0", "--measure", "3", "--out", str(tmp_path / "run"))
     assert_one_line_error(refused, "--measure times candidates on this machine", "hardware it was measured on")
     assert not (tmp_path / "run").exists()
-    zero = effnas_here("search", "--target", str(tiny_table_path), "--budget", "2ms", "--space", str(TINY_SPACE),
-                       "--margin", "0", "--measure", "0", "--out", str(tmp_path / "run0"))
-    assert_one_line_error(zero, "--measure must be at least 1", "but got 0")
+    negative = effnas_here("search", "--target", str(tiny_table_path), "--budget", "2ms", "--space", str(TINY_SPACE),
+                           "--margin", "0", "--measure", "-1", "--out", str(tmp_path / "run0"))
+    assert_one_line_error(negative, "--measure must be at least 1 (0 turns it off)", "but got -1")
+    assert not (tmp_path / "run0").exists()
     fewer = effnas_here("search", "--target", str(tiny_table_path), "--budget", "2ms", "--space", str(TINY_SPACE),
                         "--margin", "0", "--data", "digits", "--refine", "3", "--measure", "2",
                         "--out", str(tmp_path / "run2"))
@@ -112,3 +113,49 @@ def test_a_finalist_measured_over_its_budget_is_not_picked_and_a_budget_none_fit
     pick = Arch.from_yaml(out / "best-1000ms.yaml" if (out / "best-1000ms.yaml").exists() else out / "best.yaml")
     assert pick.arch_id != favourite and given[pick.arch_id] == 700.0
     assert metadata["best"]["1000ms"]["measured_latency_ms"]["tiny"] == 700.0
+
+
+def test_with_data_a_search_on_the_tables_own_hardware_times_twice_k_finalists_by_default_and_elsewhere_says_why(
+        tmp_path, tiny_table_path, monkeypatch):
+    """The default the benchmark chose: --data turns refinement on, and on the table's own hardware the
+    finalists are then timed (2K of them, the margin's confidence 0.5); --measure 0 turns that off, and a
+    resumed search keeps the confidence it started with; a table of other hardware cannot be timed here, so
+    the search keeps 0.95 and says so before it starts. The real refinement and CLI; only the timings are
+    given (the real timing is exercised above)."""
+    timed = []
+
+    def timings(table, archs, measurement, store, progress):
+        timed.extend(archs)
+        store({i: {"predicted_ms": 1.0, "measured_ms": 1.0, "measured_corrected_ms": 1.0, "drift": 1.0,
+                   "reference_ms": 1.0, "rounds_ms": [1.0]} for i in archs})
+
+    monkeypatch.setattr("effvit_nas.search.measured._time", timings)
+    data = json.loads(tiny_table_path.read_text())
+    data["deployment"]["residual_ratios"] *= 2  # 24: enough for the 0.95 kept where nothing is timed
+    here_table = LatencyTable.from_dict(data).save(tmp_path / "here.json")
+    data["hardware"] = {**data["hardware"], "cores": 128}
+    other = LatencyTable.from_dict(data).save(tmp_path / "other.json")
+    search = ("search", "--budget", "1000ms", "--space", str(TINY_SPACE), "--estimator", "params", "--trials", "6",
+              "--data", "digits", "--refine", "1", "--refine-epochs", "1")
+
+    def run(table, out, *more):
+        result = effnas_here(*search, "--target", str(table), "--out", str(tmp_path / out), *more)
+        assert result.returncode == 0, result.stderr
+        return result, json.loads((tmp_path / out / "metadata.json").read_text())
+
+    here, metadata = run(here_table, "here")
+    assert metadata["measurement"]["candidates"] == 2 and len(timed) == 2
+    assert metadata["confidence"] == {"tiny": 0.5} and "at confidence 0.5" in here.stdout
+    assert "timed here as deployed" in here.stdout and "not timed" not in here.stderr
+
+    # resumed with timing turned off (--measure 0): the study keeps the 0.5 it started with, and nothing is
+    # explained, the user chose it
+    off, metadata = run(here_table, "here", "--measure", "0", "--trials", "7", "--resume")
+    assert "measurement" not in metadata and len(timed) == 2 and metadata["confidence"] == {"tiny": 0.5}
+    assert "not timed" not in off.stderr
+
+    before = list(timed)
+    elsewhere, metadata = run(other, "elsewhere")
+    assert "measurement" not in metadata and timed == before and metadata["confidence"] == {"tiny": 0.95}
+    notice = [line for line in elsewhere.stderr.splitlines() if "finalists not timed here" in line]
+    assert len(notice) == 1 and "cores 128 vs here" in notice[0] and "at confidence 0.95" in notice[0]
