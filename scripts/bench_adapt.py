@@ -16,12 +16,17 @@ one ships):
    the full build, judged on the same archs with the reference's drift correction (they were measured
    in other runs), raw figures beside.
 
-Writes docs/results/adapt_seed<S>.json and prints Markdown for docs/BENCHMARKS.md.
+With ``--search-budget 2ms``, also what a user does next with the adapted table: ``effnas search`` on it
+under that budget, then ``effnas verify`` of the pick on this machine (is it within the budget when
+deployed?), both as user commands in their own processes.
+
+Writes docs/results/adapt_<pairs>_seed<S>.json and prints Markdown for docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 from pathlib import Path
@@ -61,11 +66,35 @@ def adapt_as_a_user(source: str, config: RuntimeConfig, out: Path) -> tuple[Late
     return LatencyTable.load(out), wall
 
 
+def search_and_verify(table_path: Path, budget: str, out: Path) -> dict:
+    """``effnas search`` on the adapted table, then ``effnas verify`` of its pick: the deployment's verdict."""
+    search = [sys.executable, "-m", "effvit_nas", "search", "--target", str(table_path), "--budget", budget,
+              "--out", str(out / "search")]
+    done, search_wall = run_timed(search)
+    if done.returncode != 0:
+        raise SystemExit(f"effnas search on the adapted table must succeed, but exited {done.returncode}: "
+                         f"{done.stderr.strip().splitlines()[-1:]}")
+    verify = [sys.executable, "-m", "effvit_nas", "verify", str(out / "search" / "best.yaml"), "--target",
+              str(table_path), "--budget", budget, "--out", str(out / "verify")]
+    done, verify_wall = run_timed(verify)
+    if done.returncode not in (0, 1):  # 1: measured over the budget, a result to report
+        raise SystemExit(f"effnas verify must run, but exited {done.returncode}: "
+                         f"{done.stderr.strip().splitlines()[-1:]}")
+    report = json.loads((out / "verify" / "verify.json").read_text())
+    best = next(iter(json.loads((out / "search" / "metadata.json").read_text())["best"].values()))
+    return {"budget": budget, "search_wall_s": round(search_wall, 1), "verify_wall_s": round(verify_wall, 1),
+            "pick": best["name"], "pick_predicted_ms": best["predicted_latency_ms"],
+            "limit_ms": best["limit_ms"], "verify_exit": done.returncode,
+            **{k: report[k] for k in ("verdict", "within_budget", "judged_ms", "budget_ms", "predicted_ms",
+                                      "measured_over_predicted", "latency")}}
+
+
 def judge(predicted: list[float], measured: list[float]) -> dict[str, float]:
     return {k: round(v, 4) for k, v in error_stats(predicted, measured).items()}
 
 
-def run_pair(name: str, samples: int, seed: int, scratch: Path, growth: tuple[int, ...]) -> dict:
+def run_pair(name: str, samples: int, seed: int, scratch: Path, growth: tuple[int, ...],
+             search_budget: str | None) -> dict:
     source_name, config, full_name = PAIRS[name]
     source = LatencyTable.load(source_name)
     full = LatencyTable.load(full_name) if full_name else None
@@ -95,7 +124,12 @@ def run_pair(name: str, samples: int, seed: int, scratch: Path, growth: tuple[in
         return {"table_id": table.table_id, "drift": round(drift, 4),
                 "corrected": judge(predicted, [m / drift for m in measured]), "raw": judge(predicted, measured)}
 
+    searched = None
+    if search_budget:
+        log(f"{name}: effnas search --budget {search_budget} on the adapted table, then effnas verify of its pick")
+        searched = search_and_verify(scratch / f"{name}.json", search_budget, scratch / f"{name}-search")
     return {"source": source.table_id, "config": config.to_dict(), "adapt_wall_s": round(wall, 1),
+            "search_and_verify": searched,
             "adapt_networks": USER_NETWORKS, "adapt_form": adapted.transfer.form,
             "adapt_leave_one_out": {k: adapted.data["deployment"]["check"][k]
                                     for k in ("median_abs_err", "within_10pct", "spearman")},
@@ -117,6 +151,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="which random archs judge (another seed: another set)")
     parser.add_argument("--max-networks", type=int, default=max(GROWTH), help="planned networks measured (the "
                         "transfer is fitted on the first 10, 20, ... of them)")
+    parser.add_argument("--search-budget", default=None, metavar="BUDGET",
+                        help="then search on each adapted table under BUDGET (e.g. 2ms) and verify the pick here")
     args = parser.parse_args()
     names = args.pairs.split(",")
     growth = tuple(n for n in GROWTH if n <= args.max_networks)
@@ -126,7 +162,7 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as scratch:
         for name in names:
-            results[name] = run_pair(name, args.samples, args.seed, Path(scratch), growth)
+            results[name] = run_pair(name, args.samples, args.seed, Path(scratch), growth, args.search_budget)
     print("| adaptation | adapt wall s | form | adapted (24): ±10% / median / Spearman | full build: ±10% / median / "
           "Spearman | transfer on N planned: ±10% (N = " + ", ".join(map(str, growth)) + ") |")
     print("|---|---|---|---|---|---|")
@@ -137,6 +173,11 @@ def main() -> None:
         full = f"{f['within_10pct']:.0%} / {f['median_abs_err']:.1%} / {f['spearman']:.3f}" if f else "none shipped"
         print(f"| {name} | {r['adapt_wall_s']:.0f} | {r['adapt_form']} | {a['within_10pct']:.0%} / "
               f"{a['median_abs_err']:.1%} / {a['spearman']:.3f} | {full} | {by_n} |")
+    for name, r in results.items():
+        if (v := r["search_and_verify"]) is not None:
+            print(f"{name}: search on the adapted table under {v['budget']} ({v['search_wall_s']:.0f} s) picked "
+                  f"{v['pick']}, predicted {v['predicted_ms']:.3f} ms; verify measured {v['judged_ms']:.3f} ms: "
+                  f"{v['verdict']}")
     save_result(f"adapt_{'_'.join(n.replace('-', '') for n in names)}_seed{args.seed}",
                 "python scripts/bench_adapt.py " + " ".join(sys.argv[1:]),
                 {"samples": args.samples, "seed": args.seed, "growth": list(growth), "pairs": results})

@@ -155,7 +155,7 @@ def search(budgets: dict[str, float], work: Path, trials: int, data: str, varian
         log(f"searching under {family} on {data}")
         resume = ["--resume"] if (out / "study.journal").exists() else []
         effnas("search", "--target", TABLE, "--budget", family, "--space", str(SPACE), "--data", data,
-               "--trials", str(trials), "--out", str(out), *(["--refine", "2", "--refine-epochs", "1"] if tiny else []),
+               "--trials", str(trials), "--out", str(out), *(["--refine", "1", "--refine-epochs", "1"] if tiny else []),
                *search_args, *resume)
     missing = [str(p) for p in picks.values() if not p.exists()]
     if missing:
@@ -438,8 +438,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="deployment-rule rounds for budgets and verify")
     parser.add_argument("--work", default=None, help="default runs/bench-vs-mseries (-tiny with --tiny)")
     parser.add_argument("--tiny", action="store_true",
-                        help="shapes-mini, one budget (M0), one seed, one epoch, 30 trials, 2 refined candidates "
-                             "of one epoch, 1 round: the pipeline only")
+                        help="shapes-mini, one budget (M0), one seed, one epoch, 30 trials, 1 refined candidate "
+                             "of one epoch (2 finalists timed where the table is this machine's), 1 round: the "
+                             "pipeline only")
     parser.add_argument("--variant", default=DEFAULT_VARIANT,
                         help=f"name of the search configuration compared (default {DEFAULT_VARIANT!r}: the defaults)")
     parser.add_argument("--search-args", default="",
