@@ -19,6 +19,10 @@
 #   supernet       `effnas supernet train` one epoch on the GPU
 #   fresh-process  where a CUDA measurement's fresh interpreter spends its seconds (a table pays it per network)
 #   warmup         a fresh process's figure after 30 vs 300 warm-up calls (does a short warm-up time the clock ramp?)
+#   batch-scaling  the rule's figure at batch 256 and 2048 (does the GPU or the host set the time?)
+#   cuda-graph     eager torch vs the torch-cudagraph runtime in fresh processes, batch 256 and 2048
+#   spread         a fresh process's figure with cudnn.benchmark on and off, and at 4x the batch
+#   parent-context a fresh process's figure when its parent holds a CUDA context, as `table build`'s does
 #   supernet-copies host-to-device copies and step time of supernet training, indices cached vs made afresh
 #   torchrun       2 ranks: refused in one line on a 1-GPU machine, trains on 2+ GPUs
 #   train          one epoch without --deterministic
@@ -34,13 +38,13 @@
 #
 # The table is smaller than a real one, to fit the time (a real one: effnas table build --target NAME
 # --runtime torch --device cuda): a micro space (128 px, one width and head count per stage, depths
-# 1-3: 10 distinct blocks, 27 networks); batch 256, not the paper's 2048 (build time grows with the
-# batch); the minimum 8 calibration and 3 check networks in 2 rounds; 8 validation networks in 1 round; no waiting
+# 1-3: 10 distinct blocks, 27 networks) at the paper's batch 2048 (at 256 eager torch times the host's
+# launches, not the GPU: docs/BENCHMARKS.md, run 5; BATCH=256 reproduces runs 3-4); the minimum 8 calibration and 3 check networks in 2 rounds; 8 validation networks in 1 round; no waiting
 # for a usual speed (--max-wait 0: a dedicated GPU has no slow state to wait out).
 set -uo pipefail
 cd "$(dirname "$0")/.."  # paths below are the repository's
 
-BATCH=${BATCH:-256}
+BATCH=${BATCH:-2048}
 TIME_LIMIT=${TIME_LIMIT:-540}
 RUNTIMES=${RUNTIMES:-torch}
 effnas() { python -m effvit_nas "$@"; }  # works from a checkout on PYTHONPATH as well as installed
@@ -246,6 +250,10 @@ step supernet 30 200 effnas supernet train --space tests/data/tiny_space.yaml --
 cp "$WORK"/supernet/metrics.json "$RESULTS/supernet-metrics.json" 2>/dev/null
 step fresh-process 40 120 python scripts/gpu_probe.py fresh-process "$RESULTS/fresh_process.json"
 step warmup 100 150 python scripts/gpu_probe.py warmup "$RESULTS/warmup.json"
+step parent-context 100 200 python scripts/gpu_probe.py parent-context "$RESULTS/parent_context.json"
+step spread 120 200 python scripts/gpu_probe.py spread "$RESULTS/spread.json"
+step batch-scaling 60 120 python scripts/gpu_probe.py batch-scaling "$RESULTS/batch_scaling.json"
+step cuda-graph 100 200 python scripts/gpu_probe.py cuda-graph "$RESULTS/cuda_graph.json"
 step supernet-copies 30 120 python scripts/gpu_probe.py supernet-copies "$RESULTS/supernet_copies.json"
 step torchrun 20 150 torchrun_two_ranks
 step train 30 150 effnas train "$WORK/micro_arch.yaml" --data digits --epochs 1 --device cuda --out "$WORK/train"

@@ -71,7 +71,7 @@ def test_tensorrt_is_registered_with_the_papers_gpu_defaults():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-@pytest.mark.parametrize("runtime", ["torch", "tensorrt"])
+@pytest.mark.parametrize("runtime", ["torch", "torch-cudagraph", "tensorrt"])
 def test_without_a_gpu_the_cuda_runtimes_refuse_in_one_line(runtime, monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     with pytest.raises(EffNasError, match="GPU") as refused:
@@ -87,7 +87,7 @@ def test_tensorrt_missing_is_refused_in_one_line(monkeypatch):
     assert "\n" not in str(refused.value)
 
 
-@pytest.mark.parametrize("runtime", ["torch", "tensorrt"])
+@pytest.mark.parametrize("runtime", ["torch", "torch-cudagraph", "tensorrt"])
 def test_hardware_identity_and_settings_of_a_cuda_runtime_anywhere(runtime):
     instance = runtime_class(runtime)(cuda_config(runtime))  # not create_runtime: no GPU needed
     hardware = instance.hardware()
@@ -100,6 +100,15 @@ def test_hardware_identity_and_settings_of_a_cuda_runtime_anywhere(runtime):
     settings = instance.measurement_settings()
     json.dumps(settings)
     assert "timer" in settings
+
+
+def test_the_cuda_graph_runtime_runs_on_a_gpu_only_and_says_so_in_its_settings():
+    with pytest.raises(EffNasError, match=r"runs on device \['cuda'\].*'cpu'") as refused:
+        runtime_class("torch-cudagraph", "cpu")
+    assert "\n" not in str(refused.value)
+    settings = runtime_class("torch-cudagraph")(cuda_config("torch-cudagraph")).measurement_settings()
+    eager = runtime_class("torch")(cuda_config("torch")).measurement_settings()
+    assert "cuda_graph" in settings and "cuda_graph" not in eager
 
 
 def test_the_torch_cpu_runtime_keeps_the_cpu_identity():
@@ -195,6 +204,22 @@ def test_hardware_on_a_gpu_names_the_gpu_driver_cuda_and_cudnn():
         assert hardware["gpu_driver"] and hardware["gpu_max_sm_clock_mhz"] > 0
 
 
+@needs_gpu
+def test_the_cuda_graph_runtime_computes_what_eager_computes_on_every_replay(tmp_path):
+    module, shape = randomized(small_model()), (BATCH, 3, 64, 64)
+    expected = _torch_output(module, shape)  # eager, on the same fixed input
+    runtime = create_runtime(cuda_config("torch-cudagraph"))
+    forward = runtime.prepare(copy.deepcopy(module), shape)
+    first = forward().clone()
+    times = runtime.timed_calls(forward, 5)  # replays in between: the output tensor is rewritten each time
+    torch.cuda.synchronize()
+    assert len(times) == 5 and all(t > 0 for t in times)
+    assert_close(first, expected)
+    assert_close(forward(), expected)
+    path = runtime.export(module, tmp_path / "m.pt", shape)
+    assert_close(_waited_output(runtime.load_deployed(path, shape)), expected)
+
+
 # ---------------------------------------------------------------- TensorRT
 @pytest.fixture
 def tensorrt(tmp_path, monkeypatch):
@@ -208,7 +233,7 @@ def _torch_output(module, shape):
     return out
 
 
-def _tensorrt_output(forward):
+def _waited_output(forward):
     out = forward()
     torch.cuda.synchronize()
     return out
@@ -223,11 +248,11 @@ def test_tensorrt_computes_what_torch_computes(what, tensorrt, tmp_path):
         key = DWFFN if what == "dwffn" else ATTENTION
         module, shape = randomized(build_block(key)), key.input_shape()
     expected = _torch_output(module, shape)  # both draw the same fixed input
-    prepared = _tensorrt_output(tensorrt.prepare(module, shape))
+    prepared = _waited_output(tensorrt.prepare(module, shape))
     assert prepared.dtype == torch.float16
     assert_close(prepared, expected)
     path = tensorrt.export(module, tmp_path / "m.plan", shape)
-    assert_close(_tensorrt_output(tensorrt.load_deployed(path, shape)), expected)
+    assert_close(_waited_output(tensorrt.load_deployed(path, shape)), expected)
 
 
 @needs_tensorrt
