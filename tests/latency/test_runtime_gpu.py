@@ -18,6 +18,7 @@ from effvit_nas.latency.keys import AttentionKey, DwFfnKey
 from effvit_nas.latency.runtimes import RuntimeConfig, RuntimeDefaults, create_runtime, runtime_class
 from effvit_nas.latency.runtimes._cuda import first_call, parse_nvidia_smi
 from effvit_nas.latency.runtimes.tensorrt_gpu import TensorRTGPU, graph_structure
+from effvit_nas.latency.runtimes.torch_cudagraph import replay_matches
 
 pytestmark = pytest.mark.slow  # exports, builds engines and times on the GPU
 
@@ -109,6 +110,20 @@ def test_the_cuda_graph_runtime_runs_on_a_gpu_only_and_says_so_in_its_settings()
     settings = runtime_class("torch-cudagraph")(cuda_config("torch-cudagraph")).measurement_settings()
     eager = runtime_class("torch")(cuda_config("torch")).measurement_settings()
     assert "cuda_graph" in settings and "cuda_graph" not in eager
+
+
+def test_a_replay_matches_only_what_eager_computed():
+    eager = torch.tensor([[0.5, -1.0, 2.0], [0.25, 0.0, -2.0]], dtype=torch.float16)
+    assert replay_matches(eager.clone(), eager)
+    assert replay_matches(eager + 0.01, eager)  # fp16 rounding of a reordered reduction
+    assert not replay_matches(eager + 0.1, eager)
+    assert not replay_matches(torch.full_like(eager, float("nan")), eager)  # what a graph reading freed memory gave
+    overflowed = eager.clone()
+    overflowed[0, 0] = float("inf")
+    assert replay_matches(overflowed.clone(), overflowed)  # the same overflow in the same place
+    assert not replay_matches(eager, overflowed)
+    nothing = torch.full_like(eager, float("nan"))
+    assert not replay_matches(nothing.clone(), nothing)  # nothing finite to compare
 
 
 def test_the_torch_cpu_runtime_keeps_the_cpu_identity():
@@ -209,13 +224,18 @@ def test_the_cuda_graph_runtime_computes_what_eager_computes_on_every_replay(tmp
     module, shape = randomized(small_model()), (BATCH, 3, 64, 64)
     expected = _torch_output(module, shape)  # eager, on the same fixed input
     runtime = create_runtime(cuda_config("torch-cudagraph"))
-    forward = runtime.prepare(copy.deepcopy(module), shape)
+    forward = runtime.prepare(copy.deepcopy(module), shape)  # the caller keeps no reference to the module
     first = forward().clone()
+    # Memory freed since capture is handed out again and filled: a graph whose weights or input were freed
+    # would now read NaN (what the first version did on an H200).
+    churn = [torch.full((n,), float("nan"), device="cuda", dtype=torch.float16) for n in (512, 8192, 65536)
+             for _ in range(100)]
     times = runtime.timed_calls(forward, 5)  # replays in between: the output tensor is rewritten each time
     torch.cuda.synchronize()
     assert len(times) == 5 and all(t > 0 for t in times)
     assert_close(first, expected)
     assert_close(forward(), expected)
+    del churn
     path = runtime.export(module, tmp_path / "m.pt", shape)
     assert_close(_waited_output(runtime.load_deployed(path, shape)), expected)
 
