@@ -2,4 +2,5 @@
 
 from .cli.main import run
 
-run()
+if __name__ == "__main__":  # not when a spawned worker process imports it
+    run()

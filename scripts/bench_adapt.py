@@ -6,8 +6,8 @@ Run:  python scripts/bench_adapt.py [--pairs ort2-ort1,ort-openvino,torch16-ort]
 For each pair (a shipped source table, a target configuration, and the full build of that target where
 one ships):
 
-1. the user's command, timed from start to exit: ``effnas table adapt --from SOURCE ... --networks 24``
-   (a fresh process; its table is kept in a temporary folder);
+1. the user's command, timed from start to exit: ``effnas table adapt --from SOURCE ...`` with its default
+   networks and rounds (a fresh process; its table is kept in a temporary folder);
 2. one deployment-rule measurement, under the target configuration, of the adaptation's planned networks
    (the first 80: a plan of N networks is the first N of it) and ``--samples`` random archs that no
    build or adaptation measured (``validate_table``, chunked beside the reference);
@@ -46,7 +46,6 @@ PAIRS = {  # name: (source table, target config, full build of the target or Non
     "ort-openvino": ("amd-epyc-2core-ort-b1", None, "amd-epyc-2core-openvino-b1"),
     "torch16-ort": ("amd-epyc-2core-torch-b16", None, "amd-epyc-2core-ort-b1"),
 }
-USER_NETWORKS = 24  # effnas table adapt's default
 GROWTH = (10, 20, 40, 80)
 
 
@@ -57,8 +56,7 @@ def log(message: str) -> None:
 def adapt_as_a_user(source: str, config: RuntimeConfig, out: Path) -> tuple[LatencyTable, float]:
     command = [sys.executable, "-m", "effvit_nas", "table", "adapt", "--from", source, "--target", str(out),
                "--runtime", config.runtime, "--device", config.device, "--threads", str(config.threads),
-               "--batch-size", str(config.batch_size), "--dtype", config.dtype, "--networks", str(USER_NETWORKS),
-               "--accept-below-bar"]
+               "--batch-size", str(config.batch_size), "--dtype", config.dtype, "--accept-below-bar"]
     done, wall = run_timed(command)
     if done.returncode != 0:
         raise SystemExit(f"effnas table adapt must succeed, but exited {done.returncode}: "
@@ -130,7 +128,8 @@ def run_pair(name: str, samples: int, seed: int, scratch: Path, growth: tuple[in
         searched = search_and_verify(scratch / f"{name}.json", search_budget, scratch / f"{name}-search")
     return {"source": source.table_id, "config": config.to_dict(), "adapt_wall_s": round(wall, 1),
             "search_and_verify": searched,
-            "adapt_networks": USER_NETWORKS, "adapt_form": adapted.transfer.form,
+            "adapt_networks": adapted.data["adapted"]["networks"],
+            "adapt_rounds": adapted.data["adapted"]["settings"]["rule"]["rounds"], "adapt_form": adapted.transfer.form,
             "adapt_leave_one_out": {k: adapted.data["deployment"]["check"][k]
                                     for k in ("median_abs_err", "within_10pct", "spearman")},
             "unseen_archs": len(archs), "measure_seconds": round(report.seconds, 1),
@@ -163,15 +162,17 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         for name in names:
             results[name] = run_pair(name, args.samples, args.seed, Path(scratch), growth, args.search_budget)
-    print("| adaptation | adapt wall s | form | adapted (24): ±10% / median / Spearman | full build: ±10% / median / "
-          "Spearman | transfer on N planned: ±10% (N = " + ", ".join(map(str, growth)) + ") |")
-    print("|---|---|---|---|---|---|")
+    print("| adaptation | adapt wall s | networks x rounds | form | adapted: ±10% / median / Spearman | "
+          "full build: ±10% / median / Spearman | transfer on N planned: ±10% (N = "
+          + ", ".join(map(str, growth)) + ") |")
+    print("|---|---|---|---|---|---|---|")
     for name, r in results.items():
         a = r["adapted_table"]["corrected"]
         f = r["full_build"]["corrected"] if r["full_build"] else None
         by_n = ", ".join(f"{r['transfer_by_networks'][n]['within_10pct']:.0%}" for n in growth)
         full = f"{f['within_10pct']:.0%} / {f['median_abs_err']:.1%} / {f['spearman']:.3f}" if f else "none shipped"
-        print(f"| {name} | {r['adapt_wall_s']:.0f} | {r['adapt_form']} | {a['within_10pct']:.0%} / "
+        print(f"| {name} | {r['adapt_wall_s']:.0f} | {r['adapt_networks']} x {r['adapt_rounds']} | {r['adapt_form']} | "
+              f"{a['within_10pct']:.0%} / "
               f"{a['median_abs_err']:.1%} / {a['spearman']:.3f} | {full} | {by_n} |")
     for name, r in results.items():
         if (v := r["search_and_verify"]) is not None:

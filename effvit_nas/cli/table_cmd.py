@@ -11,6 +11,8 @@ from ..errors import EffNasError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
+    from ..latency.adapt import AdaptSettings  # its defaults are the help's (no torch imported)
+
     parser = subparsers.add_parser("table", help="build, inspect and validate latency tables")
     commands = parser.add_subparsers(dest="table_command", metavar="TABLE_COMMAND", parser_class=type(parser))
 
@@ -53,8 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     adapt.add_argument("--space", default=None, help="search space YAML the new table must cover (refused when the "
                        "source does not)")
     adapt.add_argument("--networks", type=int, default=None, help="networks measured under the deployment rule "
-                       "(default 24)")
-    adapt.add_argument("--rounds", type=int, default=None, help="fresh processes per network (default 3)")
+                       f"(default {AdaptSettings.networks})")
+    adapt.add_argument("--rounds", type=int, default=None,
+                       help=f"fresh processes per network (default {AdaptSettings.rule.rounds})")
     adapt.add_argument("--seed", type=int, default=0)
     adapt.add_argument("--accept-below-bar", action="store_true",
                        help="write the table even if its leave-one-out error misses the bar (it records that)")

@@ -337,7 +337,7 @@ def measure_networks(meter: LatencyMeter, partial: PartialBuild, role: str, arch
     todo = [a for a in archs if a.arch_id not in done]
     for chunk in _chunks(todo, settings.network_chunk_size):
         started = time.perf_counter()
-        files = {a.arch_id: meter.export_arch(a) for a in chunk}
+        files = meter.export_archs(chunk)
         measured, failures = meter.networks(files, seed=len(partial.network_chunks))
         if failures:
             arch_id, reason = next(iter(failures.items()))

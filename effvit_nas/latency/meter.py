@@ -11,6 +11,10 @@ the machine's usual speed, the deployment rule and chunking. Two ways to measure
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Hashable, Mapping
@@ -20,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..arch import Arch
+from ..errors import EffNasError
 from .deploy import DeployedTiming, DeploymentRule, DeploymentServer, measure_deployed
 from .measure import Forward, MeasureProtocol, Timing, measure_chunk, wait_for_speed
 from .runtimes import RuntimeConfig, create_runtime
@@ -33,6 +38,9 @@ __all__ = ["LatencyMeter", "DeployedNetwork", "REFERENCE_ARCH", "network_shape"]
 
 REFERENCE_ARCH = "m0"  # the speed reference: fixed, whatever the space
 NetworkFile = tuple[Path, tuple[int, ...]]
+# Export processes at once on the CPU: each export is single-threaded Python (tracing, the ONNX passes),
+# 0.5-4.5 s a network here and the largest part of an adaptation; each holds one network's export in memory.
+MAX_EXPORT_WORKERS = 4
 
 
 def network_shape(arch: Arch, batch: int) -> tuple[int, int, int, int]:
@@ -66,6 +74,7 @@ class LatencyMeter:
         self._server: DeploymentServer | None = None
         self._folder: Path | None = None
         self._reference_file: NetworkFile | None = None
+        self._exporters: list[subprocess.Popen[str]] = []
 
     def __enter__(self) -> LatencyMeter:
         self._folder = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="effnas-meter-")))
@@ -129,6 +138,38 @@ class LatencyMeter:
             self._reference_file = self.export_arch(self.reference_arch)
         return self._reference_file
 
+    def export_archs(self, archs: list[Arch]) -> dict[str, NetworkFile]:
+        """Each of ``archs`` as ``export_arch`` writes it, by arch id. For a CPU runtime, on all cores at
+        once in export processes (export_worker.py) started with the first call and kept until the meter
+        closes (idle, they take no CPU from a measurement); callers export a chunk, then time it."""
+        workers = min(os.cpu_count() or 1, MAX_EXPORT_WORKERS, len(archs))
+        if self.config.device != "cpu" or workers < 2:  # a GPU runtime's export may build on the GPU: one at a time
+            return {a.arch_id: self.export_arch(a) for a in archs}
+        assert self._folder is not None, "LatencyMeter is used outside its with-block"
+        from .export_worker import ANSWER, WORKER_MODULE
+
+        while len(self._exporters) < workers:
+            self._exporters.append(self._stack.enter_context(subprocess.Popen(
+                [sys.executable, "-m", WORKER_MODULE, json.dumps(self.config.to_dict())], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)))
+        shares = [archs[i::workers] for i in range(workers)]  # every worker gets its requests at once
+        for exporter, share in zip(self._exporters, shares):
+            for arch in share:
+                path = self._folder / f"{arch.arch_id}{self.runtime.artifact_suffix}"
+                exporter.stdin.write(json.dumps({"arch": arch.to_dict(), "path": str(path)}) + "\n")
+            exporter.stdin.flush()
+        answers = {}  # every answer read before any error is raised: none is left for the next chunk to read
+        for exporter, share in zip(self._exporters, shares):
+            for arch in share:
+                line = exporter.stdout.readline()
+                answers[arch.arch_id] = json.loads(line[len(ANSWER):]) if line.startswith(ANSWER) else {
+                    "error": f"the export process exited ({exporter.poll()})"}
+        for arch in archs:
+            if "error" in (answer := answers[arch.arch_id]):
+                raise EffNasError(f"every network must export for {self.config.runtime}, but {arch.arch_id} did "
+                                  f"not: {answer['error']}; export it alone with effnas export to see why")
+        return {a.arch_id: (Path(answers[a.arch_id]["path"]), network_shape(a, self.config.batch_size)) for a in archs}
+
     def _measuring_process(self) -> DeploymentServer:
         if self._server is None:
             if self.config.device == "cuda":
@@ -157,3 +198,4 @@ class LatencyMeter:
             if progress:
                 progress(len(measured) + len(failures), len(keys))
         return measured, failures
+

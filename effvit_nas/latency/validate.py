@@ -150,8 +150,9 @@ def validate_table(
     with LatencyMeter(table.runtime, rule=rule, chunk_size=chunk_size) as meter:
         table.check_hardware(meter.runtime.hardware(), meter.runtime.identity_fields)
         files = {}
-        for arch_id, (_, arch) in archs.items():
-            files[arch_id] = meter.export_arch(arch)
+        todo = [arch for _, arch in archs.values()]
+        for start in range(0, len(todo), meter.chunk_size):
+            files |= meter.export_archs(todo[start:start + meter.chunk_size])
             say(len(files), len(archs), "exported")
         measured, failures = meter.networks(files, seed=seed, progress=lambda d, t: say(d, t, "networks, deployed"))
     if failures:

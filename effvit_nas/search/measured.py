@@ -169,7 +169,7 @@ def _time(table: LatencyTable, archs: dict[str, Any], measurement: Measurement,
     with LatencyMeter(table.runtime, rule=DeploymentRule(rounds=measurement.rounds)) as meter:
         for start in range(0, len(ids), meter.chunk_size):
             chunk = ids[start:start + meter.chunk_size]
-            files = {arch_id: meter.export_arch(archs[arch_id]) for arch_id in chunk}
+            files = meter.export_archs([archs[arch_id] for arch_id in chunk])
             measured, failures = meter.networks(files)
             if failures:
                 arch_id, reason = next(iter(failures.items()))

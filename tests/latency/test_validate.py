@@ -43,7 +43,8 @@ def test_the_deployed_drift_reads_the_deployed_reference_not_the_block_one(tiny_
 
 def _fake_meter(monkeypatch, measure):
     """The meter with its exports and deployment runs replaced by ``measure(arch_id) -> (ms, reference ms)``."""
-    monkeypatch.setattr(LatencyMeter, "export_arch", lambda self, arch: (Path(arch.arch_id), (1, 3, 8, 8)))
+    monkeypatch.setattr(LatencyMeter, "export_archs",
+                        lambda self, archs: {a.arch_id: (Path(a.arch_id), (1, 3, 8, 8)) for a in archs})
 
     def networks(self, files, *, seed=0, progress=None):
         out = {}
@@ -139,6 +140,7 @@ def test_validate_refuses_a_table_measured_on_other_hardware(tiny_table_path, mo
         raise AssertionError("a table for other hardware must be refused before anything is measured")
 
     monkeypatch.setattr(LatencyMeter, "export_arch", must_not_measure)
+    monkeypatch.setattr(LatencyMeter, "export_archs", must_not_measure)
     with pytest.raises(TableError, match=r"must be used on the hardware it was measured on, but cpu_model "
                                          r"'Some Other CPU 9000' vs here"):
         validate_table(table, 3)
@@ -146,7 +148,8 @@ def test_validate_refuses_a_table_measured_on_other_hardware(tiny_table_path, mo
 
 def test_a_network_that_fails_to_run_is_reported_not_given_a_figure(tiny_table_path, monkeypatch):
     table = LatencyTable.load(tiny_table_path)
-    monkeypatch.setattr(LatencyMeter, "export_arch", lambda self, arch: (Path(arch.arch_id), (1, 3, 8, 8)))
+    monkeypatch.setattr(LatencyMeter, "export_archs",
+                        lambda self, archs: {a.arch_id: (Path(a.arch_id), (1, 3, 8, 8)) for a in archs})
     monkeypatch.setattr(LatencyMeter, "networks",
                         lambda self, files, **kw: ({}, {next(iter(files)): "RuntimeException: out of memory"}))
     with pytest.raises(EffNasError, match=r"every network must run under onnxruntime, but 1 failed \(first .*: "
