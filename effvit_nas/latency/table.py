@@ -109,6 +109,11 @@ def recorded_predictor(data: dict[str, Any]) -> dict[str, Any]:
             "calibration_features": data["calibration"]["features"]}
 
 
+def residuals_needed(confidence: float) -> int:
+    """The fewest residuals ``ratio_quantile`` takes at ``confidence``: ceil((n + 1) c) <= n."""
+    return math.ceil(Fraction(str(confidence)) / (1 - Fraction(str(confidence))))
+
+
 class LatencyTable:
     """A loaded (or freshly built) table. Construct with ``load`` or ``from_dict``."""
 
@@ -289,7 +294,7 @@ class LatencyTable:
         rank = math.ceil((len(ratios) + 1) * Fraction(str(confidence)))  # exact: 25 * 0.28 is 7, not 7.000...1
         if rank > len(ratios):
             raise TableError(
-                f"confidence {confidence:g} needs at least {math.ceil(confidence / (1 - confidence))} residuals in "
+                f"confidence {confidence:g} needs at least {residuals_needed(confidence)} residuals in "
                 f"table {self.target!r}, but it has {len(ratios)}; lower --confidence or "
                 + ("adapt it again with more networks (--networks)" if self.transfer is not None
                    else "rebuild with more calibration networks (--calibration-archs)"))

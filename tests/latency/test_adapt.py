@@ -43,6 +43,13 @@ def test_the_transfer_recovers_a_power_law_and_keeps_the_simplest_form_that_fits
     assert transfer.form == "scale" and transfer.apply(inputs[3]) == pytest.approx(slower[3])
 
 
+def test_a_default_adaptation_gives_a_default_search_the_residuals_it_needs():
+    from effvit_nas.latency.table import residuals_needed
+    from effvit_nas.search import DEFAULT_CONFIDENCE
+
+    assert AdaptSettings().networks >= residuals_needed(DEFAULT_CONFIDENCE)  # one leave-one-out residual each
+
+
 def test_the_networks_are_spread_over_the_space_not_drawn_at_random(tiny_table_path):
     source = LatencyTable.load(tiny_table_path)
     archs = plan_adapt_archs(source, 8, seed=0, pool=300)
@@ -115,6 +122,8 @@ def test_adapt_through_the_cli_and_its_refusals(tiny_table_path, tmp_path):
                     "--networks", "8", "--rounds", "1", "--accept-below-bar")  # the pipeline; fidelity: BENCHMARKS
     assert result.returncode == 0, result.stderr
     assert "adapted from" in result.stdout and "leave-one-out" in result.stdout
+    # 8 residuals: the default confidence 0.95 takes 19, so the user is told what a search on it needs
+    assert "a search on it needs --confidence 0.88 or lower" in result.stdout and "--networks 19" in result.stdout
     shown = json.loads(effnas("table", "show", str(out)).stdout)
     assert shown["adapted"]["source"]["target"] == "tiny" and shown["runtime"]["threads"] == 1
 
