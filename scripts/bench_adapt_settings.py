@@ -5,7 +5,8 @@ Run:  python scripts/bench_adapt_settings.py        (seconds; measures nothing)
 Reads every docs/results/adapt_*.json that ``bench_adapt.py`` wrote with its per-network rows: in one
 deployment-rule run, the adaptation's planned networks and random archs nobody fitted on, each in
 3 rounds. For N planned networks and the first k of their rounds, the transfer is fitted as
-``effnas table adapt --networks N --rounds k`` would fit it (its lowest leave-one-out form) and judged
+``effnas table adapt --networks N --rounds k`` fits it (its lowest leave-one-out form; on the medians as
+measured only, where adapt may also keep the per-round-reference reading) and judged
 on the random archs' 3-round medians of the same run: fit and judge share the machine's state, so
 what differs between settings is what the settings change. One run per adaptation: where rows of a
 column differ by a few points, that is the judge's own noise (40 archs: one arch is 2.5 points).

@@ -159,20 +159,20 @@ def run_adapt(args: argparse.Namespace) -> int:
           f"{check['within_10pct']:.0%} within ±10%, worst {check['worst_abs_err']:.1%}, Spearman "
           f"{check['spearman']:.3f}: {verdict}; check it on unseen archs with effnas table validate --target "
           f"{args.target}")
-    _say_what_a_search_on_it_needs(adapted["networks"])
+    _say_what_a_search_on_it_needs(len(table.residual_ratios()))
     return 0
 
 
-def _say_what_a_search_on_it_needs(networks: int) -> None:
+def _say_what_a_search_on_it_needs(residuals: int) -> None:
     """An adapted table has one residual per network: fewer than the default confidence takes, and a
     search on it is refused until --confidence is lowered. Said now, not at the search."""
     from ..latency.table import residuals_needed
     from ..search import DEFAULT_CONFIDENCE
 
     needed = residuals_needed(DEFAULT_CONFIDENCE)
-    if networks < needed:
-        highest = math.floor(100 * networks / (networks + 1)) / 100
-        print(f"a search on it needs --confidence {highest:g} or lower (its {networks} residuals are fewer than the "
+    if residuals < needed:
+        highest = math.floor(100 * residuals / (residuals + 1)) / 100
+        print(f"a search on it needs --confidence {highest:g} or lower (its {residuals} residuals are fewer than the "
               f"{needed} the default {DEFAULT_CONFIDENCE:g} takes; adapt with --networks {needed} for that)")
 
 

@@ -11,6 +11,7 @@ the machine's usual speed, the deployment rule and chunking. Two ways to measure
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -41,7 +42,6 @@ NetworkFile = tuple[Path, tuple[int, ...]]
 # Export processes at once on the CPU: each export is single-threaded Python (tracing, the ONNX passes),
 # 0.5-4.5 s a network here and the largest part of an adaptation; each holds one network's export in memory.
 MAX_EXPORT_WORKERS = 4
-
 
 def network_shape(arch: Arch, batch: int) -> tuple[int, int, int, int]:
     return (batch, 3, arch.resolution, arch.resolution)
@@ -74,7 +74,7 @@ class LatencyMeter:
         self._server: DeploymentServer | None = None
         self._folder: Path | None = None
         self._reference_file: NetworkFile | None = None
-        self._exporters: list[subprocess.Popen[str]] = []
+        self._exporters: list[tuple[subprocess.Popen[str], Path]] = []
 
     def __enter__(self) -> LatencyMeter:
         self._folder = Path(self._stack.enter_context(tempfile.TemporaryDirectory(prefix="effnas-meter-")))
@@ -142,33 +142,48 @@ class LatencyMeter:
         """Each of ``archs`` as ``export_arch`` writes it, by arch id. For a CPU runtime, on all cores at
         once in export processes (export_worker.py) started with the first call and kept until the meter
         closes (idle, they take no CPU from a measurement); callers export a chunk, then time it."""
-        workers = min(os.cpu_count() or 1, MAX_EXPORT_WORKERS, len(archs))
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        workers = min(cores, MAX_EXPORT_WORKERS, len(archs))
         if self.config.device != "cpu" or workers < 2:  # a GPU runtime's export may build on the GPU: one at a time
             return {a.arch_id: self.export_arch(a) for a in archs}
-        assert self._folder is not None, "LatencyMeter is used outside its with-block"
-        from .export_worker import ANSWER, WORKER_MODULE
-
-        while len(self._exporters) < workers:
-            self._exporters.append(self._stack.enter_context(subprocess.Popen(
-                [sys.executable, "-m", WORKER_MODULE, json.dumps(self.config.to_dict())], stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)))
-        shares = [archs[i::workers] for i in range(workers)]  # every worker gets its requests at once
-        for exporter, share in zip(self._exporters, shares):
-            for arch in share:
-                path = self._folder / f"{arch.arch_id}{self.runtime.artifact_suffix}"
-                exporter.stdin.write(json.dumps({"arch": arch.to_dict(), "path": str(path)}) + "\n")
-            exporter.stdin.flush()
-        answers = {}  # every answer read before any error is raised: none is left for the next chunk to read
-        for exporter, share in zip(self._exporters, shares):
-            for arch in share:
-                line = exporter.stdout.readline()
-                answers[arch.arch_id] = json.loads(line[len(ANSWER):]) if line.startswith(ANSWER) else {
-                    "error": f"the export process exited ({exporter.poll()})"}
-        for arch in archs:
-            if "error" in (answer := answers[arch.arch_id]):
-                raise EffNasError(f"every network must export for {self.config.runtime}, but {arch.arch_id} did "
-                                  f"not: {answer['error']}; export it alone with effnas export to see why")
+        exporters = self._exporters_started(workers)
+        shares = [archs[i::workers] for i in range(workers)]  # every process gets its requests at once
+        for (exporter, _), share in zip(exporters, shares):
+            paths = [self._folder / f"{a.arch_id}{self.runtime.artifact_suffix}" for a in share]
+            requests = [json.dumps({"arch": a.to_dict(), "path": str(path)}) for a, path in zip(share, paths)]
+            try:
+                exporter.stdin.write("\n".join(requests) + "\n")
+                exporter.stdin.flush()
+            except BrokenPipeError:  # it died since the last chunk: its answers below say how
+                pass
+        # every answer read before any error is raised: none is left for the next chunk to read
+        answers = {arch.arch_id: _export_answer(exporter, log) for (exporter, log), share in zip(exporters, shares)
+                   for arch in share}
+        failed = [a for a in archs if "error" in answers[a.arch_id]]
+        if failed:
+            for exporter, _ in self._exporters:  # dead or out of step: a next chunk starts fresh processes
+                exporter.kill()
+                with contextlib.suppress(BrokenPipeError):  # requests a dead one never read are dropped
+                    exporter.stdin.close()
+            self._exporters.clear()
+            raise EffNasError(f"every network must export for {self.config.runtime}, but {len(failed)} of this "
+                              f"chunk did not (first {failed[0].arch_id}: {answers[failed[0].arch_id]['error']}); "
+                              "export it alone with effnas export to see why")
         return {a.arch_id: (Path(answers[a.arch_id]["path"]), network_shape(a, self.config.batch_size)) for a in archs}
+
+    def _exporters_started(self, workers: int) -> list[tuple[subprocess.Popen[str], Path]]:
+        """At least ``workers`` export processes, each with the file its stderr goes to."""
+        from .export_worker import WORKER_MODULE
+
+        assert self._folder is not None, "LatencyMeter is used outside its with-block"
+        while len(self._exporters) < workers:
+            log = self._folder / f"export-{len(self._exporters)}-{time.monotonic_ns()}.log"
+            stderr = self._stack.enter_context(log.open("w"))
+            process = self._stack.enter_context(subprocess.Popen(
+                [sys.executable, "-m", WORKER_MODULE, json.dumps(self.config.to_dict())], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=stderr, text=True, bufsize=1))
+            self._exporters.append((process, log))
+        return self._exporters[:workers]
 
     def _measuring_process(self) -> DeploymentServer:
         if self._server is None:
@@ -199,3 +214,13 @@ class LatencyMeter:
                 progress(len(measured) + len(failures), len(keys))
         return measured, failures
 
+
+def _export_answer(exporter: subprocess.Popen[str], log: Path) -> dict:
+    """The next answer of an export process; lines that are no answer (a library's print) are skipped."""
+    from .export_worker import ANSWER
+
+    for line in exporter.stdout:
+        if line.startswith(ANSWER):
+            return json.loads(line[len(ANSWER):])
+    last = log.read_text().strip().splitlines()[-1:] or ["nothing on stderr"]
+    return {"error": f"the export process exited ({exporter.wait()}): {last[0]}"}

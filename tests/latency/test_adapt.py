@@ -124,6 +124,10 @@ def test_adapt_through_the_cli_and_its_refusals(tiny_table_path, tmp_path):
     assert "adapted from" in result.stdout and "leave-one-out" in result.stdout
     # 8 residuals: the default confidence 0.95 takes 19, so the user is told what a search on it needs
     assert "a search on it needs --confidence 0.88 or lower" in result.stdout and "--networks 19" in result.stdout
+    adapted = LatencyTable.load(out)
+    adapted.ratio_quantile(0.88)  # what was said holds, and no more
+    with pytest.raises(EffNasError, match="needs at least 9 residuals"):
+        adapted.ratio_quantile(0.89)
     shown = json.loads(effnas("table", "show", str(out)).stdout)
     assert shown["adapted"]["source"]["target"] == "tiny" and shown["runtime"]["threads"] == 1
 

@@ -15,13 +15,22 @@ from effvit_nas.latency.runtimes import RuntimeConfig
 pytestmark = pytest.mark.slow  # starts export processes (each imports torch)
 
 
+@pytest.fixture(autouse=True)
+def two_cores(monkeypatch):
+    """Two export processes, whatever this machine has."""
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: {0, 1}, raising=False)
+
+
 def _input_shape(path):
     dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
     return tuple(d.dim_value for d in dims)
 
 
-def test_archs_exported_side_by_side_are_the_files_one_at_a_time_would_be(tiny_space, monkeypatch):
-    monkeypatch.setattr("os.cpu_count", lambda: 2)  # two export processes, whatever this machine has
+def _ops(path):
+    return [node.op_type for node in onnx.load(str(path)).graph.node]
+
+
+def test_archs_exported_side_by_side_are_the_files_one_at_a_time_would_be(tiny_space):
     space = tiny_space
     rng = np.random.default_rng(0)
     archs = list({a.arch_id: a for a in (space.sample(rng) for _ in range(8))}.values())[:3]
@@ -32,20 +41,32 @@ def test_archs_exported_side_by_side_are_the_files_one_at_a_time_would_be(tiny_s
             path, shape = files[arch.arch_id]
             assert path.name == f"{arch.arch_id}.onnx" and shape == (1, 3, arch.resolution, arch.resolution)
             assert _input_shape(path) == shape
-        again = meter.export_archs(archs[:2])  # the processes answer a second chunk
-        assert list(again) == [a.arch_id for a in archs[:2]] and meter.export_arch(archs[0]) == files[archs[0].arch_id]
+        assert len(meter._exporters) == 2  # noqa: SLF001 - side by side, not one at a time in this process
+        again = meter.export_archs(archs[:2])  # the same processes answer a second chunk
+        assert list(again) == [a.arch_id for a in archs[:2]] and len(meter._exporters) == 2  # noqa: SLF001
+        in_a_process = _ops(files[archs[0].arch_id][0])
+        meter.export_arch(archs[0])  # the same arch exported here, over the same path
+        assert _ops(files[archs[0].arch_id][0]) == in_a_process
 
 
-def test_an_export_that_fails_is_one_clear_line(tiny_space, monkeypatch):
-    monkeypatch.setattr("os.cpu_count", lambda: 2)
-    archs = [tiny_space.smallest(), tiny_space.largest()]
+def test_a_failed_export_and_a_dead_export_process_are_one_clear_line_each(tiny_space):
+    smallest, largest = tiny_space.smallest(), tiny_space.largest()
     with LatencyMeter(RuntimeConfig(threads=1)) as meter:
-        folder = meter._folder  # noqa: SLF001 - the folder the export processes write into, made a file
+        meter.export_archs([smallest, largest])  # the export processes are up
+        folder = meter._folder  # noqa: SLF001 - the folder they write into, made a file
         shutil.rmtree(folder)
         folder.write_text("")
-        with pytest.raises(EffNasError, match=rf"must export for onnxruntime, but {archs[0].arch_id} did not: "
-                                              r".*effnas export") as refused:
-            meter.export_archs(archs)
+        with pytest.raises(EffNasError, match=r"must export for onnxruntime, but 2 of this chunk did not .*"
+                                              r"effnas export") as failed:
+            meter.export_archs([smallest, largest])
+        assert meter._exporters == []  # noqa: SLF001 - dropped after a failure: a next chunk starts afresh
         folder.unlink()
-        folder.mkdir()  # for the meter's own clean-up
-    assert "\n" not in str(refused.value)
+        folder.mkdir()
+        meter.export_archs([smallest, largest])  # fresh processes
+        process, _ = meter._exporters[0]  # noqa: SLF001 - one of them, killed between chunks
+        process.kill()
+        process.wait()
+        with pytest.raises(EffNasError, match=r"must export for onnxruntime, but 1 of this chunk did not \(first "
+                                              rf"{smallest.arch_id}: the export process exited \(-9\)") as died:
+            meter.export_archs([smallest, largest])
+    assert "\n" not in str(died.value) and "\n" not in str(failed.value)

@@ -74,7 +74,7 @@ def test_resume_after_a_kill_mid_epoch_matches_an_uninterrupted_run(tmp_path, ti
     state_b = torch.load(killed / CHECKPOINT_NAME, weights_only=True)["model"]
     assert all(torch.equal(state_a[k], state_b[k]) for k in state_a)
 
-    again = effnas("train", str(tiny_arch_yaml), *TRAIN, "--out", str(killed), "--resume")
+    again = effnas_here("train", str(tiny_arch_yaml), *TRAIN, "--out", str(killed), "--resume")
     assert again.returncode == 0 and "after 2 epochs" in again.stdout  # a finished run stays finished
 
 

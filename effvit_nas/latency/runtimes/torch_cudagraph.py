@@ -19,8 +19,10 @@ NaN where eager computed finite values. The likely cause (found by reading, not 
 the forward kept only the graph and its output, so the module's weights and the static input the graph
 reads were freed when preparing returned, and later allocations overwrote them (a graph does not keep
 the tensors it reads alive). The forward now holds them. Preparing also compares one replay with one
-eager call and refuses, in one line, a graph that computes something else, so a wrong graph is never
-timed. Its timings on that GPU are in docs/BENCHMARKS.md.
+eager call and refuses, in one line, a graph that computes something else: that catches a capture that
+went wrong, not memory freed after preparing returns (the check runs while preparing still holds it),
+which only the forward's hold prevents. Its timings on that GPU, taken before the fix, are in
+docs/BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -62,7 +64,8 @@ class TorchCUDAGraph(TorchEager):
                 eager()
         torch.cuda.current_stream().wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        # Captured on the warmed side stream: its cuBLAS workspace exists already, and is this graph's alone.
+        # Captured on the warmed side stream, whose cuBLAS workspace the warm-up calls already made, rather
+        # than on torch's shared capture stream, where cuBLAS would allocate it inside the capture.
         with torch.cuda.graph(graph, stream=side):
             output = eager()  # the graph writes each replay's result into this same tensor
         _check_replay(graph, output, eager().clone())
