@@ -43,7 +43,7 @@ PRESETS: dict[str, dict[str, Any]] = {
 
 # Upper bounds, so that a typo (depth 100000000, resolution 100000) is refused at once instead of
 # allocating until the machine gives out: 10x the largest choice of the default search space
-# (search_spaces/efficientvit_m.yaml; tests/test_arch.py checks that they agree), far beyond any
+# (spaces/efficientvit_m.yaml; tests/test_arch.py checks that they agree), far beyond any
 # network one would train. Windows are the exception: a window of w holds (w^2)^2 attention logits and
 # bias indices, so 10x the default's 14 would cost 10^4 times its memory; 32 still covers global
 # attention on the stage-1 map up to 512 px.

@@ -1,6 +1,7 @@
 """``SearchSpace``: the choices for every ``Arch`` knob and the constraints between them.
 
-Loaded from YAML (``search_spaces/efficientvit_m.yaml`` is the default). It samples archs, checks
+Loaded from YAML: a file of the user's, or one shipped in the package by name (``efficientvit_m``, the
+default, and ``shapes``: ``SearchSpace.load``). It samples archs, checks
 membership, counts its distinct networks, and suggests archs to an Optuna trial. ``Arch`` itself lives
 in ``arch.py`` (kept apart to keep both files short) and is re-exported here.
 """
@@ -19,16 +20,16 @@ from typing import TYPE_CHECKING, Any
 from ._io import check_keys, load_yaml_mapping
 from .arch import NUM_STAGES, Arch, check_knob_bound, stem_output_size
 from .errors import ConfigFileError, InvalidArchError, InvalidSpaceError
+from .locations import SHIPPED_SPACES_DIR
 
 if TYPE_CHECKING:
     import numpy as np
     import optuna
 
-__all__ = ["Arch", "SearchSpace", "StageChoices", "DEFAULT_SPACE_PATH", "SPACES_DIR"]
+__all__ = ["Arch", "SearchSpace", "StageChoices", "DEFAULT_SPACE_PATH", "shipped_spaces"]
 
 SPACE_SCHEMA_VERSION = 1
-SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
-DEFAULT_SPACE_PATH = SPACES_DIR / "efficientvit_m.yaml"
+DEFAULT_SPACE_PATH = SHIPPED_SPACES_DIR / "efficientvit_m.yaml"
 _STAGE_KEYS = ("width", "depth", "heads", "key_dim", "ffn_ratio", "window_size")
 
 
@@ -55,6 +56,11 @@ class StageChoices:
     def windows_at(self, feature_size: int) -> tuple[int, ...]:
         """Distinct effective windows on a map of this size (larger windows clamp to the map)."""
         return tuple(sorted({min(w, feature_size) for w in self.window_sizes}))
+
+
+def shipped_spaces() -> list[str]:
+    """The names ``--space`` takes without a path: the spaces shipped inside the package."""
+    return sorted(p.stem for p in SHIPPED_SPACES_DIR.glob("*.yaml"))
 
 
 def _choices(value: Any, where: str) -> tuple:
@@ -87,6 +93,17 @@ class SearchSpace:
     @classmethod
     def default(cls) -> SearchSpace:
         return cls.from_yaml(DEFAULT_SPACE_PATH)
+
+    @classmethod
+    def load(cls, name_or_path: str | os.PathLike) -> SearchSpace:
+        """A space shipped with effvit-nas by name (``shapes``), or a YAML file."""
+        text = str(name_or_path)
+        if text in shipped_spaces():
+            return cls.from_yaml(SHIPPED_SPACES_DIR / f"{text}.yaml")
+        if not Path(text).suffix and "/" not in text and os.sep not in text and not Path(text).exists():
+            raise ConfigFileError(f"search space must be a shipped name ({', '.join(shipped_spaces())}) or a YAML "
+                                  f"file, but got {text!r}; give one of those names or the path of your space's YAML")
+        return cls.from_yaml(text)
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike) -> SearchSpace:

@@ -42,8 +42,18 @@ def format_ms(value_ms: float) -> str:
 
 
 def parse_percent(text: str, flag: str) -> float:
-    """``"5%"`` or ``"5"`` -> 0.05."""
+    """``"5%"`` -> 0.05; ``"0"`` -> 0. Any other number without ``%`` is refused: ``0.05`` could mean 5% (a
+    fraction) or 0.05% (a percentage), and a headroom 100x too small or too large is the kind of mistake
+    a unit catches."""
+    stripped = text.strip()
     try:
-        return float(text.strip().removesuffix("%")) / 100
+        value = float(stripped.removesuffix("%"))
     except ValueError:
         raise EffNasError(f"{flag} must be a percentage such as 5% or 0, but got {text!r}") from None
+    if not stripped.endswith("%") and value != 0:
+        raise EffNasError(f"{flag} must be a percentage with its % sign (or 0), but got {text!r}, which reads as "
+                          f"{value:g}% or, as a fraction, {value * 100:g}%; refused rather than guessed: write "
+                          f"{value * 100:g}% or {value:g}%")
+    if not 0 <= value < 100:
+        raise EffNasError(f"{flag} must lie in [0%, 100%), but got {text!r}")
+    return value / 100

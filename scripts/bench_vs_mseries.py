@@ -11,7 +11,7 @@ Run:  python scripts/bench_vs_mseries.py [--seeds 3] [--epochs 12] [--models m0,
 the default settings. ``--search-only`` stops after the search and prints what it picked.
 
 On the built-in ``shapes`` task (train/val/test, 96 px; effvit_nas/train/shapes.py) and its search
-space (search_spaces/shapes.yaml), with the task's latency table (onnxruntime, batch 1, 2 threads,
+space (the shipped space `shapes`), with the task's latency table (onnxruntime, batch 1, 2 threads,
 built on this machine with ``effnas table build``):
 
 1. budgets: M0..M3 at the task's 96 px, exported and timed under the deployment rule, interleaved in
@@ -46,13 +46,13 @@ from effvit_nas import Arch
 from effvit_nas._io import atomic_write_text
 from effvit_nas.latency.deploy import DeploymentRule
 from effvit_nas.latency.meter import LatencyMeter
-from effvit_nas.latency.table import LatencyTable
+from effvit_nas.latency.table import LatencyTable, list_tables
 from effvit_nas.provenance import git_revision, utc_now
 from effvit_nas.train.data import open_data
 from effvit_nas.units import format_ms
 
 REPO = Path(__file__).resolve().parents[1]
-SPACE = REPO / "search_spaces" / "shapes.yaml"
+SPACE = "shapes"  # the shipped space of that name
 TABLE = "amd-epyc-2core-ort-b1-shapes"
 REFERENCE_PX = 96  # the task's native side: the M-series' reference resolution on it
 NOISE = 0.03  # a found network may measure this far over its budget and still count as within it
@@ -88,9 +88,9 @@ def check_same_settings(work: Path, settings: dict) -> None:
 
 # --------------------------------------------------------------------------- steps
 def ensure_table(args: argparse.Namespace) -> LatencyTable:
-    if not (REPO / "latency_tables" / f"{TABLE}.json").exists():
+    if TABLE not in list_tables():
         log(f"building the task's latency table {TABLE} (minutes)")
-        effnas("table", "build", "--target", TABLE, "--space", str(SPACE))
+        effnas("table", "build", "--target", TABLE, "--space", SPACE)
     return LatencyTable.load(TABLE)
 
 
@@ -154,7 +154,7 @@ def search(budgets: dict[str, float], work: Path, trials: int, data: str, varian
         family = ",".join(f"{b:.3f}ms" for b in budgets.values())
         log(f"searching under {family} on {data}")
         resume = ["--resume"] if (out / "study.journal").exists() else []
-        effnas("search", "--target", TABLE, "--budget", family, "--space", str(SPACE), "--data", data,
+        effnas("search", "--target", TABLE, "--budget", family, "--space", SPACE, "--data", data,
                "--trials", str(trials), "--out", str(out), *(["--refine", "1", "--refine-epochs", "1"] if tiny else []),
                *search_args, *resume)
     missing = [str(p) for p in picks.values() if not p.exists()]
@@ -542,7 +542,7 @@ def main() -> None:
         if found != DEFAULT_VARIANT:
             name += "_" + found.replace("-", "_")
         command = "python scripts/bench_vs_mseries.py " + " ".join(sys.argv[1:])
-        save_result(name, command.strip(), {"task": args.data, "space": SPACE.name, "table": TABLE,
+        save_result(name, command.strip(), {"task": args.data, "space": SPACE, "table": TABLE,
                                             "reference_px": REFERENCE_PX, "seeds": args.seeds, "recipe": args.recipe,
                                             "epochs": args.epochs,
                                             "trials": args.trials, "rounds": args.rounds, "variant": found,

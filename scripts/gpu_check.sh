@@ -33,7 +33,8 @@
 #
 # Outputs: RESULTS (docs/validation/<gpu>-gpu-check/) holds summary.json (per run: each step's exit
 # status and seconds, written after every step; a step that could not start is a failure) and each step's
-# JSON or log; tables in latency_tables/<gpu>-<runtime>-fp16-b<batch>-micro.json and their validation in
+# JSON or log; tables in effvit_nas/latency/tables/<gpu>-<runtime>-fp16-b<batch>-micro.json (where
+# the shipped tables live, to be committed) and their validation in
 # docs/validation/<that name>/.
 #
 # The table is smaller than a real one, to fit the time (a real one: effnas table build --target NAME
@@ -61,7 +62,8 @@ if [ -z "${WORK:-}" ]; then  # WORK=DIR keeps the trained checkpoints for a reru
     trap 'rm -rf "$WORK"' EXIT
 fi
 export WORK
-mkdir -p "$RESULTS" latency_tables
+TABLES=effvit_nas/latency/tables  # written by path: a table named without one goes to the user's EFFNAS_HOME
+mkdir -p "$RESULTS"
 echo "== $GPU: results in $RESULTS, time limit $TIME_LIMIT s"
 
 STARTED=$SECONDS
@@ -163,14 +165,14 @@ torchrun_two_ranks() {  # on one GPU rank 1 has no GPU of its own: that must be 
 
 build_and_validate() {  # build_and_validate RUNTIME
     local runtime=$1 name=$GPU_SLUG-$1-fp16-b$BATCH-micro
-    step "$runtime-build" 200 300 effnas table build --target "$name" --runtime "$runtime" --device cuda \
+    step "$runtime-build" 200 300 effnas table build --target "$TABLES/$name.json" --runtime "$runtime" --device cuda \
         --dtype float16 --batch-size "$BATCH" --space "$WORK/micro_space.yaml" --calibration-archs 8 \
         --check-archs 3 --rounds 2 --max-wait 0 --overwrite --accept-below-bar
-    if [ ! -f "latency_tables/$name.json" ]; then
+    if [ ! -f "$TABLES/$name.json" ]; then
         not_run "$runtime-validate" no-table
         return 0
     fi
-    step "$runtime-validate" 70 200 effnas table validate --target "$name" --samples 8 --rounds 1 \
+    step "$runtime-validate" 70 200 effnas table validate --target "$TABLES/$name.json" --samples 8 --rounds 1 \
         --out "docs/validation/$name"
 }
 
@@ -214,14 +216,14 @@ cp "$WORK"/train-det-1/metrics.json "$RESULTS/train-det-1-metrics.json" 2>/dev/n
 for runtime in $RUNTIMES; do
     build_and_validate "$runtime"
 done
-TORCH_TABLE=$GPU_SLUG-torch-fp16-b$BATCH-micro
-if [ -f "latency_tables/$TORCH_TABLE.json" ] && [ -f "$WORK/train-det-1/checkpoint.pt" ]; then
+TORCH_TABLE=$TABLES/$GPU_SLUG-torch-fp16-b$BATCH-micro.json
+if [ -f "$TORCH_TABLE" ] && [ -f "$WORK/train-det-1/checkpoint.pt" ]; then
     step verify 50 180 verify_trained "$TORCH_TABLE"
     cp "$WORK"/verify/verify.json "$RESULTS/verify.json" 2>/dev/null
 else
     not_run verify no-table-or-checkpoint
 fi
-if [ -f "latency_tables/$TORCH_TABLE.json" ]; then
+if [ -f "$TORCH_TABLE" ]; then
     step search 45 200 search_on_table "$TORCH_TABLE"
     cp "$WORK"/search/metadata.json "$RESULTS/search-metadata.json" 2>/dev/null
 else

@@ -3,7 +3,7 @@
 Run:  python scripts/study_estimators.py [--archs 20] [--seeds 2] [--epochs 10] [--data noisy-digits]
                                           [--resolution 64] [--out docs/study]
       On the shapes task (each arch at its own resolution, M0-M5 at the task's 96 px):
-      python scripts/study_estimators.py --data shapes --space search_spaces/shapes.yaml --preset-px 96 \
+      python scripts/study_estimators.py --data shapes --space shapes --preset-px 96 \
           --resolution 0 --out docs/study-shapes
 
 1. Architectures: M0-M5 plus ``--archs`` sampled from the default space (seeded, distinct).

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -10,6 +12,14 @@ import pytest
 from effvit_nas import SearchSpace
 
 DATA = Path(__file__).parent / "data"
+
+
+def pytest_configure(config):
+    """The suite's own EFFNAS_HOME (tables made by name go there), for this process and every effnas it
+    starts: a test run must neither read nor change the tables of whoever runs it."""
+    home = Path(tempfile.mkdtemp(prefix="effnas-home-"))
+    config.add_cleanup(lambda: shutil.rmtree(home, ignore_errors=True))
+    os.environ["EFFNAS_HOME"] = str(home)
 
 
 @pytest.fixture(scope="session")

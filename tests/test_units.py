@@ -1,7 +1,7 @@
 import pytest
 
 from effvit_nas import EffNasError
-from effvit_nas.units import format_ms, parse_budget_ms, parse_budgets_ms
+from effvit_nas.units import format_ms, parse_budget_ms, parse_budgets_ms, parse_percent
 
 
 @pytest.mark.parametrize("text, ms", [("2ms", 2.0), ("500us", 0.5), ("0.002s", 2.0), (" 1.5 ms", 1.5), ("3e0ms", 3.0)])
@@ -22,3 +22,19 @@ def test_lists_sort_and_refuse_duplicates():
     with pytest.raises(EffNasError, match="must be positive"):
         parse_budget_ms("0ms")
     assert format_ms(2.0) == "2ms" and format_ms(1.5) == "1.5ms" and format_ms(0.5) == "500us"
+
+
+@pytest.mark.parametrize("text, fraction", [("5%", 0.05), (" 0.5 %", 0.005), ("0", 0.0), ("0%", 0.0)])
+def test_margins_are_percentages(text, fraction):
+    assert parse_percent(text, "--margin") == pytest.approx(fraction)
+
+
+def test_a_margin_without_its_percent_sign_is_refused_not_guessed():
+    # 0.05 is 5% to someone who thinks in fractions and 0.05% to someone who thinks in percent: neither is taken
+    with pytest.raises(EffNasError) as refused:
+        parse_percent("0.05", "--margin")
+    assert str(refused.value) == ("--margin must be a percentage with its % sign (or 0), but got '0.05', which reads "
+                                  "as 0.05% or, as a fraction, 5%; refused rather than guessed: write 5% or 0.05%")
+    for text in ("100%", "-1%", "five"):
+        with pytest.raises(EffNasError, match="--margin must"):
+            parse_percent(text, "--margin")

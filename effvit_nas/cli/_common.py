@@ -6,10 +6,14 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..arch import PRESETS, Arch
 from ..errors import ConfigFileError, EffNasError
 from ..space import SearchSpace
+
+if TYPE_CHECKING:
+    from ..latency.table import LatencyTable
 
 
 def load_arch(spec: str) -> Arch:
@@ -23,6 +27,35 @@ def load_arch(spec: str) -> Arch:
     return Arch.from_yaml(spec)
 
 
+_pending_notes: list[str] = []
+
+
+def note(line: str) -> None:
+    """A remark for stderr, held back until the command's long work is done (``progress_bar``) or the
+    command ends (``main``): a command refused on bad input prints its one line and nothing else."""
+    if line not in _pending_notes:
+        _pending_notes.append(line)
+
+
+def flush_notes(print_them: bool = True) -> None:
+    if print_them:
+        for line in _pending_notes:
+            sys.stderr.write(f"effnas: note: {line}\n")
+    _pending_notes.clear()
+
+
+def load_table(spec: str) -> LatencyTable:
+    """``--target``: a table by name or path. A table that missed its own check when it was made is still
+    used, but said so: its predictions may be off by more than the bar it missed."""
+    from ..latency.table import LatencyTable
+
+    table = LatencyTable.load(spec)
+    if table.check_passed is False:
+        note(f"table {table.target} {table.check_status()}; its predictions may be off by more than that bar "
+             f"here (effnas table validate --target {table.target} measures how far)")
+    return table
+
+
 def parse_overrides(items: list[str], flag: str = "--set") -> dict[str, str]:
     """``['a=1', 'b-c=x']`` -> ``{'a': '1', 'b_c': 'x'}``."""
     changes = {}
@@ -34,8 +67,9 @@ def parse_overrides(items: list[str], flag: str = "--set") -> dict[str, str]:
     return changes
 
 
-def load_space(path: str | None) -> SearchSpace:
-    return SearchSpace.default() if path is None else SearchSpace.from_yaml(path)
+def load_space(name_or_path: str | None) -> SearchSpace:
+    """``--space``: a shipped space's name, a YAML path, or (None) the default space."""
+    return SearchSpace.default() if name_or_path is None else SearchSpace.load(name_or_path)
 
 
 def human(n: float) -> str:
@@ -84,3 +118,4 @@ def progress_bar(description: str, enabled: bool = True) -> Iterator[Progress]:
         yield progress
     finally:
         progress.close()
+    flush_notes()  # the long work done: before the results it qualifies (not after a refusal: that raised)

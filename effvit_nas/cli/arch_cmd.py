@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..counting import count
-from ._common import human, load_arch, load_space
+from ._common import human, load_arch, load_space, load_table
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -44,9 +44,7 @@ def run_info(args: argparse.Namespace) -> int:
         (f"in space {space.name}", "yes" if reason is None else f"no: {reason}"),
     ]
     for target in args.target:
-        from ..latency.table import LatencyTable
-
-        table = LatencyTable.load(target)
+        table = load_table(target)
         r = table.runtime
         rows.append((f"latency on {table.target}", f"{table.predict_ms(arch):.3f} ms predicted "
                      f"({r.runtime} {r.device}, batch {r.batch_size}, {r.threads} threads)"))

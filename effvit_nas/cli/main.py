@@ -9,13 +9,16 @@ from collections.abc import Sequence
 from types import ModuleType
 
 from ..errors import EffNasError
+from ..provenance import version_line
 from . import arch_cmd, export_cmd, search_cmd, space_cmd, supernet_cmd, table_cmd, train_cmd, verify_cmd
+from ._common import flush_notes
 
 # Each module has ``register(subparsers)``, which sets ``handler`` on its parsers.
 COMMANDS: tuple[ModuleType, ...] = (search_cmd, table_cmd, export_cmd, train_cmd, verify_cmd, supernet_cmd, arch_cmd,
                                      space_cmd)
 USAGE_ERROR = 2
 INTERRUPTED = 130  # the shell's code for a process stopped by SIGINT
+BROKEN_PIPE = 141  # the shell's code for a process stopped by SIGPIPE
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -26,12 +29,22 @@ class OneLineParser(argparse.ArgumentParser):
         sys.exit(USAGE_ERROR)
 
 
+class PrintVersion(argparse.Action):
+    """``--version``, read only when asked (asking git costs a process on every run otherwise)."""
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # type: ignore[override]
+        print(version_line())
+        parser.exit()
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="effnas",
         description="Hardware-aware architecture search for EfficientViT (Liu et al., CVPR 2023).",
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    parser.add_argument("--version", action=PrintVersion, nargs=0,
+                        help="print the version and the git revision it was built from, and exit")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
     for command in COMMANDS:
         command.register(subparsers)
@@ -46,8 +59,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return USAGE_ERROR if args.command is None else 0
     try:
-        return int(handler(args) or 0)
+        code = int(handler(args) or 0)
+        flush_notes()
+        return code
     except EffNasError as exc:
+        flush_notes(print_them=False)  # a refusal is one line
         if args.debug:
             raise
         sys.stderr.write(f"effnas: error: {exc}\n")
@@ -72,7 +88,12 @@ def _caused_by_interrupt(exc: BaseException) -> bool:
 
 def run() -> None:
     """Console entry point: ``main()`` and exit with its code."""
-    code = main()
+    try:
+        code = main()
+    except BrokenPipeError:
+        # the reader went away (``effnas table list | head``): what it wanted was printed; stay quiet
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(BROKEN_PIPE)
     if code == INTERRUPTED:
         # After a Ctrl-C, torch's and OpenMP's worker threads can still be inside a call while the
         # interpreter tears down, which can abort the process ("Fatal Python error: PyThreadState_Get").

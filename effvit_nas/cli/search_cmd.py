@@ -78,10 +78,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..estimators import create_estimator, option_defaults
-    from ..latency.table import LatencyTable
     from ..search import SearchProblem, Target, default_measurement, run_search
     from ..units import format_ms, parse_budgets_ms, parse_percent
-    from ._common import load_space, parse_overrides, progress_bar
+    from ._common import load_space, load_table, parse_overrides, progress_bar
 
     if len(args.budget) != len(args.target):
         raise EffNasError(f"each --target needs one --budget, but got {len(args.target)} targets and "
@@ -90,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
     if len(args.target) > 1 and any(len(b) > 1 for b in budgets):
         raise EffNasError("a family of budgets (1ms,2ms,...) needs a single --target, but got several targets")
     space = load_space(args.space)
-    tables = [LatencyTable.load(t) for t in args.target]
+    tables = [load_table(t) for t in args.target]
     margin = None if args.margin is None else parse_percent(args.margin, "--margin")
     options = parse_overrides(args.estimator_arg, "--estimator-arg")
     if args.supernet:

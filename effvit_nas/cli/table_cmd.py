@@ -19,7 +19,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     build = commands.add_parser("build", help="measure a latency table on this machine (resumable)")
     build.add_argument("--target", required=True,
-                       help="table name (written to latency_tables/NAME.json) or a .json path")
+                       help="the new table's name (written to NAME.json in the user's tables folder, "
+                       "$EFFNAS_HOME/tables) or a .json path")
     build.add_argument("--runtime", default="onnxruntime", help="onnxruntime, openvino, torch, tensorrt "
                        "(effnas table runtimes lists them with their defaults)")
     build.add_argument("--device", default="cpu", help="cpu or cuda")
@@ -45,8 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     adapt = commands.add_parser("adapt", help="a table for this machine or runtime from another table and a few "
                                 "networks measured here (about a minute; resumable)")
     adapt.add_argument("--from", dest="source", required=True, help="the table to adapt (name or .json path)")
-    adapt.add_argument("--target", required=True, help="the new table's name (latency_tables/NAME.json) or a "
-                       ".json path")
+    adapt.add_argument("--target", required=True, help="the new table's name (written to NAME.json in the user's "
+                       "tables folder, $EFFNAS_HOME/tables) or a .json path")
     adapt.add_argument("--runtime", default=None, help="default: the source's")
     adapt.add_argument("--device", default=None, help="default: the source's")
     adapt.add_argument("--threads", type=int, default=None, help="default: the source's (another runtime or "
@@ -65,7 +66,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     adapt.add_argument("--overwrite", action="store_true", help="replace an existing complete table")
     adapt.set_defaults(handler=run_adapt)
 
-    listing = commands.add_parser("list", help="list the tables in latency_tables/")
+    listing = commands.add_parser("list", help="list the tables --target finds: the user's, then those shipped "
+                                  "with effvit-nas")
     listing.set_defaults(handler=run_list)
 
     runtimes = commands.add_parser("runtimes", help="list the runtimes, their devices and defaults")
@@ -129,12 +131,12 @@ def run_adapt(args: argparse.Namespace) -> int:
     from ..latency.adapt import AdaptSettings, adapt_table, adapted_config, check_source
     from ..latency.build import TableBelowBar
     from ..latency.deploy import DeploymentRule
-    from ..latency.table import LatencyTable, table_path
-    from ._common import load_space, progress_bar
+    from ..latency.table import table_path
+    from ._common import load_space, load_table, progress_bar
 
     given = {"networks": args.networks, "rule": DeploymentRule(rounds=args.rounds) if args.rounds is not None else None}
     settings = replace(AdaptSettings(seed=args.seed), **{k: v for k, v in given.items() if v is not None})
-    source = LatencyTable.load(args.source)
+    source = load_table(args.source)
     config = adapted_config(source, runtime=args.runtime, device=args.device, threads=args.threads,
                             batch_size=args.batch_size, dtype=args.dtype)
     path = table_path(args.target)
@@ -177,19 +179,29 @@ def _say_what_a_search_on_it_needs(residuals: int) -> None:
 
 
 def run_list(args: argparse.Namespace) -> int:
-    from ..latency.table import TABLES_DIR, LatencyTable, list_tables
+    from ..latency.table import LatencyTable, list_tables, resolve_table_path, table_source
+    from ..locations import SHIPPED_TABLES_DIR, user_tables_dir
 
     names = list_tables()
+    print(f"tables --target finds: yours in {user_tables_dir()} (first), then those shipped in {SHIPPED_TABLES_DIR}")
     if not names:
-        print(f"no tables in {TABLES_DIR}; build one with: effnas table build --target NAME")
+        print("none; make one with: effnas table adapt --from TABLE --target NAME, or effnas table build --target NAME")
         return 0
-    print(f"{'target':<36} {'runtime':<12} {'device':<6} {'batch':>5} {'threads':>7} {'blocks':>6}  hardware")
+    print(f"{'target':<30} {'from':<7} {'runtime':<11} {'device':<6} {'batch':>5} {'threads':>7}  {'hardware':<24} "
+          "own check")
     for name in names:
-        table = LatencyTable.load(name)
+        path = resolve_table_path(name)
+        try:
+            table = LatencyTable.load(path)
+        except EffNasError as exc:  # one damaged file must not hide the others
+            print(f"{name:<30} {table_source(path):<7} unreadable: {exc}")
+            continue
         r, hw = table.runtime, table.data["hardware"]
         hardware = hw.get("gpu") if r.device == "cuda" else f"{hw['cpu_model']} ({hw['cores']} cores)"
-        print(f"{name:<36} {r.runtime:<12} {r.device:<6} {r.batch_size:>5} {r.threads:>7} {len(table.entries):>6}  "
-              f"{hardware}")
+        check = {True: "passed", False: "MISSED", None: "none"}[table.check_passed]
+        print(f"{name:<30} {table_source(path):<7} {r.runtime:<11} {r.device:<6} {r.batch_size:>5} {r.threads:>7}  "
+              f"{hardware:<24} {check}")
+    print("(effnas table show NAME gives a table's check in full)")
     return 0
 
 
@@ -221,11 +233,10 @@ def run_show(args: argparse.Namespace) -> int:
 def run_validate(args: argparse.Namespace) -> int:
     from .._io import atomic_write_text, check_out_dir
     from ..arch import Arch
-    from ..latency.table import LatencyTable
     from ..latency.validate import validate_table
-    from ._common import progress_bar
+    from ._common import load_table, progress_bar
 
-    table = LatencyTable.load(args.target)
+    table = load_table(args.target)
     added = [Arch.from_yaml(p) for p in args.arch]
     # Checked before measuring: a validation takes minutes and must not end in an unwritable folder.
     out = check_out_dir(Path(args.out) if args.out else Path("validation") / table.target)

@@ -15,7 +15,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--target", required=True, help="latency table (name or .json) whose hardware this is")
     parser.add_argument("--budget", required=True, help="latency budget with a unit, e.g. 2ms")
     parser.add_argument("--checkpoint", default=None, help="trained weights (effnas train's checkpoint.pt)")
-    parser.add_argument("--data", default=None, help="evaluate top-1 on this data's val split (digits or a dir)")
+    parser.add_argument("--data", default=None, help="evaluate top-1 on this data's val split (digits, noisy-digits, "
+                        "shapes or an ImageFolder DIR)")
     parser.add_argument("--out", default=None, help="report folder (default: runs/verify-<arch>-<target>)")
     parser.add_argument("--force", action="store_true", help="measure even on hardware that is not the table's")
     parser.add_argument("--rounds", type=int, default=5,
@@ -24,14 +25,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..latency.table import LatencyTable
     from ..units import parse_budget_ms
     from ..verify import REPORT_JSON, REPORT_MD, VerifySettings, verify
-    from ._common import load_arch
+    from ._common import load_arch, load_table
 
     arch = load_arch(args.arch)
     budget_ms = parse_budget_ms(args.budget)
-    table = LatencyTable.load(args.target)
+    table = load_table(args.target)
     out = Path(args.out) if args.out else Path("runs") / f"verify-{arch.name or arch.arch_id}-{table.target}"
     settings = VerifySettings(arch=arch, table=table, budget_ms=budget_ms, out_dir=out, checkpoint=args.checkpoint,
                               data=args.data, force=args.force, rounds=args.rounds)

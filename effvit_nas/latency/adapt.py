@@ -1,6 +1,6 @@
 """Adapt a table measured elsewhere to this machine or runtime from a few whole networks (``effnas table adapt``).
 
-A full build measures about 1,300 blocks and 56 networks (5-8 minutes here). Most of what it learns
+A full build measures about 1,000 blocks and 56 networks (5-10 minutes here). Most of what it learns
 carries over between runtimes and machines: which blocks cost what relative to each other, how a
 network strays from the sum of its blocks. What does not carry over is mostly a handful of numbers
 (a speed factor, a per-call overhead, how attention fares against convolution), and a few networks

@@ -52,7 +52,7 @@ from .keys import KEY_KINDS, BlockKey, DwFfnKey, HeadKey, StemKey, block_keys, p
 from .measure import MeasureProtocol, Timing
 from .meter import REFERENCE_ARCH, LatencyMeter
 from .runtimes import Runtime, RuntimeConfig
-from .table import TABLE_SCHEMA_VERSION, LatencyTable, predictor_signature
+from .table import REJECTED, TABLE_SCHEMA_VERSION, LatencyTable, predictor_signature
 
 __all__ = ["BuildSettings", "CheckBar", "build_table", "measure_networks", "deployed_reference", "PartialBuild",
            "plan_keys", "plan_calibration_archs", "plan_check_archs",
@@ -76,7 +76,7 @@ class CheckBar:
 
 @dataclass(frozen=True)
 class BuildSettings:
-    """How much to measure and how. The defaults measure about 1,300 blocks and 150 networks for the
+    """How much to measure and how. The defaults measure about 1,000 blocks and 56 networks for the
     default space (docs/LATENCY.md gives the time a build took)."""
 
     chunk_size: int = 20  # blocks measured together (with the reference) per chunk
@@ -173,7 +173,7 @@ def plan_check_archs(space: SearchSpace, settings: BuildSettings) -> list[Arch]:
 
 
 def rejected_path(out_path: Path) -> Path:
-    return out_path.with_name(out_path.stem + ".rejected.json")
+    return out_path.with_name(out_path.stem + REJECTED + ".json")
 
 
 # ---------------------------------------------------------------- the partial file (resume)
@@ -205,6 +205,7 @@ class PartialBuild:
         if path.exists():
             self._load()
         else:
+            path.parent.mkdir(parents=True, exist_ok=True)  # a first table in a new EFFNAS_HOME
             self._append({"header": header})
 
     def _load(self) -> None:

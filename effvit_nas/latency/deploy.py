@@ -1,4 +1,4 @@
-"""Time networks the way they are deployed: the deployment rule (DESIGN.md).
+"""Time networks the way they are deployed: the deployment rule (docs/LATENCY.md).
 
 A network's latency is what a user's deployment measures: the exported file, loaded in a fresh
 process by a plain session of the table's runtime at the table's threads and batch, warmed up, then

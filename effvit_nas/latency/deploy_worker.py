@@ -5,7 +5,7 @@ shape, the calls to make) and answers one ``RESULT {json}`` line per request on 
 is measured in a **fresh child process** forked for it (a new interpreter for runtimes that do not
 fork cleanly, such as CUDA): the child loads the file with the runtime's plain session, warms it
 up, times a burst of calls and exits, so no measurement inherits another's heap, threads or caches
-(DESIGN.md, the deployment rule). Only the standard library and the runtime's own library are
+(the deployment rule, docs/LATENCY.md). Only the standard library and the runtime's own library are
 imported here; torch is not, unless the runtime is torch.
 """
 

@@ -27,6 +27,7 @@ from typing import Any
 from .._io import atomic_write_text
 from ..arch import Arch
 from ..errors import TableError, UnknownNameError
+from ..locations import SHIPPED_TABLES_DIR, refuse_package_path, user_tables_dir
 from ..space import SearchSpace
 from .fit import CALIBRATION_FEATURES, EVALUATOR_VERSION, BlockModel, Calibration, calibration_features
 from .keys import KEY_KINDS, KEYS_VERSION, BlockKey, block_keys
@@ -34,11 +35,14 @@ from .measure import MeasureProtocol, Timing
 from .runtimes import RuntimeConfig
 from .transfer import Transfer, TransferInputs
 
-__all__ = ["LatencyTable", "TABLES_DIR", "list_tables", "table_path", "resolve_table_path", "predictor_signature",
+__all__ = ["LatencyTable", "list_tables", "table_source", "unknown_target_message", "matching_tables",
+           "table_path", "resolve_table_path", "predictor_signature",
            "TABLE_SCHEMA_VERSION"]
 
 TABLE_SCHEMA_VERSION = 1
-TABLES_DIR = Path(__file__).resolve().parents[2] / "latency_tables"
+# the table a new machine's table is adapted from when none of this machine matches (README's main job)
+DEFAULT_SOURCE = "amd-epyc-2core-ort-b1"
+REJECTED = ".rejected"  # the suffix of a table that missed its bar and was kept only as asked for
 _TOP_KEYS = ("schema_version", "target", "created", "hardware", "runtime", "space", "method", "reference",
              "calibration", "models", "entries", "build", "checksum")
 # Added after the first tables were shipped; a table without it is read by the rule in ``recorded_predictor``.
@@ -51,35 +55,82 @@ _OPTIONAL_KEYS = ("predictor", "deployment", "adapted")
 BUILD_HINT = "effnas table build --target {target}"
 
 
-def list_tables(directory: Path = TABLES_DIR) -> list[str]:
-    return sorted(p.stem for p in directory.glob("*.json"))
+def list_tables(directory: Path | None = None) -> list[str]:
+    """Table names in ``directory``, or every name ``--target`` finds: the user's and the shipped ones."""
+    folders = [directory] if directory is not None else [user_tables_dir(), SHIPPED_TABLES_DIR]
+    # a table its own check refused is kept beside as NAME.rejected.json, to read by path, not to search with
+    return sorted({p.stem for d in folders for p in d.glob("*.json") if not p.stem.endswith(REJECTED)})
 
 
 def _is_path(text: str) -> bool:
-    return text.endswith(".json") or os.sep in text
+    return text.endswith(".json") or os.sep in text or "/" in text
 
 
 def table_path(name_or_path: str | os.PathLike) -> Path:
-    """Where a ``--target`` lives: itself if it ends in ``.json`` or holds a path separator, else
-    ``latency_tables/NAME.json``. Whether it exists is the caller's question (a build wants it not to)."""
+    """Where a new table for ``--target`` is written: itself if it ends in ``.json`` or holds a path
+    separator, else ``NAME.json`` in the user's tables folder (``EFFNAS_HOME``), never the installed
+    package. Whether it exists is the caller's question (a build wants it not to)."""
     text = str(name_or_path)
-    return Path(text) if _is_path(text) else TABLES_DIR / f"{text}.json"
+    path = Path(text) if _is_path(text) else user_tables_dir() / f"{text}.json"
+    refuse_package_path(path, "a table")
+    return path
+
+
+def table_source(path: Path) -> str:
+    """Where a table file comes from, as ``table list`` says it: ``user``, ``shipped`` or its path."""
+    folder = path.resolve().parent
+    if folder == user_tables_dir().resolve():
+        return "user"
+    return "shipped" if folder == SHIPPED_TABLES_DIR.resolve() else str(path)
 
 
 def resolve_table_path(name_or_path: str | os.PathLike) -> Path:
-    """A name found in ``latency_tables/`` or a path to a table file."""
+    """A ``--target``: a path to a table file, or a name looked up in the user's tables folder first,
+    then among the tables shipped with effvit-nas."""
     text = str(name_or_path)
-    path = table_path(text)
-    if path.is_file():
-        return path
     if _is_path(text):
+        if Path(text).is_file():
+            return Path(text)
         raise UnknownNameError(f"table file must exist, but {text!r} was not found; build it with "
                                f"{BUILD_HINT.format(target=text)}")
-    available = ", ".join(list_tables()) or "none"
-    raise UnknownNameError(
-        f"target must be a table in {TABLES_DIR} ({available}) or a .json path, but got {text!r}; "
-        f"measure this machine with: {BUILD_HINT.format(target=text)}"
-    )
+    for folder in (user_tables_dir(), SHIPPED_TABLES_DIR):
+        if (folder / f"{text}.json").is_file():
+            return folder / f"{text}.json"
+    raise UnknownNameError(unknown_target_message(text))
+
+
+def unknown_target_message(name: str) -> str:
+    """One line for a ``--target`` that names no table: the tables there are, those measured on a machine
+    like this one, and the two commands that make the table on the machine it names."""
+    here = matching_tables()
+    matching = f"; measured on this machine's CPU and runtime: {', '.join(here)}" if here else ""
+    return (f"target must be a latency table, but {name!r} is none of those here "
+            f"({', '.join(list_tables()) or 'none'}){matching}; to make {name!r}, run on the machine it names "
+            f"effnas table adapt --from {DEFAULT_SOURCE} --target {name} (about a minute) or "
+            f"{BUILD_HINT.format(target=name)} (in full, 5-10 minutes)")
+
+
+def matching_tables() -> list[str]:
+    """Tables measured on a CPU like this one (model, cores, architecture) with a runtime installed here.
+
+    Read from the files and the import system only: GPU tables are left out (telling GPUs apart needs
+    the GPU's runtime started), so this stays instant."""
+    from .runtimes import RUNTIMES, cpu_info, runtime_class
+
+    here = cpu_info()
+    runtime_class("onnxruntime")  # loads the runtime plug-ins (their libraries are not imported)
+    found = []
+    for name in list_tables():
+        try:
+            data = json.loads(resolve_table_path(name).read_text())
+            hardware, runtime = data["hardware"], data["runtime"]
+        except (OSError, ValueError, KeyError, TypeError):
+            continue  # a damaged file is refused when it is used; here it is simply no match
+        cls = RUNTIMES.get(runtime.get("runtime"))
+        if (runtime.get("device") == "cpu" and cls is not None and cls.installed()
+                and all(hardware.get(f) == here[f] for f in ("cpu_model", "cores", "machine"))):
+            found.append(name)
+    return found
 
 
 def content_checksum(data: dict[str, Any], leave_out: tuple[str, ...] = ("checksum",)) -> str:
@@ -274,6 +325,23 @@ class LatencyTable:
         deployment rule) rather than the block protocol's in-process latency of older tables."""
         return "deployment" in self.data
 
+    @property
+    def check_passed(self) -> bool | None:
+        """Whether the table met its bar on the networks it held out when it was made (None: it has no such
+        check, being older than the deployment rule)."""
+        return self.data["deployment"]["check"]["passed"] if self.predicts_deployment else None
+
+    def check_status(self) -> str:
+        """Its own check in a few words, for ``table list`` and wherever a table that missed it is used."""
+        if not self.predicts_deployment:
+            return "no check (predicts in-process latency: built before the deployment rule)"
+        check = self.data["deployment"]["check"]
+        which = f"{check['archs']} networks {'left out in turn' if self.transfer else 'held out'}"
+        if not check["passed"]:
+            return f"MISSED its check on {which}: {'; '.join(check['misses'])}"
+        return (f"passed its check on {which}: median error {check['median_abs_err']:.1%}, "
+                f"{check['within_10pct']:.0%} within ±10%")
+
     def residual_ratios(self) -> list[float]:
         """measured / predicted on networks the calibration did not fit: out-of-fold calibration
         networks and the build's held-out check, sorted. What a confidence margin is read from."""
@@ -362,7 +430,7 @@ class LatencyTable:
         return {
             "target": d["target"], "table_id": self.table_id, "created": d["created"], "hardware": d["hardware"],
             "runtime": d["runtime"], "space": {k: d["space"][k] for k in ("name", "hash")},
-            "entries": len(self.entries), "reference_ms": self.reference_ms,
+            "entries": len(self.entries), "reference_ms": self.reference_ms, "own_check": self.check_status(),
             "slow_state": slow if slow is not None else "not recorded (built before slow-state measurements "
                                                         "were marked)",
             "predictor": recorded_predictor(d), "calibration": d["calibration"], "build": d["build"],

@@ -49,7 +49,7 @@ class OptunaBackend(SearchBackend):
     name = "optuna"
     description = "trials on this machine, one at a time unless --workers scores several at once"
 
-    # One by default: on the main job, two workers were 1.38x faster but picked archs the estimator
+    # One by default: on the main job, two workers were 1.10x faster (median of 3 seeds) but picked archs the estimator
     # scores lower on 2 of 3 seeds and found none within the budget on a fourth (docs/SEARCH.md).
     def __init__(self, *, workers: int = 1) -> None:
         check_workers(workers)

@@ -12,7 +12,7 @@ from functools import cached_property
 from ..arch import PRESETS, Arch
 from ..errors import EffNasError
 from ..estimators import AccuracyEstimator
-from ..latency.table import TABLES_DIR, LatencyTable
+from ..latency.table import LatencyTable, table_source
 from ..space import SearchSpace
 from ..units import format_ms
 
@@ -89,8 +89,9 @@ class Target:
 
 
 def _build_target(table: LatencyTable) -> str:
-    """The ``--target`` that rebuilds ``table`` in place: its name when it lives in latency_tables/."""
-    if table.path is None or table.path.resolve().parent == TABLES_DIR:
+    """The ``--target`` that rebuilds ``table``: its name when it is the user's or a shipped one (the rebuild
+    goes to the user's folder, where ``--target NAME`` finds it first), else its path."""
+    if table.path is None or table_source(table.path) in ("user", "shipped"):
         return table.target
     return str(table.path)
 

@@ -1,6 +1,6 @@
 """The paper's training recipe as data, and the timm pieces built from it.
 
-``PAPER`` is the official ``main.py`` default (reference/efficientvit.md §5): AdamW at 1e-3 per 512
+``PAPER`` is the default of the official EfficientViT repository's ``main.py``: AdamW at 1e-3 per 512
 images with weight decay 0.025 (none on biases, norms and attention biases), 5 warm-up epochs into a
 cosine, label smoothing 0.1 inside Mixup 0.8 / CutMix 1.0, RandAugment m9, random erasing 0.25,
 repeated augmentation, EMA 0.99996 and adaptive gradient clipping at 0.02, for 300 epochs at a

@@ -113,11 +113,12 @@ def test_validate_writes_report_and_plot(tiny_table_path, tiny_arch_yaml, tmp_pa
     assert (out / "report.json").exists() and (out / "scatter.png").exists()
 
 
-def test_build_through_the_cli_writes_a_table_and_arch_info_predicts_with_it(tmp_path, ort_threads):
+def test_build_through_the_cli_writes_a_table_and_arch_info_predicts_with_it(tmp_path, ort_threads, monkeypatch):
     from tests.conftest import DATA
 
-    path = tmp_path / "cli.json"
-    result = effnas("table", "build", "--target", str(path), "--space", str(DATA / "tiny_space.yaml"),
+    monkeypatch.setenv("EFFNAS_HOME", str(tmp_path / "new-home"))  # a first table: the folder is made
+    path = tmp_path / "new-home" / "tables" / "cli.json"  # where a name goes
+    result = effnas("table", "build", "--target", "cli", "--space", str(DATA / "tiny_space.yaml"),
                     "--threads", str(ort_threads), "--calibration-archs", "8", "--check-archs", "3", "--max-wait", "0",
                     "--rounds", "2", "--accept-below-bar")  # tiny, on a busy machine: the wiring is tested
     assert result.returncode == 0, result.stderr
@@ -129,5 +130,5 @@ def test_build_through_the_cli_writes_a_table_and_arch_info_predicts_with_it(tmp
     assert "measuring" in result.stderr  # the progress bar
     info = effnas("arch", "info", "m0", "--target", "amd-epyc-2core-ort-b1")
     assert info.returncode == 0 and "ms predicted (onnxruntime cpu, batch 1" in info.stdout
-    outside = effnas("arch", "info", "m0", "--target", str(path))
+    outside = effnas("arch", "info", "m0", "--target", "cli")  # found by its name
     assert_one_line_error(outside, "to be predicted, but resolution 224")

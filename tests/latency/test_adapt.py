@@ -3,7 +3,6 @@ networks it measures, and real adaptations of the tiny table (onnxruntime, measu
 
 import json
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,9 +15,10 @@ from effvit_nas.latency.runtimes import RuntimeConfig
 from effvit_nas.latency.table import LatencyTable
 from effvit_nas.latency.transfer import TransferInputs, fit_transfer, leave_one_out_ratios
 from effvit_nas.latency.validate import sample_validation_archs
+from effvit_nas.locations import SHIPPED_SPACES_DIR
 from tests.cli.helpers import assert_one_line_error, effnas, effnas_here
 
-SHAPES_SPACE = Path(__file__).resolve().parents[2] / "search_spaces" / "shapes.yaml"
+SHAPES_SPACE = SHIPPED_SPACES_DIR / "shapes.yaml"
 
 
 def _inputs(n=20):

@@ -13,13 +13,14 @@ import pytest
 
 from effvit_nas import Arch
 from effvit_nas.latency.table import LatencyTable, list_tables, predictor_signature
+from effvit_nas.locations import SHIPPED_TABLES_DIR
 
 REPORTS = Path(__file__).resolve().parents[2] / "docs" / "validation"
-SHIPPED = list_tables()
+SHIPPED = list_tables(SHIPPED_TABLES_DIR)
 
 
 def test_tables_are_shipped():
-    assert SHIPPED, "latency_tables/ holds the tables the docs and the default search use"
+    assert SHIPPED, "effvit_nas/latency/tables/ holds the tables the docs and the default search use"
 
 
 @pytest.mark.parametrize("name", SHIPPED)

@@ -161,7 +161,8 @@ def test_a_table_from_before_the_predictor_field_is_read_as_version_1(tiny_table
 
 
 def test_unknown_targets_list_the_available_ones_and_the_build_command():
-    with pytest.raises(UnknownNameError, match=r"target must be a table in .*effnas table build --target nope"):
+    with pytest.raises(UnknownNameError, match=r"target must be a latency table, but 'nope' is none of those here "
+                                               r"\(amd-epyc-2core-openvino-b1, .*effnas table build --target nope"):
         LatencyTable.load("nope")
 
 

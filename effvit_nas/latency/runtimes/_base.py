@@ -8,8 +8,8 @@ when the user does not say (so the CLI holds no policy), and it knows two ways t
   many sessions side by side;
 - ``export(module, path, shape)`` then ``load_deployed(path, shape)``: the file a user deploys,
   loaded the plain way a deployment loads it. ``latency/deploy.py`` calls ``load_deployed`` in a
-  fresh process per measurement: that is the latency a table predicts (DESIGN.md, the deployment
-  rule).
+  fresh process per measurement: that is the latency a table predicts (the deployment rule,
+  docs/LATENCY.md).
 
 Heavy libraries are imported inside methods: listing the runtimes imports none of them.
 """
@@ -79,6 +79,7 @@ class Runtime(abc.ABC):
     """One way to run a network. Subclass, set the class attributes, implement the four methods."""
 
     name: ClassVar[str] = ""
+    library: ClassVar[str] = ""  # the module it imports: whether it is installed is known without importing it
     defaults: ClassVar[dict[str, RuntimeDefaults]] = {}  # device -> defaults; the devices it runs on
     artifact_suffix: ClassVar[str] = ".onnx"
     # the hardware fields a table's measurements depend on: elsewhere they do not hold
@@ -86,6 +87,13 @@ class Runtime(abc.ABC):
 
     def __init__(self, config: RuntimeConfig) -> None:
         self.config = config
+
+    @classmethod
+    def installed(cls) -> bool:
+        """Whether this runtime's library can be imported here (asked of the import system, not imported)."""
+        import importlib.util
+
+        return importlib.util.find_spec(cls.library) is not None
 
     @classmethod
     def config_for(cls, device: str, *, threads: int | None = None, batch_size: int | None = None,

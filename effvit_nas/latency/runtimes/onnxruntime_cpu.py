@@ -22,6 +22,7 @@ def random_input(shape: tuple[int, ...]):
 @register_runtime
 class OnnxRuntimeCPU(Runtime):
     name = "onnxruntime"
+    library = "onnxruntime"
     defaults = {"cpu": RuntimeDefaults(batch_size=1, threads=None, dtype="float32")}  # a server: batch 1, every core
 
     def version(self) -> str:

@@ -59,6 +59,7 @@ def _forward(compiled: Any, input_shape: tuple[int, ...]) -> Forward:
 @register_runtime
 class OpenVinoCPU(Runtime):
     name = "openvino"
+    library = "openvino"
     defaults = {"cpu": RuntimeDefaults(batch_size=1, threads=None, dtype="float32")}  # a server: batch 1, every core
 
     def check_usable(self) -> None:

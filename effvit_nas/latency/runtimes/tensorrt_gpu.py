@@ -94,6 +94,7 @@ class _Engine:
 @register_runtime
 class TensorRTGPU(Runtime):
     name = "tensorrt"
+    library = "tensorrt"
     defaults = {"cuda": RuntimeDefaults(batch_size=2048, threads=1, dtype="float16")}  # the paper's GPU setting
     artifact_suffix = ".plan"
     identity_fields = GPU_IDENTITY

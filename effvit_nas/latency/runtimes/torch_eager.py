@@ -49,6 +49,7 @@ CPU_SETTINGS = {"memory_format": "contiguous", "timer": "host clock"}
 @register_runtime
 class TorchEager(Runtime):
     name = "torch"
+    library = "torch"
     defaults = {"cpu": RuntimeDefaults(batch_size=16, threads=1, dtype="float32"),
                 "cuda": RuntimeDefaults(batch_size=2048, threads=1, dtype="float16")}
     artifact_suffix = ".pt"
