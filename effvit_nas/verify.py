@@ -1,12 +1,13 @@
 """Measure the real thing on the target, and say whether it keeps its promise.
 
 ``verify`` builds the arch (with trained weights when given), folds its BatchNorms, exports ONNX,
-and times that artifact under the deployment rule (``latency/deploy.py``: a fresh process, a plain
-session of the table's runtime at its threads and batch, warm-up, the median of many calls, over
-interleaved rounds beside the table's reference network). The verdict compares that median with
-the budget; the first quartile and p90 stand beside it, and the machine's drift is reported, not
-folded in. It compares the measurement with the table's prediction too, evaluates top-1 when a
-checkpoint and data are given, and writes ``verify.json`` and ``verify.md``.
+and has that artifact judged (``latency/judge.py``): timed under the deployment rule (a process of
+its own, a plain session of the table's runtime at its threads and batch, the fast state of its
+bursts over a window) beside the table's reference network and, for a model budget (``m1``), beside
+that model. The verdict compares the figure with the budget; the median and p90 of its bursts stand
+beside it, with how far the machine moved and how its reference compares with the table's. It
+compares the figure with the table's prediction too, evaluates top-1 when a checkpoint and data are
+given, and writes ``verify.json`` and ``verify.md``.
 
 A table only speaks for the hardware it was measured on: elsewhere ``verify`` refuses, unless
 forced, and then the report says so at the top.
@@ -23,11 +24,13 @@ from typing import Any
 
 from ._io import atomic_write_text, check_out_dir
 from .arch import Arch
+from .budget import Budget
 from .errors import EffNasError, TableError
 from .export import export_checked_onnx
 from .latency.deploy import DeploymentRule
+from .latency.judge import judge
 from .latency.measure import hardware_info
-from .latency.meter import LatencyMeter, network_shape
+from .latency.meter import network_shape
 from .latency.table import LatencyTable
 from .provenance import git_revision, library_versions, utc_now
 
@@ -44,18 +47,12 @@ ONNX_NAME = "model.onnx"
 class VerifySettings:
     arch: Arch
     table: LatencyTable
-    budget_ms: float
+    budget: Budget
     out_dir: Path
     checkpoint: str | None = None
     data: str | None = None
     force: bool = False  # measure on hardware that is not the table's
-    rounds: int = 5  # fresh processes under the deployment rule; the verdict uses the median of their medians
-
-    def __post_init__(self) -> None:
-        for ok, rule in ((self.budget_ms > 0, f"budget must be positive, but got {self.budget_ms} ms"),
-                         (self.rounds >= 1, f"--rounds must be at least 1, but got {self.rounds}")):
-            if not ok:
-                raise EffNasError(rule)
+    rule: DeploymentRule = DeploymentRule()
 
 
 def verify(settings: VerifySettings, progress: Callable[[str], None] | None = None) -> dict[str, Any]:
@@ -123,19 +120,29 @@ def _trained_model(settings: VerifySettings) -> tuple[Any, dict[str, Any]]:
 
 def _measure(model: Any, onnx_path: Path, settings: VerifySettings) -> dict[str, Any]:
     """The handed-over file (or, for a runtime that deploys another format, the same fused model in
-    it) timed under the deployment rule beside the table's reference."""
+    it) judged against the budget beside the table's reference (and the budget's model)."""
+    from .latency.runtimes import runtime_class
+
     table = settings.table
     shape = network_shape(settings.arch, table.runtime.batch_size)
-    with LatencyMeter(table.runtime, rule=DeploymentRule(rounds=settings.rounds)) as meter:
-        deployed = (onnx_path, shape) if _deploys_onnx(table) else meter.export("model", model, shape)
-        measured, failures = meter.networks({"model": deployed})
-    if failures:
+    if _deploys_onnx(table):
+        deployed = (onnx_path, shape)
+    else:
+        runtime = runtime_class(table.runtime.runtime, table.runtime.device)(table.runtime)
+        deployed = (runtime.export(model, settings.out_dir / f"model{runtime.artifact_suffix}", shape), shape)
+    judgement = judge(table.runtime, {"model": deployed}, {"model": [settings.budget]}, rule=settings.rule,
+                      reference_ms=table.deployment_reference_ms)
+    if judgement.run.failures:
         raise EffNasError(f"the model must run under {table.runtime.runtime} as deployed, but it failed: "
-                          f"{failures['model']}; check --batch-size and the runtime")
-    result = measured["model"]
-    return {**table.on_build_scale(result), "measured_p25_ms": result.timing.p25_ms,
-            "measured_p90_ms": result.timing.p90_ms, "statistic": "median of per-process medians (deployment rule)",
-            "rule": meter.rule.to_dict(), "reference_at_build_ms": table.deployment_reference_ms}
+                          f"{judgement.run.failures['model']}; check --batch-size and the runtime")
+    timing, verdict = judgement.run.timings["model"], judgement.verdicts["model"][settings.budget.label]
+    machine = judgement.run.machine()
+    return {"measured_ms": timing.latency_ms, "measured_p50_ms": timing.p50_ms, "measured_p90_ms": timing.p90_ms,
+            "bursts": timing.bursts, "verdict": verdict.to_dict(), "machine": machine,
+            "reference_at_build_ms": table.deployment_reference_ms,
+            "reference_ratio": table.reference_ratio(machine["reference_ms"]),
+            "statistic": "the fast state: the 5th percentile of burst medians (deployment rule)",
+            "rule": settings.rule.to_dict()}
 
 
 def _open_data(spec: str, classes: list[str] | None) -> Any:
@@ -179,14 +186,15 @@ def _report(settings: VerifySettings, hardware: dict[str, Any], mismatch: str | 
         predicted = table.predict_ms(arch)
     except TableError as exc:  # outside the table's space: measured, but nothing to compare with
         predicted, latency["prediction_note"] = None, str(exc)
-    measured = latency["measured_ms"]
+    measured, verdict = latency["measured_ms"], latency["verdict"]
     return {
-        "verdict": "within budget" if measured <= settings.budget_ms else "OVER BUDGET",
-        "within_budget": measured <= settings.budget_ms,
+        "verdict": "within budget" if verdict["within"] else "OVER BUDGET",
+        "within_budget": verdict["within"],
         "judged_ms": measured,  # the figure the verdict compares with the budget: latency.measured_ms
-        "budget_ms": settings.budget_ms,
+        "budget": settings.budget.label,
+        "budget_ms": verdict["budget_ms"],  # for a model budget: the model measured beside it, times the factor
         "predicted_ms": predicted,
-        "measured_over_budget": measured / settings.budget_ms,
+        "measured_over_budget": verdict["share"],
         "measured_over_predicted": measured / predicted if predicted else None,
         "latency": latency,
         "accuracy": accuracy,
@@ -210,16 +218,15 @@ def to_markdown(report: dict[str, Any]) -> str:
     lat = report["latency"]
     rows = [
         ("verdict", f"**{report['verdict']}**"),
-        ("budget", f"{report['budget_ms']:.3f} ms"),
-        ("measured", f"{lat['measured_ms']:.3f} ms (median of {len(lat['rounds_ms'])} fresh processes' medians, "
-                     f"deployment rule; first quartile {lat['measured_p25_ms']:.3f} ms, "
-                     f"p90 {lat['measured_p90_ms']:.3f} ms)"),
+        ("budget", f"{report['budget']}: {report['budget_ms']:.3f} ms"
+                   + (" (the model measured beside it)" if lat["verdict"]["model_ms"] is not None else "")),
+        ("measured", f"{lat['measured_ms']:.3f} ms (the fast state of {lat['bursts']} bursts, deployment rule; "
+                     f"median burst {lat['measured_p50_ms']:.3f} ms, p90 {lat['measured_p90_ms']:.3f} ms)"),
         ("measured / budget", f"{report['measured_over_budget']:.2f}"),
         ("predicted by the table", f"{report['predicted_ms']:.3f} ms" if report["predicted_ms"] else "n/a"),
         ("measured / predicted", f"{report['measured_over_predicted']:.2f}" if report["predicted_ms"] else "n/a"),
-        ("machine speed vs table build", (f"x{lat['reference_ms'] / lat['reference_at_build_ms']:.3f} "
-                                          f"(drift-corrected measurement {lat['measured_corrected_ms']:.3f} ms)")
-         if lat["reference_at_build_ms"] else "unknown (the table predates the deployment rule)"),
+        ("the machine", f"reference x{lat['reference_ratio']:.3f} of the table's; moved {lat['machine']['moved']:.2f}x "
+                        "during the measurement"),
     ]
     if report["accuracy"]:
         acc = report["accuracy"]

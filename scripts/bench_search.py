@@ -1,12 +1,9 @@
-"""Search benchmarks: wall time of the main job, quality against random search, budget compliance
-measured end to end, and the M-series check.
+"""Search benchmarks on the table's predictions: wall time of the main job, quality against random
+search, and the M-series check. (Budget use and the picks' measured compliance: bench_budget_use.py.)
 
 Run:  python scripts/bench_search.py [--target amd-epyc-2core-ort-b1] [--seeds 5] [--trials 150]
 
 Prints Markdown for docs/BENCHMARKS.md and writes each part's figures to docs/results/search_*.json.
-The compliance part measures the picks on this machine under the deployment rule (each exported,
-timed in fresh processes with a plain session, interleaved with the table's reference network;
-drift reported beside the raw figures, never folded in).
 """
 
 from __future__ import annotations
@@ -24,8 +21,6 @@ from _results import save_result
 
 from effvit_nas import Arch, SearchSpace
 from effvit_nas.estimators import create_estimator
-from effvit_nas.latency.deploy import DeploymentRule
-from effvit_nas.latency.meter import LatencyMeter
 from effvit_nas.latency.table import LatencyTable
 from effvit_nas.search import SearchProblem, Target, best_per_budget, feasible_candidates
 from effvit_nas.search.optuna_backend import run_optuna
@@ -70,10 +65,7 @@ def main() -> None:
     parser.add_argument("--estimator", default=ESTIMATOR)
     parser.add_argument("--margin", type=float, default=None, help="percent: the fixed rule instead of a confidence")
     parser.add_argument("--confidence", type=float, default=None, help="the table's conformal rule (e.g. 0.95)")
-    parser.add_argument("--rounds", type=int, default=5, help="deployment rounds per pick (compliance)")
-    parser.add_argument("--budgets", type=float, nargs="+", default=[1.5, 2.0, 3.0, 5.0],
-                        help="budgets in ms for the compliance part")
-    parser.add_argument("--only", choices=["main", "samplers", "compliance", "m-series"], default=None,
+    parser.add_argument("--only", choices=["main", "samplers", "m-series"], default=None,
                         help="run one part")
     args = parser.parse_args()
     ESTIMATOR, CONFIDENCE = args.estimator, args.confidence
@@ -86,8 +78,6 @@ def main() -> None:
         print(f"wall time including start-up: {main_job_seconds(args.target):.1f} s\n")
     if args.only in (None, "samplers"):
         samplers(args)
-    if args.only in (None, "compliance"):
-        compliance(args, table)
     if args.only in (None, "m-series"):
         m_series(args, table)
 
@@ -103,46 +93,6 @@ def samplers(args: argparse.Namespace) -> None:
     print(f"| **median** | **{statistics.median(tpe):.2f}** | **{statistics.median(rnd):.2f}** |\n")
     save_result("search_samplers", "python scripts/bench_search.py --only samplers " + _flags(args),
                 {"estimator": ESTIMATOR, "margin": MARGIN, "budget_ms": 2.0, "tpe": tpe, "random": rnd})
-
-
-def compliance(args: argparse.Namespace, table: LatencyTable) -> None:
-    print("## Budget compliance, the picks measured under the deployment rule here (300 trials, seed 0)\n")
-    best = {b: best_under(args.target, b, 300, 0, "tpe") for b in args.budgets}
-    with LatencyMeter(table.runtime, rule=DeploymentRule(rounds=args.rounds)) as meter:
-        files = {b: meter.export_arch(c.arch) for b, c in best.items()}
-        measured, failures = meter.networks(files)
-    if failures:
-        raise SystemExit(f"picks failed to run: {failures}")
-    reference_now = statistics.median(m.reference_ms for m in measured.values())
-    at_build = table.deployment_reference_ms
-    ratio = reference_now / at_build
-    print(f"deployed reference now / at build: x{ratio:.3f}\n")
-    print("| budget | arch | predicted ms | limit ms | P(within) | measured ms (p25–p90) | per-round corrected ms "
-          "| measured / budget | corrected / budget |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    rows = []
-    for b, c in best.items():
-        timing = measured[b].timing
-        corrected = timing.relative * at_build
-        report = target(table, (b,)).budget_report(b, c.latency_ms[args.target])
-        rows.append({"budget_ms": b, "arch_id": c.arch.arch_id, "arch": c.arch.to_dict(),
-                     "predicted_ms": c.latency_ms[args.target], **report, "measured_ms": timing.median_ms,
-                     "p25_ms": timing.p25_ms, "p90_ms": timing.p90_ms, "rounds_ms": list(timing.rounds_ms),
-                     "per_round_corrected_ms": corrected})
-        print(f"| {b} ms | `{c.arch.arch_id}` | {c.latency_ms[args.target]:.3f} | {report['limit_ms']:.3f} | "
-              f"{report['probability_within_budget'] or float('nan'):.2f} | {timing.median_ms:.3f} "
-              f"({timing.p25_ms:.3f}–{timing.p90_ms:.3f}) | {corrected:.3f} | {timing.median_ms / b:.2f} | "
-              f"{corrected / b:.2f} |")
-    within = sum(r["measured_ms"] <= r["budget_ms"] for r in rows)
-    print(f"\nwithin budget as measured: {within}/{len(rows)}; used: "
-          + ", ".join(f"{r['measured_ms'] / r['budget_ms']:.0%}" for r in rows))
-    save_result(f"search_compliance_{table.target}", "python scripts/bench_search.py --only compliance " + _flags(args),
-                {"estimator": ESTIMATOR, "margin": MARGIN, "confidence": CONFIDENCE, "rule": meter.rule.to_dict(),
-                 "reference_now_ms": reference_now, "reference_at_build_ms": at_build, "reference_ratio": ratio,
-                 "within_budget": within, "rows": rows})
-    for r in rows:
-        Arch.from_dict(r["arch"]).replace(name=f"pick-{r['budget_ms']:g}ms").to_yaml(
-            Path(tempfile.gettempdir()) / f"pick-{table.target}-{r['budget_ms']:g}ms.yaml")
 
 
 def m_series(args: argparse.Namespace, table: LatencyTable) -> None:
@@ -171,8 +121,7 @@ def m_series(args: argparse.Namespace, table: LatencyTable) -> None:
 
 def _flags(args: argparse.Namespace) -> str:
     rule = f"--margin {args.margin:g}" if args.margin is not None else f"--confidence {args.confidence}"
-    return (f"--target {args.target} --seeds {args.seeds} --trials {args.trials} --estimator {args.estimator} "
-            f"{rule} --rounds {args.rounds} --budgets {' '.join(f'{b:g}' for b in args.budgets)}")
+    return f"--target {args.target} --seeds {args.seeds} --trials {args.trials} --estimator {args.estimator} {rule}"
 
 if __name__ == "__main__":
     main()

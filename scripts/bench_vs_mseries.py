@@ -14,8 +14,8 @@ On the built-in ``shapes`` task (train/val/test, 96 px; effvit_nas/train/shapes.
 space (the shipped space `shapes`), with the task's latency table (onnxruntime, batch 1, 2 threads,
 built on this machine with ``effnas table build``):
 
-1. budgets: M0..M3 at the task's 96 px, exported and timed under the deployment rule, interleaved in
-   the same rounds; each one's median is a budget;
+1. budgets: M0..M3 at the task's 96 px, exported and timed under the deployment rule in one window;
+   each one's figure (the fast state) is a budget;
 2. search: one ``effnas search`` family over those budgets with the default settings plus the task's
    data and space (what a user runs);
 3. train: every M model and every found variant with the same recipe and epochs, ``--seeds`` seeds
@@ -107,28 +107,21 @@ def m_series(models: list[str], work: Path) -> dict[str, Path]:
     return files
 
 
-def measure_budgets(table: LatencyTable, archs: dict[str, Path], work: Path, rounds: int) -> dict[str, float]:
-    """M models' deployed medians, interleaved in the same rounds (so they share the machine's speed),
-    then put on the table's speed scale: divided by the drift of the reference timed beside them.
-
-    The search compares budgets with the table's predictions, which describe the machine's speed at
-    the build; ``verify`` reports each later measurement on the same scale (``measured_corrected_ms``,
-    its own session's reference against the build's). So budgets, picks and verdicts all speak of
-    one machine speed, whatever this VM's speed is in each step."""
+def measure_budgets(table: LatencyTable, archs: dict[str, Path], work: Path, seconds: float) -> dict[str, float]:
+    """M models' figures under the deployment rule, all in one window (the fast state, so a figure taken
+    now and one taken by ``verify`` later speak of the same quantity)."""
     path = work / "budgets.json"
     if (stored := read_json(path)) is None or sorted(stored["measured_ms"]) != sorted(archs):
-        log(f"timing {', '.join(archs)} at {REFERENCE_PX} px under the deployment rule ({rounds} rounds)")
-        with LatencyMeter(table.runtime, rule=DeploymentRule(rounds=rounds)) as meter:
-            files = {name: meter.export_arch(Arch.from_yaml(p)) for name, p in archs.items()}
-            measured, failures = meter.networks(files)
-        if failures:
-            raise SystemExit(f"the M models must run as deployed, but {failures}")
-        stored = {"measured_ms": {name: measured[name].timing.median_ms for name in archs}, "rounds": rounds,
-                  "reference_ms": statistics.median(measured[name].reference_ms for name in archs)}
-    drift = table.drift_factor(stored["reference_ms"], deployed=True)
+        log(f"timing {', '.join(archs)} at {REFERENCE_PX} px under the deployment rule ({seconds:g} s window)")
+        with LatencyMeter(table.runtime, rule=DeploymentRule(min_seconds=seconds)) as meter:
+            run = meter.archs({name: Arch.from_yaml(p) for name, p in archs.items()})
+        if run.failures:
+            raise SystemExit(f"the M models must run as deployed, but {run.failures}")
+        stored = {"measured_ms": {name: run.timings[name].latency_ms for name in archs}, "seconds": seconds,
+                  "machine": run.machine()}
     # rounded to what the CLI prints and parses, so the budgets match the search's file names exactly
-    budgets = {name: round(ms / drift, 3) for name, ms in stored["measured_ms"].items()}
-    atomic_write_text(path, json.dumps({**stored, "drift": drift, "budgets_ms": budgets}, indent=1) + "\n")
+    budgets = {name: round(ms, 3) for name, ms in stored["measured_ms"].items()}
+    atomic_write_text(path, json.dumps({**stored, "budgets_ms": budgets}, indent=1) + "\n")
     return budgets
 
 
@@ -191,15 +184,15 @@ def trained_before(arch: Arch, seed: int, work: Path) -> tuple[str, dict] | None
     return None
 
 
-def verify(name: str, arch: Path, budget: float, work: Path, rounds: int, force: bool = False) -> dict:
-    """``effnas verify``'s report; the benchmark judges its drift-corrected median (see measure_budgets).
+def verify(name: str, arch: Path, budget: float, work: Path, seconds: float, force: bool = False) -> dict:
+    """``effnas verify``'s report (its figure is the fast state, as the budgets' are).
     ``force``: measure on a machine that is not the table's (the tiny run checks the pipeline only)."""
     out = work / "verify" / f"{name}-{Arch.from_yaml(arch).arch_id}"
     if (done := read_json(out / "verify.json")) is None:
         log(f"verifying {name} against {budget:.3f} ms")
         try:
             effnas("verify", str(arch), "--target", TABLE, "--budget", f"{budget * (1 + NOISE):.4f}ms",
-                   "--out", str(out), "--rounds", str(rounds), *(["--force"] if force else []))
+                   "--out", str(out), "--seconds", f"{seconds:g}", *(["--force"] if force else []))
         except subprocess.CalledProcessError as exc:  # exit 1 is a verdict (over budget), recorded below
             if exc.returncode != 1:
                 raise
@@ -256,8 +249,8 @@ def markdown(rows: list[dict], verdict: dict) -> str:
                      f"{r['found_mean']:.2f} ± {r['found_sd']:.2f} | {r['gain']:+.2f} ± {r['se_of_gain']:.2f} | "
                      f"{r['m_measured_ms']:.3f} | {r['found_measured_ms']:.3f} | {ratios} | "
                      f"{r['found_within_budget']} |")
-    lines += ["", "(verified: `effnas verify`, drift-corrected to the table's speed like the budgets, raw figures in "
-              "the JSON; found / M: the pick's median over its M model's in the same interleaved rounds, one figure "
+    lines += ["", "(verified: `effnas verify`, the fast state like the budgets; "
+              "found / M: the pick's figure over its M model's in the same window, one figure "
               "per `--latency-ratios` run, and what \"within\" is judged by when it exists)", ""]
     lines.append(f"Mean gain {verdict['mean_gain']:+.2f} points (pass needs >= {MIN_MEAN_GAIN}); every budget "
                  f"beaten beyond its SE: {verdict['every_budget_beaten']}; every found network within its "
@@ -272,13 +265,13 @@ def pick_file(folder: Path, budget: float) -> Path | None:
 
 
 def latency_ratios(table: LatencyTable, work: Path, m_archs: dict[str, Path], budgets: dict[str, float],
-                   rounds: int) -> dict[str, dict]:
+                   seconds: float) -> dict[str, dict]:
     """Every variant's pick beside the M model of its budget, in the same interleaved rounds: the
     pick's median over the M model's is what "at the same measured latency" means, free of the speed
     state and of how far apart in time two ``verify`` runs were (small networks here move with the
     machine's state far more than the reference that corrects for it)."""
     rows: dict[str, dict] = {}
-    with LatencyMeter(table.runtime, rule=DeploymentRule(rounds=rounds)) as meter:
+    with LatencyMeter(table.runtime, rule=DeploymentRule(min_seconds=seconds)) as meter:
         for m, m_path in m_archs.items():
             archs = {m: Arch.from_yaml(m_path)}
             for folder in sorted(work.glob("search*")):
@@ -286,15 +279,15 @@ def latency_ratios(table: LatencyTable, work: Path, m_archs: dict[str, Path], bu
                 if pick is not None:
                     variant = DEFAULT_VARIANT if folder.name == "search" else folder.name.removeprefix("search-")
                     archs[variant] = Arch.from_yaml(pick)
-            log(f"timing {', '.join(archs)} at {m.upper()}'s budget, interleaved ({rounds} rounds)")
-            measured, failures = meter.networks({name: meter.export_arch(a) for name, a in archs.items()})
-            if failures:
-                raise SystemExit(f"every network must run as deployed, but {failures}")
-            m_ms = measured[m].timing.median_ms
-            rows[m] = {name: {"arch_id": archs[name].arch_id, "measured_ms": t.timing.median_ms,
-                              "ratio_to_m": t.timing.median_ms / m_ms, "reference_ms": t.reference_ms,
+            log(f"timing {', '.join(archs)} at {m.upper()}'s budget, in one window ({seconds:g} s)")
+            run = meter.archs(archs)
+            if run.failures:
+                raise SystemExit(f"every network must run as deployed, but {run.failures}")
+            m_ms = run.timings[m].latency_ms
+            rows[m] = {name: {"arch_id": archs[name].arch_id, "measured_ms": t.latency_ms,
+                              "ratio_to_m": t.latency_ms / m_ms, "reference_ms": run.reference_ms,
                               "predicted_ms": table.predict_ms(archs[name])}
-                       for name, t in measured.items()}
+                       for name, t in run.timings.items()}
     return rows
 
 
@@ -307,13 +300,13 @@ def latency_runs() -> list[dict]:
     saved = read_json(RESULTS_DIR / f"{LATENCY_RESULT}.json") or {}
     if "rows" in saved:
         return [{"table": saved.get("table", TABLE), **{k: saved[k] for k in
-                                                        ("rows", "budgets_ms", "rounds", "created", "git_revision")}}]
+                                                        ("rows", "budgets_ms", "created", "git_revision")}}]
     return saved.get("runs", [])
 
 
-def save_latency_run(rows: dict[str, dict], budgets: dict[str, float], rounds: int) -> None:
+def save_latency_run(rows: dict[str, dict], budgets: dict[str, float], seconds: float) -> None:
     """Add one interleaved run to the saved ones (a ratio is claimed from two runs, not one)."""
-    runs = [*latency_runs(), {"table": TABLE, "rows": rows, "budgets_ms": budgets, "rounds": rounds,
+    runs = [*latency_runs(), {"table": TABLE, "rows": rows, "budgets_ms": budgets, "seconds": seconds,
                               "created": utc_now(), "git_revision": git_revision()}]
     save_result(LATENCY_RESULT, "python scripts/bench_vs_mseries.py --latency-ratios (once per run)", {"runs": runs})
 
@@ -435,7 +428,8 @@ def main() -> None:
     parser.add_argument("--recipe", default="screening")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--trials", type=int, default=300)
-    parser.add_argument("--rounds", type=int, default=5, help="deployment-rule rounds for budgets and verify")
+    parser.add_argument("--seconds", type=float, default=60.0, help="the deployment rule's window for budgets and "
+                        "verify")
     parser.add_argument("--work", default=None, help="default runs/bench-vs-mseries (-tiny with --tiny)")
     parser.add_argument("--tiny", action="store_true",
                         help="shapes-mini, one budget (M0), one seed, one epoch, 30 trials, 1 refined candidate "
@@ -457,7 +451,7 @@ def main() -> None:
                         help="save what a stopped run has trained so far (docs/results/vs_mseries_partial.json)")
     args = parser.parse_args()
     if args.tiny:
-        args.data, args.models, args.seeds, args.epochs, args.trials, args.rounds = "shapes-mini", "m0", 1, 1, 30, 1
+        args.data, args.models, args.seeds, args.epochs, args.trials, args.seconds = "shapes-mini", "m0", 1, 1, 30, 3
         args.work = args.work or str(REPO / "runs" / "bench-vs-mseries-tiny")
     work = Path(args.work or REPO / "runs" / "bench-vs-mseries")
     models = [m.strip().lower() for m in args.models.split(",")]
@@ -470,11 +464,11 @@ def main() -> None:
         raise SystemExit(f"--data must have a test split (shapes, shapes-mini or a DIR with test/), but "
                          f"{args.data!r} has none: the benchmark's figure is held-out test top-1")
     check_same_settings(work, {"data": args.data, "models": models, "seeds": args.seeds, "recipe": args.recipe,
-                               "epochs": args.epochs, "trials": args.trials, "rounds": args.rounds})
+                               "epochs": args.epochs, "trials": args.trials, "seconds": args.seconds})
 
     table = ensure_table(args)
     m_archs = m_series(models, work)
-    budgets = measure_budgets(table, m_archs, work, args.rounds)
+    budgets = measure_budgets(table, m_archs, work, args.seconds)
     if args.tiny:  # the pipeline only: a budget the search surely reaches whatever this VM's speed state
         budgets = {m: round(2 * b, 3) for m, b in budgets.items()}
     if args.partial:
@@ -484,13 +478,13 @@ def main() -> None:
         estimator_ranks(work, args)
         return
     if args.latency_ratios:
-        rows = latency_ratios(table, work, m_archs, budgets, args.rounds)
+        rows = latency_ratios(table, work, m_archs, budgets, args.seconds)
         for m, by_name in rows.items():
             log(f"{m.upper()} ({budgets[m]:.3f} ms budget): " + ", ".join(
                 f"{name} {r['measured_ms']:.3f} ms ({r['ratio_to_m']:.2f}x, predicted {r['predicted_ms']:.3f})"
                 for name, r in by_name.items()))
         if not args.no_save and not args.tiny:  # the saved runs are the full benchmark's
-            save_latency_run(rows, budgets, args.rounds)
+            save_latency_run(rows, budgets, args.seconds)
         return
     picks = search(budgets, work, args.trials, args.data, args.variant, search_args, tiny=args.tiny)
     if args.search_only:
@@ -505,12 +499,12 @@ def main() -> None:
             train(name, path, seed, work, args.data, args.recipe, args.epochs)
     trained = {name: [train(name, path, seed, work, args.data, args.recipe, args.epochs) for seed in range(args.seeds)]
                for name, path in networks.items()}
-    verified = {name: verify(name, path, budgets[name.split("@")[-1]], work, args.rounds, force=args.tiny)
+    verified = {name: verify(name, path, budgets[name.split("@")[-1]], work, args.seconds, force=args.tiny)
                 for name, path in networks.items()}
 
     rows = []
     for m in models:
-        m_ms, found_ms = (verified[n]["latency"]["measured_corrected_ms"] for n in (m, f"{found}@{m}"))
+        m_ms, found_ms = (verified[n]["judged_ms"] for n in (m, f"{found}@{m}"))
         # the saved interleaved runs are the full benchmark's: the tiny pipeline run is judged by verify alone
         ratios = [] if args.tiny else interleaved_ratios(m, Arch.from_yaml(m_archs[m]).arch_id,
                                                          Arch.from_yaml(picks[m]).arch_id)
@@ -518,8 +512,6 @@ def main() -> None:
         row = {"model": m, "budget_ms": budgets[m],
                **compare([r["test_top1"] for r in trained[m]], [r["test_top1"] for r in trained[f"{found}@{m}"]]),
                "m_measured_ms": m_ms, "found_measured_ms": found_ms,
-               "m_measured_raw_ms": verified[m]["judged_ms"],
-               "found_measured_raw_ms": verified[f"{found}@{m}"]["judged_ms"],
                "found_predicted_ms": verified[f"{found}@{m}"]["predicted_ms"],
                "found_arch": Arch.from_yaml(picks[m]).to_dict(),
                "found_ratio_to_m_runs": ratios, "found_ratio_to_m": ratio,
@@ -545,7 +537,7 @@ def main() -> None:
         save_result(name, command.strip(), {"task": args.data, "space": SPACE, "table": TABLE,
                                             "reference_px": REFERENCE_PX, "seeds": args.seeds, "recipe": args.recipe,
                                             "epochs": args.epochs,
-                                            "trials": args.trials, "rounds": args.rounds, "variant": found,
+                                            "trials": args.trials, "seconds": args.seconds, "variant": found,
                                             "search_args": search_args, "rows": rows,
                                             "verdict": verdict})
         plot(rows, RESULTS_DIR.parent / "img" / f"{name.replace('_', '-')}.png", found)

@@ -40,8 +40,7 @@
 # The table is smaller than a real one, to fit the time (a real one: effnas table build --target NAME
 # --runtime torch --device cuda): a micro space (128 px, one width and head count per stage, depths
 # 1-3: 10 distinct blocks, 27 networks) at the paper's batch 2048 (at 256 eager torch times the host's
-# launches, not the GPU: docs/BENCHMARKS.md, run 5; BATCH=256 reproduces runs 3-4); the minimum 8 calibration and 3 check networks in 2 rounds; 8 validation networks in 1 round; no waiting
-# for a usual speed (--max-wait 0: a dedicated GPU has no slow state to wait out).
+# launches, not the GPU: docs/BENCHMARKS.md, run 5; BATCH=256 reproduces runs 3-4); the minimum 8 calibration and 3 check networks, windows of 20 s; 8 validation networks.
 set -uo pipefail
 cd "$(dirname "$0")/.."  # paths below are the repository's
 
@@ -167,12 +166,12 @@ build_and_validate() {  # build_and_validate RUNTIME
     local runtime=$1 name=$GPU_SLUG-$1-fp16-b$BATCH-micro
     step "$runtime-build" 200 300 effnas table build --target "$TABLES/$name.json" --runtime "$runtime" --device cuda \
         --dtype float16 --batch-size "$BATCH" --space "$WORK/micro_space.yaml" --calibration-archs 8 \
-        --check-archs 3 --rounds 2 --max-wait 0 --overwrite --accept-below-bar
+        --check-archs 3 --seconds 20 --overwrite --accept-below-bar
     if [ ! -f "$TABLES/$name.json" ]; then
         not_run "$runtime-validate" no-table
         return 0
     fi
-    step "$runtime-validate" 70 200 effnas table validate --target "$TABLES/$name.json" --samples 8 --rounds 1 \
+    step "$runtime-validate" 70 200 effnas table validate --target "$TABLES/$name.json" --samples 8 --seconds 20 \
         --out "docs/validation/$name"
 }
 
@@ -194,7 +193,7 @@ PY
 verify_trained() {  # verify_trained TABLE: the trained arch, budget 10% over the table's prediction for it
     local budget
     budget=$(predicted_budget "$1" "$WORK/micro_arch.yaml") || return 1
-    effnas verify "$WORK/micro_arch.yaml" --target "$1" --budget "$budget" --rounds 3 \
+    effnas verify "$WORK/micro_arch.yaml" --target "$1" --budget "$budget" --seconds 20 \
         --checkpoint "$WORK/train-det-1/checkpoint.pt" --data digits --out "$WORK/verify"
 }
 
@@ -231,7 +230,7 @@ else
 fi
 if [ -f "$WORK/search/best.yaml" ]; then
     step verify-pick 45 150 effnas verify "$WORK/search/best.yaml" --target "$TORCH_TABLE" \
-        --budget "$(cat "$WORK/search-budget")" --rounds 3 --out "$WORK/verify-pick"
+        --budget "$(cat "$WORK/search-budget")" --seconds 20 --out "$WORK/verify-pick"
     cp "$WORK"/verify-pick/verify.json "$RESULTS/verify-pick.json" 2>/dev/null
 else
     not_run verify-pick no-search-pick
@@ -251,9 +250,6 @@ step supernet 30 200 effnas supernet train --space tests/data/tiny_space.yaml --
     --epochs 1 --device cuda --out "$WORK/supernet"
 cp "$WORK"/supernet/metrics.json "$RESULTS/supernet-metrics.json" 2>/dev/null
 step fresh-process 40 120 python scripts/gpu_probe.py fresh-process "$RESULTS/fresh_process.json"
-step warmup 100 150 python scripts/gpu_probe.py warmup "$RESULTS/warmup.json"
-step parent-context 100 200 python scripts/gpu_probe.py parent-context "$RESULTS/parent_context.json"
-step spread 120 200 python scripts/gpu_probe.py spread "$RESULTS/spread.json"
 step batch-scaling 60 120 python scripts/gpu_probe.py batch-scaling "$RESULTS/batch_scaling.json"
 step cuda-graph 100 200 python scripts/gpu_probe.py cuda-graph "$RESULTS/cuda_graph.json"
 step supernet-copies 30 120 python scripts/gpu_probe.py supernet-copies "$RESULTS/supernet_copies.json"

@@ -4,20 +4,15 @@
     python scripts/gpu_probe.py throughput OUT.json    training img/s (bf16 autocast, AdamW), ours vs timm
     python scripts/gpu_probe.py memory-format OUT.json what channels_last buys M0's inference (fp16)
     python scripts/gpu_probe.py largest OUT.json       the default space's largest arch at batch 2048
-    python scripts/gpu_probe.py fresh-process OUT.json where a CUDA deployment measurement's fresh interpreter
-                                                       spends its seconds (a CUDA table costs networks x rounds of them)
-    python scripts/gpu_probe.py warmup OUT.json        a fresh process's figure after 30 vs 300 warm-up calls
-    python scripts/gpu_probe.py spread OUT.json        a fresh process's figure with cudnn.benchmark on and off,
-                                                       and at 4x the batch (whence the process-to-process spread)
-    python scripts/gpu_probe.py batch-scaling OUT.json the rule's figure at batch 256 and 2048
+    python scripts/gpu_probe.py fresh-process OUT.json where a fresh CUDA interpreter spends its seconds
+    python scripts/gpu_probe.py batch-scaling OUT.json the rule's figure at batch 256 and 2048, 3 processes each
     python scripts/gpu_probe.py cuda-graph OUT.json    eager torch vs the torch-cudagraph runtime, batch 256 and 2048
-    python scripts/gpu_probe.py parent-context OUT.json a fresh process's figure when its parent holds a CUDA
-                                                       context (as `table build` does after timing the blocks)
     python scripts/gpu_probe.py supernet-copies OUT.json host-to-device copies and step time of supernet training,
                                                        subnet indices cached on the GPU vs made afresh every step
 
-Timing: CUDA events around back-to-back calls after warm-up, rounds interleaved between the things
-compared, medians reported with every round kept.
+Timing: the probes of a deployed file time it as the package does (``measure_deployed``: the
+deployment rule, each file in processes of its own, one window); the others use CUDA events around
+back-to-back calls after warm-up, rounds interleaved between the things compared.
 """
 
 from __future__ import annotations
@@ -159,62 +154,31 @@ def largest(batch: int = 2048) -> dict:
     return result
 
 
-def fresh_process(rounds: int = 2, batch: int = 256) -> dict:
-    """Wall seconds of the steps a fresh measuring interpreter takes (deploy_worker.py, the deployment
-    rule on CUDA: torch does not fork once CUDA is up), each in its own new process, rounds interleaved:
-    the interpreter, importing torch, starting CUDA, and one whole measurement of M0 at ``batch``."""
-    import tempfile
-    from pathlib import Path
-
-    from effvit_nas.latency.deploy import DeploymentRule
-    from effvit_nas.latency.deploy_worker import RESULT, WORKER_MODULE
-    from effvit_nas.latency.runtimes import runtime_class
-
-    runtime_cls = runtime_class("torch", "cuda")
-    config = runtime_cls.config_for("cuda", batch_size=batch)
-    arch = Arch.preset("m0")
-    shape = (batch, 3, arch.resolution, arch.resolution)
-    folder = Path(tempfile.mkdtemp())
-    path = runtime_cls(config).export(build_model(arch).eval().fuse(), folder / "m0.pt", shape)
-    request = {"path": str(path), "shape": list(shape),
-               **{k: v for k, v in DeploymentRule().to_dict().items() if k != "rounds"}}
+def fresh_process(rounds: int = 2) -> dict:
+    """Wall seconds of the steps a fresh timed process takes on CUDA (torch does not fork once CUDA is
+    up, so each deployed file is timed in a new interpreter), each in its own new process, rounds
+    interleaved: the interpreter, importing torch, starting CUDA."""
     steps = {
         "python": [sys.executable, "-c", "pass"],
         "import torch": [sys.executable, "-c", "import torch"],
         "import torch + CUDA up": [sys.executable, "-c", "import torch; torch.zeros(1, device='cuda')"],
-        "one whole measurement (interpreter, import, CUDA up, load, autotune, warm-up, burst)": [
-            sys.executable, "-m", WORKER_MODULE, json.dumps(config.to_dict()), "--once", json.dumps(request)],
     }
-    seconds: dict[str, list[float]] = {name: [] for name in steps}
-    answers = []
+    seconds: dict[str, list] = {name: [] for name in steps}
     for _ in range(rounds):
         for name, command in steps.items():
             started = time.perf_counter()
             done = subprocess.run(command, capture_output=True, text=True, check=False)
-            seconds[name].append(round(time.perf_counter() - started, 3))
-            if done.returncode != 0:
-                seconds[name][-1] = f"exit {done.returncode}: {done.stderr.strip()[-300:]}"
-            answers += [json.loads(x[len(RESULT):]) for x in done.stdout.splitlines() if x.startswith(RESULT)]
-    return {"network": f"m0 at {arch.resolution} px, batch {batch}, float16 (the torch CUDA runtime)",
-            "rule": DeploymentRule().to_dict(), "rounds_s": seconds, "measurements": answers}
-
-
-def _sm_clock_mhz() -> str:
-    try:
-        smi = subprocess.run(["nvidia-smi", "--query-gpu=clocks.sm", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, check=False)
-    except FileNotFoundError:
-        return "nvidia-smi is not installed"
-    return smi.stdout.strip() if smi.returncode == 0 else smi.stderr.strip()
+            seconds[name].append(round(time.perf_counter() - started, 3) if done.returncode == 0 else
+                                 f"exit {done.returncode}: {done.stderr.strip()[-300:]}")
+    return {"rounds_s": seconds}
 
 
 def _micro_d1(batch: int, runtime: str = "torch") -> tuple:
     """The smallest network of gpu_check.sh's micro space (the arch a first verify measured at twice its
-    prediction), exported for the torch CUDA runtime: (config, path, input shape, the rule's request fields)."""
+    prediction), exported for a CUDA runtime: (config, (path, input shape))."""
     import tempfile
     from pathlib import Path
 
-    from effvit_nas.latency.deploy import DeploymentRule
     from effvit_nas.latency.runtimes import runtime_class
 
     runtime_cls = runtime_class(runtime, "cuda")
@@ -224,143 +188,42 @@ def _micro_d1(batch: int, runtime: str = "torch") -> tuple:
                            "window_sizes": [7, 7, 7], "kernels": [5, 5, 5, 5]})
     shape = (batch, 3, arch.resolution, arch.resolution)
     path = runtime_cls(config).export(build_model(arch).eval().fuse(), Path(tempfile.mkdtemp()) / "d1.pt", shape)
-    rule = {k: v for k, v in DeploymentRule().to_dict().items() if k != "rounds"}
-    return config, path, shape, rule
+    return config, (path, shape)
 
 
-def _measured(done: subprocess.CompletedProcess) -> dict:
-    from effvit_nas.latency.deploy_worker import RESULT
+def _by_the_rule(config, files: dict, copies: int, seconds: float) -> dict:
+    """``files`` timed as the package times every deployed file (``measure_deployed``: each in a process of
+    its own, all in one window), each in ``copies`` processes: the spread between processes of one file
+    says whether a fresh process's figure depends on the process."""
+    from effvit_nas.latency.deploy import DeploymentRule, measure_deployed
 
-    answer = [json.loads(x[len(RESULT):]) for x in done.stdout.splitlines() if x.startswith(RESULT)]
-    return answer[-1] if answer else {"error": done.stderr.strip()[-300:]}
-
-
-def warmup(rounds: int = 6, batch: int = 256) -> dict:
-    """Whether a fresh process's figure depends on how long it warmed up: the micro arch of depth 1 in
-    ``rounds`` fresh processes each with the deployment rule's 30 warm-up calls and with 300, interleaved,
-    the SM clock read before each. A GPU left idle runs at a low clock and raises it under load; a burst
-    that starts before it has risen would time the ramp, not the network."""
-    from effvit_nas.latency.deploy_worker import WORKER_MODULE
-
-    config, path, shape, rule = _micro_d1(batch)
-    results: dict[str, list] = {"30 warm-up calls": [], "300 warm-up calls": []}
-    for _ in range(rounds):
-        for name, calls in (("30 warm-up calls", 30), ("300 warm-up calls", 300)):
-            request = {"path": str(path), "shape": list(shape), **rule, "warmup_calls": calls}
-            results.setdefault(f"{name}: SM MHz before", []).append(_sm_clock_mhz())
-            results[name].append(_measured(subprocess.run(
-                [sys.executable, "-m", WORKER_MODULE, json.dumps(config.to_dict()), "--once", json.dumps(request)],
-                capture_output=True, text=True, check=False)))
-    return {"network": f"micro_d1 at 128 px, batch {batch}, float16", **_medians(results), "processes": results}
+    run = measure_deployed(config, {f"{name} #{i + 1}": f for name, f in files.items() for i in range(copies)},
+                           DeploymentRule(min_seconds=seconds))
+    figures = {name: [run.timings[f"{name} #{i + 1}"].latency_ms for i in range(copies)
+                      if f"{name} #{i + 1}" in run.timings] for name in files}
+    return {"figures_ms": figures, "spread_max_over_min": {k: max(v) / min(v) for k, v in figures.items() if v},
+            "timings": {k: t.to_dict() for k, t in run.timings.items()}, "failures": run.failures,
+            "seconds": run.seconds}
 
 
-def _medians(results: dict[str, list]) -> dict:
-    medians = {name: [r.get("median_ms") for r in rs] for name, rs in results.items() if "MHz" not in name}
-    return {"medians_ms": medians,
-            "median_of_medians_ms": {k: statistics.median(v) for k, v in medians.items() if None not in v},
-            "spread_max_over_min": {k: max(v) / min(v) for k, v in medians.items() if None not in v}}
+def batch_scaling(copies: int = 3, seconds: float = 30.0) -> dict:
+    """The rule's figure of the micro arch of depth 1 at batch 256 and at the paper's 2048, each in
+    ``copies`` processes of one window: where the GPU, not the host's kernel launches, sets the time (it
+    grows with the batch, and the processes agree)."""
+    config, _ = _micro_d1(2048)
+    files = {f"batch {batch}": _micro_d1(batch)[1] for batch in (256, 2048)}
+    return {"network": "micro_d1 at 128 px, float16", **_by_the_rule(config, files, copies, seconds)}
 
 
-# A parent like `table build`'s after it timed the blocks in-process: the same network measured here first
-# (CUDA up, its memory kept by torch's allocator), then the fresh measuring interpreter started, as the
-# build's measuring server does for each calibration network.
-_PARENT = """
-import json, sys
-from effvit_nas.latency.deploy_worker import _in_new_interpreter, measure_once
-from effvit_nas.latency.runtimes import RuntimeConfig, runtime_class
-config, request = RuntimeConfig(**json.loads(sys.argv[1])), json.loads(sys.argv[2])
-if sys.argv[3] == "1":
-    runtime = runtime_class(config.runtime, config.device)(config)
-    print("PARENT " + json.dumps(measure_once(runtime, request)))
-print(_in_new_interpreter(config, request))
-"""
-
-
-def parent_context(rounds: int = 4, batch: int = 256) -> dict:
-    """Whether a measuring parent that holds a CUDA context slows the fresh interpreter it starts (the
-    candidate cause (a) of the CUDA table's slow calibration figures, docs/BENCHMARKS.md): the micro arch
-    of depth 1 timed under the deployment rule in fresh processes, each started by a parent that never
-    touched CUDA or by one that had just run the same network on the GPU and keeps its context and
-    memory, interleaved, the SM clock read before each."""
-    config, path, shape, rule = _micro_d1(batch)
-    request = json.dumps({"path": str(path), "shape": list(shape), **rule})
-    results: dict[str, list] = {"parent without CUDA": [], "parent holding a CUDA context": []}
-    for _ in range(rounds):
-        for name, hold in (("parent without CUDA", "0"), ("parent holding a CUDA context", "1")):
-            results.setdefault(f"{name}: SM MHz before", []).append(_sm_clock_mhz())
-            done = subprocess.run([sys.executable, "-c", _PARENT, json.dumps(config.to_dict()), request, hold],
-                                  capture_output=True, text=True, check=False)
-            results[name].append(_measured(done))
-            in_parent = [json.loads(x[len("PARENT "):]) for x in done.stdout.splitlines() if x.startswith("PARENT ")]
-            if in_parent:  # the parent's own figure, in-process: the build's block protocol sees the GPU like this
-                results.setdefault("the parent's own measurement, in-process", []).append(in_parent[0])
-    return {"network": f"micro_d1 at 128 px, batch {batch}, float16", **_medians(results), "processes": results}
-
-
-# One fresh measuring interpreter with cudnn.benchmark set by the caller (the runtime's setting otherwise).
-_FRESH = """
-import json, sys
-from effvit_nas.latency.deploy_worker import measure_once
-from effvit_nas.latency.runtimes import RuntimeConfig, runtime_class, torch_eager
-config, request = RuntimeConfig(**json.loads(sys.argv[1])), json.loads(sys.argv[2])
-torch_eager.CUDA_SETTINGS["cudnn_benchmark"] = sys.argv[3] == "1"
-print("RESULT " + json.dumps(measure_once(runtime_class(config.runtime, config.device)(config), request)))
-"""
-
-
-def spread(rounds: int = 4) -> dict:
-    """Where the process-to-process spread of a CUDA figure comes from (parent-context found the same
-    network at 4.4 and 7.8 ms in fresh processes, each steady within itself): the micro arch of depth 1
-    in fresh interpreters, interleaved, (1) as the rule times it (cudnn.benchmark autotunes each process's
-    convolution algorithms), (2) with cudnn.benchmark off (the same algorithms every process), (3) as the
-    rule at batch 1024 (4x the work: a network bound by the host's kernel launches takes about as long,
-    one bound by the GPU about 4x)."""
-    cases = {"rule, batch 256": (256, "1"), "cudnn.benchmark off, batch 256": (256, "0"),
-             "rule, batch 1024": (1024, "1")}
-    prepared = {batch: _micro_d1(batch) for batch in {b for b, _ in cases.values()}}
-    results: dict[str, list] = {name: [] for name in cases}
-    for _ in range(rounds):
-        for name, (batch, benchmark) in cases.items():
-            config, path, shape, rule = prepared[batch]
-            request = json.dumps({"path": str(path), "shape": list(shape), **rule})
-            results.setdefault(f"{name}: SM MHz before", []).append(_sm_clock_mhz())
-            results[name].append(_measured(subprocess.run(
-                [sys.executable, "-c", _FRESH, json.dumps(config.to_dict()), request, benchmark],
-                capture_output=True, text=True, check=False)))
-    return {"network": "micro_d1 at 128 px, float16", **_medians(results), "processes": results}
-
-
-def batch_scaling(rounds: int = 3) -> dict:
-    """The rule's figure of the micro arch of depth 1 at batch 256 and at the paper's 2048 in fresh
-    interpreters, interleaved: where the GPU, not the host's kernel launches, sets the time (spread found
-    256 and 1024 within the same range)."""
-    prepared = {batch: _micro_d1(batch) for batch in (256, 2048)}
-    results: dict[str, list] = {f"rule, batch {batch}": [] for batch in prepared}
-    for _ in range(rounds):
-        for batch, (config, path, shape, rule) in prepared.items():
-            request = json.dumps({"path": str(path), "shape": list(shape), **rule})
-            results[f"rule, batch {batch}"].append(_measured(subprocess.run(
-                [sys.executable, "-c", _FRESH, json.dumps(config.to_dict()), request, "1"],
-                capture_output=True, text=True, check=False)))
-    return {"network": "micro_d1 at 128 px, float16", **_medians(results), "processes": results}
-
-
-def cuda_graph(rounds: int = 3) -> dict:
-    """Eager torch against the torch-cudagraph runtime (the forward replayed as one CUDA graph), the
-    micro arch of depth 1 at batch 256 and 2048 under the deployment rule, in fresh interpreters,
-    interleaved: whether the graph takes the host's launches out of the figure (it then grows with
-    the batch, and fresh processes agree)."""
-    cases = {f"{runtime}, batch {batch}": (runtime, batch) for batch in (256, 2048)
-             for runtime in ("torch", "torch-cudagraph")}
-    prepared = {case: _micro_d1(batch, runtime) for case, (runtime, batch) in cases.items()}
-    results: dict[str, list] = {case: [] for case in cases}
-    for _ in range(rounds):
-        for case, (config, path, shape, rule) in prepared.items():
-            request = json.dumps({"path": str(path), "shape": list(shape), **rule})
-            results[case].append(_measured(subprocess.run(
-                [sys.executable, "-c", _FRESH, json.dumps(config.to_dict()), request, "1"],
-                capture_output=True, text=True, check=False)))
-    return {"network": "micro_d1 at 128 px, float16", **_medians(results), "processes": results}
+def cuda_graph(copies: int = 3, seconds: float = 30.0) -> dict:
+    """Eager torch against the torch-cudagraph runtime (the forward replayed as one CUDA graph), the micro
+    arch of depth 1 at batch 256 and 2048, each runtime in its own window of the rule."""
+    results = {}
+    for runtime in ("torch", "torch-cudagraph"):
+        config, _ = _micro_d1(2048, runtime)
+        files = {f"batch {batch}": _micro_d1(batch, runtime)[1] for batch in (256, 2048)}
+        results[runtime] = _by_the_rule(config, files, copies, seconds)
+    return {"network": "micro_d1 at 128 px, float16", **results}
 
 
 def supernet_copies(steps: int = 20, batch: int = 64) -> dict:
@@ -432,8 +295,7 @@ def supernet_copies(steps: int = 20, batch: int = 64) -> dict:
 
 
 PROBES = {"info": info, "throughput": throughput, "memory-format": memory_format, "largest": largest,
-          "fresh-process": fresh_process, "supernet-copies": supernet_copies, "warmup": warmup,
-          "parent-context": parent_context, "spread": spread,
+          "fresh-process": fresh_process, "supernet-copies": supernet_copies,
           "batch-scaling": batch_scaling, "cuda-graph": cuda_graph}
 
 

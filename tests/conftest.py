@@ -51,16 +51,27 @@ def tiny_table_path(tmp_path_factory, tiny_space, ort_threads):
     return path
 
 
+# Quick windows for tests: a few short bursts each, no minimum time. The machine's state is whatever it
+# is; these tables are for wiring, their fidelity is measured by the benchmarks.
+QUICK_BLOCKS = dict(rewarm_ms=0.5, burst_ms=1.0, min_calls=1, max_calls=3, warmup_calls=2, min_bursts=3,
+                    min_seconds=0.0)
+QUICK_RULE = dict(rewarm_ms=2.0, burst_ms=5.0, min_calls=2, max_calls=5, warmup_calls=3, gap_ms=5.0, min_bursts=3,
+                  min_seconds=0.0)
+
+
+def quick_rule(**changes):
+    from effvit_nas.latency.deploy import DeploymentRule
+
+    return DeploymentRule(**{**QUICK_RULE, **changes})
+
+
 def tiny_settings():
     from effvit_nas.latency.build import BuildSettings, CheckBar
-    from effvit_nas.latency.deploy import DeploymentRule
-    from effvit_nas.latency.measure import MeasureProtocol
+    from effvit_nas.latency.measure import SweepProtocol
 
-    # max_wait_s=0: tests measure whatever state the machine is in rather than wait for its usual speed;
     # a bar nothing misses: a tiny table on a busy test machine is for wiring, its fidelity is checked apart
-    return BuildSettings(quota=(("attention", 10), ("merge", 6)), calibration_archs=8, check_archs=4, chunk_size=8,
-                         protocol=MeasureProtocol(rounds=3, max_calls=5), max_wait_s=0,
-                         rule=DeploymentRule(rounds=1, warmup_calls=5, calls=20, min_calls=5),
+    return BuildSettings(quota=(("attention", 10), ("merge", 6)), calibration_archs=8, check_archs=4,
+                         blocks=SweepProtocol(**QUICK_BLOCKS), rule=quick_rule(),
                          bar=CheckBar(max_median_err=float("inf"), min_within_10pct=0))
 
 

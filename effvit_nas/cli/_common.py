@@ -96,8 +96,12 @@ class Progress:
             self.bar = tqdm(total=total, desc=self.description, unit="item", dynamic_ncols=True,
                             mininterval=0.1 if sys.stderr.isatty() else 10.0)
         self.bar.total = total
+        changed = what != self.bar.postfix
         self.bar.set_postfix_str(what, refresh=False)
-        self.bar.update(done - self.bar.n)
+        if done != self.bar.n:
+            self.bar.update(done - self.bar.n)
+        elif changed:  # long work whose count stands still (a measuring window): its stage is the news
+            self.bar.refresh()
 
     def write(self, line: str) -> None:
         """Print a line without tearing the bar."""

@@ -30,7 +30,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--target", action="append", required=True,
                         help="latency table (name or .json); repeat with one --budget each for several targets")
     parser.add_argument("--budget", action="append", required=True,
-                        help="latency budget with a unit, e.g. 2ms; a list 1ms,2ms,4ms on one target makes a family")
+                        help="a time (2ms) or a model (m1, 0.8xm2, m1@96: no slower than that model on the target); "
+                             "a list 1ms,2ms,4ms or m0,m1,m2 on one target makes a family")
     parser.add_argument("--confidence", type=float, default=None,
                         help="chance each found arch meets its budget, from the table's validation residuals: "
                              "predicted latency kept under budget / q, q their conformal quantile (default 0.95; "
@@ -77,15 +78,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..budget import parse_budgets
     from ..estimators import create_estimator, option_defaults
     from ..search import SearchProblem, Target, default_measurement, run_search
-    from ..units import format_ms, parse_budgets_ms, parse_percent
+    from ..units import parse_percent
     from ._common import load_space, load_table, parse_overrides, progress_bar
 
     if len(args.budget) != len(args.target):
         raise EffNasError(f"each --target needs one --budget, but got {len(args.target)} targets and "
                           f"{len(args.budget)} budgets")
-    budgets = [parse_budgets_ms(b) for b in args.budget]
+    budgets = [parse_budgets(b) for b in args.budget]
     if len(args.target) > 1 and any(len(b) > 1 for b in budgets):
         raise EffNasError("a family of budgets (1ms,2ms,...) needs a single --target, but got several targets")
     space = load_space(args.space)
@@ -104,11 +106,11 @@ def run(args: argparse.Namespace) -> int:
     estimator = create_estimator(args.estimator, **options)
     backend = _backend(args)
     out = Path(args.out) if args.out else Path("runs") / (
-        f"{tables[0].target}-" + "-".join(format_ms(b) for b in budgets[0]))
+        f"{tables[0].target}-" + "-".join(b.label for b in budgets[0]))
     # after the cheap checks: on a GPU table this starts the runtime to read the hardware
     measure, not_timed = default_measurement(refine, tables[0]) if args.measure is None else (args.measure, None)
     confidences = _confidences(args, tables, margin, measure, out)
-    targets = [Target(table, tuple(b), margin, c) for table, b, c in zip(tables, budgets, confidences)]
+    targets = [Target.of(table, b, margin, c) for table, b, c in zip(tables, budgets, confidences)]
     problem = SearchProblem(space, targets, estimator)
     refinement = None
     if refine:
@@ -150,24 +152,27 @@ def run(args: argparse.Namespace) -> int:
                             for k, v in best["predicted_latency_ms"].items())
         refined = f", val top-1 {best['refined_top1']:.1f}% after refinement" if "refined_top1" in best else ""
         if "measured_latency_ms" in best:
-            latency += "; measured " + ", ".join(f"{v:.3f} ms" for v in best["measured_latency_ms"].values())
+            verdict = best["measured_verdict"]
+            latency += "; measured " + ", ".join(f"{v:.3f} ms" for v in best["measured_latency_ms"].values()) + (
+                f" vs {verdict['budget_ms']:.3f} ms ({verdict['share']:.0%} of the budget"
+                + (", the model measured beside it)" if verdict["model_ms"] is not None else ")"))
         print(f"  {label:>7}: {best['name']}  {best['score']:.2f} ({estimator.score_label}){refined}  {latency}  "
               f"params {best['params'] / 1e6:.2f}M  MACs {best['macs'] / 1e6:.0f}M")
     primary = targets[0]
-    missing = [b for b in primary.budgets_ms if format_ms(b) not in metadata["best"]]
+    missing = [b for b in primary.budgets_ms if primary.label(b) not in metadata["best"]]
     timed = metadata["measurement"]["per_budget"] if measurement else {}
-    unmeasured = [b for b in missing if not timed.get(format_ms(b), {}).get("timed")]  # none within the limit
+    unmeasured = [b for b in missing if not timed.get(primary.label(b), {}).get("timed")]  # none within the limit
     if unmeasured:
         lowest = ", ".join(f"{v:.3f} ms on {k}" for k, v in metadata["lowest_latency_ms"].items()) or "none"
-        limits = ", ".join(f"{format_ms(b)} (predicted <= {primary.limit_ms(b):.3f} ms with {primary.rule})"
+        limits = ", ".join(f"{primary.label(b)} (predicted <= {primary.limit_ms(b):.3f} ms with {primary.rule})"
                            for b in unmeasured)
         sys.stderr.write(f"effnas: no arch found within {limits}; the lowest predicted latency reached was "
                          f"{lowest}; raise --trials or the budget\n")
     for budget in (b for b in missing if b not in unmeasured):
-        finalists = timed[format_ms(budget)]
+        finalists = timed[primary.label(budget)]
         more = " raise --measure (more finalists)," if len(finalists["timed"]) == measurement.candidates else ""
-        sys.stderr.write(f"effnas: no finalist measured within {format_ms(budget)}: {len(finalists['timed'])} timed, "
-                         f"the fastest {finalists['lowest_measured_ms']:.3f} ms (drift-corrected);{more} lower the "
+        sys.stderr.write(f"effnas: no finalist measured within {primary.label(budget)}: {len(finalists['timed'])} "
+                         f"timed, the fastest {finalists['lowest_measured_ms']:.3f} ms;{more} lower the "
                          f"predicted limit ({primary.rule}) or raise the budget\n")
     return NO_ARCH_FOR_A_BUDGET if missing else 0
 

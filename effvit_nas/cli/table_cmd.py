@@ -31,12 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build.add_argument("--calibration-archs", type=int, default=None,
                        help="networks timed under the deployment rule to fit the calibration (default 48)")
     build.add_argument("--check-archs", type=int, default=None,
-                       help="networks held out to check the table before it is written (default 8)")
-    build.add_argument("--max-wait", type=float, default=None,
-                       help="seconds the build may wait in all for the machine to return to its usual speed "
-                            "(default 60)")
-    build.add_argument("--rounds", type=int, default=None, help="fresh processes per calibration and check network "
-                       "(deployment rule; default 3)")
+                       help="networks held out to check the table before it is written (default 20)")
+    build.add_argument("--seconds", type=float, default=None, help="each measuring window, of the blocks and of the "
+                       "networks (default 60): the figures are the fast state of bursts spread over it")
     build.add_argument("--seed", type=int, default=0)
     build.add_argument("--accept-below-bar", action="store_true",
                        help="write the table even if its held-out networks miss the bar (it records that they did)")
@@ -58,8 +55,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                        "source does not)")
     adapt.add_argument("--networks", type=int, default=None, help="networks measured under the deployment rule "
                        f"(default {AdaptSettings.networks})")
-    adapt.add_argument("--rounds", type=int, default=None,
-                       help=f"fresh processes per network (default {AdaptSettings.rule.rounds})")
+    adapt.add_argument("--seconds", type=float, default=None,
+                       help=f"the measuring window (default {AdaptSettings.rule.min_seconds:g}): the figures are the "
+                            "fast state of bursts spread over it")
     adapt.add_argument("--seed", type=int, default=0)
     adapt.add_argument("--accept-below-bar", action="store_true",
                        help="write the table even if its leave-one-out error misses the bar (it records that)")
@@ -81,7 +79,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     validate.add_argument("--target", required=True, help="table name or .json path")
     validate.add_argument("--samples", type=int, default=30, help="random archs, none used by the calibration")
     validate.add_argument("--seed", type=int, default=0)
-    validate.add_argument("--rounds", type=int, default=3, help="fresh processes per network (deployment rule)")
+    validate.add_argument("--seconds", type=float, default=None,
+                          help="the measuring window (deployment rule; default 60)")
     validate.add_argument("--arch", action="append", default=[], metavar="YAML",
                           help="also validate this arch (repeatable): the corners or picks a search visits")
     validate.add_argument("--out", default=None, help="folder for report.json and scatter.png "
@@ -93,7 +92,6 @@ def run_build(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from ..latency.build import BuildSettings, TableBelowBar, build_table
-    from ..latency.deploy import DeploymentRule
     from ..latency.runtimes import runtime_class
     from ..latency.table import table_path
     from ._common import load_space, progress_bar
@@ -101,9 +99,11 @@ def run_build(args: argparse.Namespace) -> int:
     # settings first: a bad number is refused before anything is looked at or measured
     config = runtime_class(args.runtime, args.device).config_for(
         args.device, threads=args.threads, batch_size=args.batch_size, dtype=args.dtype)
-    given = {"calibration_archs": args.calibration_archs, "check_archs": args.check_archs, "max_wait_s": args.max_wait,
-             "rule": DeploymentRule(rounds=args.rounds) if args.rounds is not None else None}
-    settings = replace(BuildSettings(seed=args.seed), **{k: v for k, v in given.items() if v is not None})
+    default = BuildSettings(seed=args.seed)
+    window = {"min_seconds": args.seconds} if args.seconds is not None else {}
+    given = {"calibration_archs": args.calibration_archs, "check_archs": args.check_archs,
+             "blocks": replace(default.blocks, **window), "rule": replace(default.rule, **window)}
+    settings = replace(default, **{k: v for k, v in given.items() if v is not None})
     path = table_path(args.target)
     if path.exists() and not args.overwrite:
         raise EffNasError(f"table {str(path)!r} must not exist yet, but it does; pass --overwrite to measure it "
@@ -116,9 +116,11 @@ def run_build(args: argparse.Namespace) -> int:
     except TableBelowBar as exc:
         print(f"effnas: {exc}", file=sys.stderr)
         return 1
-    cal, check = table.calibration, table.data["deployment"]["check"]
+    cal, check, machine = table.calibration, table.data["deployment"]["check"], table.data["build"]["machine"]
     print(f"wrote {path}: {len(table.entries)} blocks, {cal.archs} calibration networks under the deployment rule, "
-          f"reference {table.deployment_reference_ms:.3f} ms deployed, {table.data['build']['seconds']:.0f} s")
+          f"reference {table.deployment_reference_ms:.3f} ms deployed, {table.data['build']['seconds']:.0f} s "
+          f"measuring; this machine moved {machine['blocks']['moved']:.2f}x while the blocks were timed, "
+          f"{machine['networks']['moved']:.2f}x while the networks were")
     verdict = "met the bar" if check["passed"] else f"BELOW THE BAR ({'; '.join(check['misses'])}), written as asked"
     print(f"check on {check['archs']} held-out networks: median error {check['median_abs_err']:.1%}, "
           f"{check['within_10pct']:.0%} within ±10%, worst {check['worst_abs_err']:.1%}: {verdict}")
@@ -130,12 +132,13 @@ def run_adapt(args: argparse.Namespace) -> int:
 
     from ..latency.adapt import AdaptSettings, adapt_table, adapted_config, check_source
     from ..latency.build import TableBelowBar
-    from ..latency.deploy import DeploymentRule
     from ..latency.table import table_path
     from ._common import load_space, load_table, progress_bar
 
-    given = {"networks": args.networks, "rule": DeploymentRule(rounds=args.rounds) if args.rounds is not None else None}
-    settings = replace(AdaptSettings(seed=args.seed), **{k: v for k, v in given.items() if v is not None})
+    default = AdaptSettings(seed=args.seed)
+    given = {"networks": args.networks,
+             "rule": replace(default.rule, min_seconds=args.seconds) if args.seconds is not None else None}
+    settings = replace(default, **{k: v for k, v in given.items() if v is not None})
     source = load_table(args.source)
     config = adapted_config(source, runtime=args.runtime, device=args.device, threads=args.threads,
                             batch_size=args.batch_size, dtype=args.dtype)
@@ -156,7 +159,8 @@ def run_adapt(args: argparse.Namespace) -> int:
     adapted, check = table.data["adapted"], table.data["deployment"]["check"]
     verdict = "met the bar" if check["passed"] else f"BELOW THE BAR ({'; '.join(check['misses'])}), written as asked"
     print(f"wrote {path}: adapted from {source.table_id} with {adapted['networks']} networks under the deployment "
-          f"rule ({table.data['build']['seconds']:.0f} s), transfer {adapted['transfer']['form']!r}")
+          f"rule ({table.data['build']['seconds']:.0f} s measuring; this machine moved "
+          f"{table.data['build']['machine']['networks']['moved']:.2f}x), transfer {adapted['transfer']['form']!r}")
     print(f"leave-one-out over those networks: median error {check['median_abs_err']:.1%}, "
           f"{check['within_10pct']:.0%} within ±10%, worst {check['worst_abs_err']:.1%}, Spearman "
           f"{check['spearman']:.3f}: {verdict}; check it on unseen archs with effnas table validate --target "
@@ -233,31 +237,31 @@ def run_show(args: argparse.Namespace) -> int:
 def run_validate(args: argparse.Namespace) -> int:
     from .._io import atomic_write_text, check_out_dir
     from ..arch import Arch
+    from ..latency.deploy import DeploymentRule
     from ..latency.validate import validate_table
     from ._common import load_table, progress_bar
 
     table = load_table(args.target)
     added = [Arch.from_yaml(p) for p in args.arch]
+    rule = DeploymentRule() if args.seconds is None else DeploymentRule(min_seconds=args.seconds)
     # Checked before measuring: a validation takes minutes and must not end in an unwritable folder.
     out = check_out_dir(Path(args.out) if args.out else Path("validation") / table.target)
     with progress_bar("validating") as progress:
-        report = validate_table(table, args.samples, seed=args.seed, rounds=args.rounds,
+        report = validate_table(table, args.samples, seed=args.seed, rule=rule,
                                 extra={"added": added} if added else None, progress=progress)
     atomic_write_text(out / "report.json", json.dumps(report.to_dict(), indent=1) + "\n")
     plot = report.plot(out / "scatter.png")
-    print(f"{table.table_id}: {len(report.rows)} archs under the deployment rule ({args.rounds} fresh processes "
-          f"each); reference now / at build x{report.reference_ratio:.3f}, drift correction x{report.drift:.3f} "
-          "(1 when within the reference's own noise)")
-    if not table.predicts_deployment:
-        print("note: this table predates the deployment rule: it predicts in-process latency, and has no "
-              "deployed reference to measure drift against")
-    elif abs(report.reference_ratio - 1) > 0.15:
-        print("warning: this machine runs far from its speed during the build; the raw figures mix table "
-              "error with that change, and the corrected ones assume it slows every operator alike")
+    print(f"{table.table_id}: {len(report.rows)} archs under the deployment rule in {report.machine['seconds']:.0f} s; "
+          f"this machine moved {report.machine['moved']:.2f}x during the measurement, its reference at "
+          f"x{report.reference_ratio:.3f} of the table's")
+    if abs(report.reference_ratio - 1) > 0.05:
+        print("note: the reference's fast state differs from the table's by more than 5%: either the machine did not "
+              "reach its fast state during this window (a longer --seconds meets it more surely) or its speed "
+              "changed since the build; every figure below carries that")
     for group in report.groups():
         print(f"{group + ' archs':<34} {'±5%':>6} {'±10%':>6} {'median':>7} {'worst':>7} {'Spearman':>9}")
-        for label, s in report.stats(group).items():
-            print(f"  {label:<32} {s['within_5pct']:>6.0%} {s['within_10pct']:>6.0%} {s['median_abs_err']:>7.1%} "
-                  f"{s['worst_abs_err']:>7.1%} {s['spearman']:>9.3f}")
+        for label, stats in report.stats(group).items():
+            print(f"  {label:<32} {stats['within_5pct']:>6.0%} {stats['within_10pct']:>6.0%} "
+                  f"{stats['median_abs_err']:>7.1%} {stats['worst_abs_err']:>7.1%} {stats['spearman']:>9.3f}")
     print(f"wrote {out / 'report.json'} and {plot}")
     return 0

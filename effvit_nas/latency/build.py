@@ -8,17 +8,17 @@ thousands of distinct attention blocks once kernels are counted):
 3. keys drawn from random archs of the space, up to a quota per kind, so the measured keys follow
    the distribution a search visits;
 4. whole networks of random archs under the deployment rule (``deploy.py``: the exported file in a
-   fresh process, a plain session): the calibration is fitted to them, so a prediction means the
+   process of its own, a plain session): the calibration is fitted to them, so a prediction means the
    latency a deployment measures, not the block protocol's;
-5. a few more networks the same way, held out: the build's check of itself, before it writes.
+5. more networks the same way, held out: the build's check of itself, before it writes.
 
-Blocks are measured in chunks, interleaved with a fixed reference network (M0) in this process;
-networks in chunks interleaved with M0 deployed. Every chunk's figures are rescaled by (the build's
-usual reference / that chunk's reference), so a machine that slows down mid-build does not leave
-slow and fast figures side by side; a chunk measured while the machine was in a slow state is
-measured again, and one still off the usual state after the retries is kept, rescaled, and marked
-``"slow_state": true``. Each finished chunk is appended to ``<table>.partial`` and flushed: a rerun
-after Ctrl-C or kill continues where it stopped.
+Everything is timed by the sweeps of ``measure.py``: the blocks side by side in this process, visited
+in short bursts over a window (``LatencyMeter.blocks``); the networks all in one window of the
+deployment rule beside the reference. Every figure is the fast state (the 2nd percentile of burst
+medians), so no figure is rescaled, retried or waited for: a state the machine passes through is met
+by every block and network alike. How far the machine moved during each window is recorded in the
+table (``build.machine``). Each finished sweep of blocks, and the networks' window, is appended to
+``<table>.partial`` and flushed: a rerun after Ctrl-C or kill continues where it stopped.
 
 The held-out networks' errors, with the calibration's out-of-fold errors, are the table's residuals
 (its confidence margins). A table whose check misses the bar is not written under its name: it goes
@@ -30,8 +30,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import statistics
-import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from itertools import product
@@ -46,19 +44,24 @@ from ..arch import PRESETS, Arch, stage_sizes
 from ..errors import TableError
 from ..provenance import git_revision, library_versions, utc_now
 from ..space import SearchSpace
-from .deploy import DeployedTiming, DeploymentRule
-from .fit import Calibration, fit_block_model, fit_calibration, relative_errors
+from .deploy import DeploymentRule
+from .fit import Calibration, error_stats, fit_block_model, fit_calibration, relative_errors
 from .keys import KEY_KINDS, BlockKey, DwFfnKey, HeadKey, StemKey, block_keys, parse_key
-from .measure import MeasureProtocol, Timing
-from .meter import REFERENCE_ARCH, LatencyMeter
+from .measure import SweepProtocol, Timing
+from .meter import BLOCK_SWEEPS, REFERENCE, REFERENCE_ARCH, LatencyMeter, NetworkRun
 from .runtimes import Runtime, RuntimeConfig
 from .table import REJECTED, TABLE_SCHEMA_VERSION, LatencyTable, predictor_signature
 
-__all__ = ["BuildSettings", "CheckBar", "build_table", "measure_networks", "deployed_reference", "PartialBuild",
-           "plan_keys", "plan_calibration_archs", "plan_check_archs",
-           "REFERENCE_ARCH", "rejected_path"]
+__all__ = ["BuildSettings", "CheckBar", "build_table", "PartialBuild", "plan_keys", "plan_calibration_archs",
+           "plan_check_archs", "REFERENCE_ARCH", "rejected_path", "PREDICTS", "network_record",
+           "TableBelowBar", "machine_over"]
 
 log = logging.getLogger(__name__)
+
+# What every table says its predictions are (``method.predicts``), in a user's words.
+PREDICTS = ("the fast state of this machine: the 2nd percentile of a deployed network's burst medians, each "
+            "burst 25 ms of back-to-back calls in a plain session at the table's threads and batch, bursts "
+            "spread over a window of at least a minute (docs/LATENCY.md)")
 
 
 @dataclass(frozen=True)
@@ -76,34 +79,23 @@ class CheckBar:
 
 @dataclass(frozen=True)
 class BuildSettings:
-    """How much to measure and how. The defaults measure about 1,000 blocks and 56 networks for the
-    default space (docs/LATENCY.md gives the time a build took)."""
+    """How much to measure and how. The defaults measure about 1,000 blocks and 68 networks for the
+    default space (docs/BENCHMARKS.md gives the time a build took)."""
 
-    chunk_size: int = 20  # blocks measured together (with the reference) per chunk
-    max_spread: float = 0.15  # an entry whose IQR/median exceeds this is measured again ...
-    max_retries: int = 1  # ... at most this many times, keeping the tightest measurement
-    max_drift: float = 0.10  # a chunk whose reference is this much slower than usual is measured again
-    max_wait_s: float = 60.0  # total time the build may wait for the machine to return to its usual speed
     # Blocks drawn from random archs per kind; stems, heads and DW+FFN blocks are all measured (few
     # enough, and DW+FFN latency steps where onnxruntime starts splitting an op across threads,
     # which no smooth model captures). Attention and merge keys are too many to measure them all.
     quota: tuple[tuple[str, int], ...] = (("attention", 240), ("merge", 100))
     calibration_archs: int = 48  # networks timed under the deployment rule to fit the calibration
-    check_archs: int = 8  # networks held out, timed the same way: the build's check of itself
-    network_chunk_size: int = 8  # networks per deployment chunk (each chunk beside the reference)
+    check_archs: int = 20  # networks held out, timed the same way: the build's check of itself (20: a 75% bar
+    # judged on 8 moves in steps of 12.5 points)
     seed: int = 0
 
-    protocol: MeasureProtocol = MeasureProtocol()
-    rule: DeploymentRule = DeploymentRule(rounds=3)
+    blocks: SweepProtocol = BLOCK_SWEEPS
+    rule: DeploymentRule = DeploymentRule()
     bar: CheckBar = CheckBar()
 
     def __post_init__(self) -> None:
-        check_at_least("chunk_size", self.chunk_size, 1)
-        check_at_least("network_chunk_size", self.network_chunk_size, 1)
-        check_at_least("max_retries", self.max_retries, 0)
-        check_at_least("max_spread", self.max_spread, 0, integer=False)
-        check_at_least("max_drift", self.max_drift, 0, integer=False)
-        check_at_least("max wait in seconds (--max-wait)", self.max_wait_s, 0, integer=False)
         # the calibration's trees learn from whole networks; fewer than 8 leave them nothing to split
         check_at_least("calibration networks (--calibration-archs)", self.calibration_archs, 8)
         check_at_least("held-out check networks (--check-archs)", self.check_archs, 3)
@@ -115,9 +107,9 @@ class BuildSettings:
         return {k: (dict(v) if k == "quota" else v) for k, v in asdict(self).items()}
 
     def measured_with(self) -> dict[str, Any]:
-        """Everything that decides what a build measures: a resumed build must match it. How long to
-        wait for the machine and the check's bar may change between a run and its resume."""
-        return {k: v for k, v in self.to_dict().items() if k not in ("max_wait_s", "bar")}
+        """Everything that decides what a build measures: a resumed build must match it (the check's bar
+        may change between a run and its resume)."""
+        return {k: v for k, v in self.to_dict().items() if k != "bar"}
 
 
 # ---------------------------------------------------------------- planning
@@ -177,31 +169,15 @@ def rejected_path(out_path: Path) -> Path:
 
 
 # ---------------------------------------------------------------- the partial file (resume)
-def _usual(references: list[float]) -> float:
-    """The machine's usual speed over a build: the 20th percentile of the chunks' reference.
-
-    Shared machines can switch between a fast and a slow state for minutes at a time, in any
-    process (docs/LATENCY.md, "Drift"). Rescaling by the reference corrects a uniform slowdown,
-    but a neighbour's load does not slow every operator alike, so chunks measured far from the
-    usual state are measured again rather than trusted rescaled."""
-    refs = sorted(references)
-    return refs[int(0.2 * (len(refs) - 1))]
-
-
-def _limit(references: list[float], max_drift: float) -> float:
-    """References above this mark a chunk measured off the usual state."""
-    return (1 + max_drift) * _usual(references) if references and max_drift != float("inf") else float("inf")
-
-
 class PartialBuild:
-    """Append-only JSON lines next to the table: a header, then one line per finished chunk (of
-    blocks, timed in this process, or of networks, timed under the deployment rule)."""
+    """Append-only JSON lines next to the table: a header, then one line per finished sweep of blocks
+    (each block's burst median in it) and one per finished window of networks."""
 
     def __init__(self, path: Path, header: dict[str, Any]) -> None:
         self.path = path
         self.header = header
-        self.block_chunks: list[dict[str, Any]] = []
-        self.network_chunks: list[dict[str, Any]] = []
+        self.block_sweeps: list[dict[str, Any]] = []
+        self.network_windows: list[dict[str, Any]] = []
         if path.exists():
             self._load()
         else:
@@ -215,19 +191,17 @@ class PartialBuild:
             try:
                 records.append(json.loads(line))
             except json.JSONDecodeError:
-                if i == len(lines) - 1:  # a kill mid-write tears only the last line; drop it
-                    break
-                raise TableError(f"partial build {str(self.path)!r} is corrupt at line {i + 1}; delete it "
-                                 "and rerun to start over") from None
+                if i < len(lines) - 1:
+                    raise TableError(f"partial build {str(self.path)!r} is corrupt at line {i + 1}; delete it "
+                                     "and run the build again") from None
+                # the last line torn by a kill mid-write: what came before it stands, the rest is measured again
+                self.path.write_text("".join(line + "\n" for line in lines[:-1]))
         if not records or records[0].get("header") != self.header:
             raise TableError(
                 f"a partial build {str(self.path)!r} with other settings exists; rerun with the same settings "
-                "to continue it, or delete it to start over"
-            )
+                "to resume it, or delete it to start over")
         for record in records[1:]:
-            (self.block_chunks if "entries" in record else self.network_chunks).append(record)
-        # rewrite without a torn tail so appends start on a clean line
-        self.path.write_text("".join(json.dumps(r) + "\n" for r in records))
+            (self.block_sweeps if "sweep" in record else self.network_windows).append(record)
 
     def _append(self, record: dict[str, Any]) -> None:
         with open(self.path, "a") as handle:
@@ -235,124 +209,57 @@ class PartialBuild:
             handle.flush()
             os.fsync(handle.fileno())
 
-    def add_blocks(self, reference_ms: float, timings: dict[str, Timing], seconds: float) -> None:
-        record = {"reference_ms": reference_ms, "seconds": seconds,
-                  "entries": {k: t.to_dict() for k, t in timings.items()}}
-        self.block_chunks.append(record)
+    def add_block_sweep(self, medians: dict[str, float], seconds: float) -> None:
+        record = {"sweep": {k: round(v, 6) for k, v in medians.items()}, "seconds": seconds}
+        self.block_sweeps.append(record)
         self._append(record)
 
-    def add_networks(self, role: str, reference_ms: float, reference_rounds_ms: list[float],
-                     networks: dict[str, tuple[Arch, DeployedTiming]], seconds: float) -> None:
-        record = {"role": role, "reference_ms": reference_ms, "reference_rounds_ms": reference_rounds_ms,
-                  "seconds": seconds,
-                  "networks": {k: {"arch": a.to_dict(), **t.to_dict()} for k, (a, t) in networks.items()}}
-        self.network_chunks.append(record)
+    def block_bursts(self) -> dict[str, list[float]]:
+        bursts: dict[str, list[float]] = {}
+        for record in self.block_sweeps:
+            for key, median in record["sweep"].items():
+                bursts.setdefault(key, []).append(median)
+        return bursts
+
+    def block_seconds(self) -> float:
+        return sum(r["seconds"] for r in self.block_sweeps)
+
+    def add_networks(self, role: str, archs: dict[str, Arch], run: NetworkRun) -> None:
+        record = {"role": role, "seconds": run.seconds, "machine": run.machine(),
+                  "references": [r.to_dict() for r in run.references],
+                  "networks": {k: {"arch": archs[k].to_dict(), **run.timings[k].to_dict()} for k in run.timings}}
+        self.network_windows.append(record)
         self._append(record)
 
-    def measure_counts(self) -> dict[str, int]:
-        counts: dict[str, int] = {}
-        for chunk in self.block_chunks:
-            for key in chunk["entries"]:
-                counts[key] = counts.get(key, 0) + 1
-        return counts
+    def networks(self, role: str) -> dict[str, tuple[Arch, Timing]]:
+        return {arch_id: (Arch.from_dict(r["arch"]), Timing(**{k: v for k, v in r.items() if k != "arch"}))
+                for w in self.network_windows if w["role"] == role for arch_id, r in w["networks"].items()}
 
     def seconds(self) -> float:
-        """Measuring time over every session of this build, resumed ones included."""
-        return sum(c["seconds"] for c in self.block_chunks + self.network_chunks)
-
-    def block_references(self) -> list[float]:
-        return [c["reference_ms"] for c in self.block_chunks]
-
-    def network_references(self) -> list[float]:
-        return [c["reference_ms"] for c in self.network_chunks]
-
-    def measured(self) -> int:
-        """Distinct blocks and networks measured so far (what the progress bar counts)."""
-        return len(self.measure_counts()) + len({a for c in self.network_chunks for a in c["networks"]})
-
-    def best_entries(self, max_drift: float = float("inf")) -> dict[str, tuple[Timing, float]]:
-        """Per key, the measurement taken nearest the usual state, then the tightest."""
-        limit = _limit(self.block_references(), max_drift)
-        best: dict[str, tuple[Timing, float]] = {}
-        for chunk in self.block_chunks:
-            ref = chunk["reference_ms"]
-            for key, t in chunk["entries"].items():
-                timing = Timing(**t)
-                rank = (ref > limit, timing.spread)
-                if key not in best or rank < (best[key][1] > limit, best[key][0].spread):
-                    best[key] = (timing, ref)
-        return best
-
-    def networks(self, role: str) -> dict[str, tuple[Arch, DeployedTiming, float]]:
-        """Per network of ``role``: (arch, timing, its chunk's reference). Networks are measured once
-        (``measure_networks``), so each appears in one chunk."""
-        out: dict[str, tuple[Arch, DeployedTiming, float]] = {}
-        for chunk in self.network_chunks:
-            if chunk["role"] != role:
-                continue
-            ref = chunk["reference_ms"]
-            for arch_id, record in chunk["networks"].items():
-                timing = DeployedTiming(record["median_ms"], record["p25_ms"], record["p90_ms"],
-                                        tuple(record["rounds_ms"]), record["relative"])
-                out[arch_id] = (Arch.from_dict(record["arch"]), timing, ref)
-        return out
+        return self.block_seconds() + sum(w["seconds"] for w in self.network_windows)
 
 
 # ---------------------------------------------------------------- measuring
-def _chunks(items: list, size: int) -> list[list]:
-    return [items[i:i + size] for i in range(0, len(items), size)]
-
-
-def _measure_blocks(meter: LatencyMeter, partial: PartialBuild, keys: list[BlockKey], settings: BuildSettings,
-                    report: Callable[[str], None]) -> None:
-    def usual_ms() -> float | None:
-        refs = partial.block_references()
-        return _usual(refs) if len(refs) >= 5 else None
-
-    todo = [k for k in keys if str(k) not in partial.best_entries()]
-    for chunk in _chunks(todo, settings.chunk_size):
-        meter.wait_for_usual_speed(usual_ms())
-        partial.add_blocks(*meter.blocks(chunk))
-        report("blocks")
-    drift = settings.max_drift
-    for _ in range(settings.max_retries):
-        best, counts = partial.best_entries(drift), partial.measure_counts()
-        limit = _limit(partial.block_references(), drift)
-        again = [k for k in keys if counts[str(k)] <= settings.max_retries and (
-            best[str(k)][0].spread > settings.max_spread or best[str(k)][1] > limit)]
-        if not again:
-            break
-        log.info("measuring %d noisy or off-state entries again", len(again))
-        for chunk in _chunks(again, settings.chunk_size):
-            meter.wait_for_usual_speed(usual_ms())
-            partial.add_blocks(*meter.blocks(chunk))
-            report("noisy blocks again")
-
-
-def measure_networks(meter: LatencyMeter, partial: PartialBuild, role: str, archs: list[Arch],
-                      settings: BuildSettings, report: Callable[[str], None]) -> None:
-    """``archs`` under the deployment rule, in chunks beside the reference. No chunk is measured
-    again: a deployed network's rounds already spread over the machine's states, and the one
-    reference figure a chunk has is too noisy to call it off-state (docs/LATENCY.md, "Drift")."""
-    done = partial.networks(role)
-    todo = [a for a in archs if a.arch_id not in done]
-    for chunk in _chunks(todo, settings.network_chunk_size):
-        started = time.perf_counter()
-        files = meter.export_archs(chunk)
-        measured, failures = meter.networks(files, seed=len(partial.network_chunks))
-        if failures:
-            arch_id, reason = next(iter(failures.items()))
-            raise TableError(f"every network must run under the deployment rule, but {len(failures)} of this "
-                             f"chunk failed (first {arch_id}: {reason}); check the runtime with a smaller "
-                             "--batch-size, or report it")
-        first = next(iter(measured.values()))
-        partial.add_networks(role, first.reference_ms, list(first.reference_rounds_ms),
-                             {a.arch_id: (a, measured[a.arch_id].timing) for a in chunk}, time.perf_counter() - started)
-        report(f"{role} networks, deployed")
+def measure_networks(meter: LatencyMeter, partial: PartialBuild, roles: dict[str, list[Arch]],
+                     report: Callable[[str], None]) -> None:
+    """Every role's archs under the deployment rule, in one window beside the reference (skipped when an
+    interrupted run finished it). A network that fails to run stops the build: its figure is missing."""
+    if all(partial.networks(role) for role in roles):
+        return
+    archs = {a.arch_id: a for role_archs in roles.values() for a in role_archs}
+    run = meter.archs(archs, progress=lambda w, windows, what: report(f"networks, {what}"))
+    if run.failures:
+        arch_id, reason = next(iter(run.failures.items()))
+        raise TableError(f"every network must run under the deployment rule, but {len(run.failures)} failed "
+                         f"(first {arch_id}: {reason}); check the runtime with a smaller --batch-size, or report it")
+    for role, role_archs in roles.items():
+        ids = {a.arch_id for a in role_archs}
+        partial.add_networks(role, archs, NetworkRun({k: t for k, t in run.timings.items() if k in ids},
+                                                     run.references, seconds=run.seconds / len(roles)))
 
 
 class TableBelowBar(TableError):
-    """The build's held-out networks missed the bar; the table went to ``<name>.rejected.json``."""
+    """The held-out networks missed the bar; the table went to ``<name>.rejected.json``."""
 
 
 def build_table(
@@ -374,24 +281,29 @@ def build_table(
     keys = plan_keys(space, config.batch_size, settings)
     calibration_archs = plan_calibration_archs(space, settings)
     check_archs = plan_check_archs(space, settings)
-    total = len(keys) + len(calibration_archs) + len(check_archs)
-    with LatencyMeter(config, protocol=settings.protocol, rule=settings.rule, chunk_size=settings.network_chunk_size,
-                      max_drift=settings.max_drift, max_wait_s=settings.max_wait_s) as meter:
+    with LatencyMeter(config, rule=settings.rule, block_protocol=settings.blocks) as meter:
         hardware = meter.runtime.hardware()
         header = {"target": target, "runtime": config.to_dict(), "space_hash": space.content_hash,
                   "settings": settings.measured_with(), "hardware": hardware,
                   "runtime_settings": meter.runtime.measurement_settings()}
         partial = PartialBuild(out_path.with_name(out_path.name + ".partial"), header)
+        steps = len(keys) + settings.blocks.min_bursts + 2
 
-        def report(what: str) -> None:
+        def report(what: str, done: int | None = None) -> None:
             if progress:
-                progress(min(partial.measured(), total), total, what)
+                sweeps = len(partial.block_sweeps)
+                progress(min(done if done is not None else len(keys) + sweeps + len(partial.network_windows),
+                             steps - 1), steps, what)
 
-        report("blocks")
-        _measure_blocks(meter, partial, keys, settings, report)
-        measure_networks(meter, partial, "calibration", calibration_archs, settings, report)
-        measure_networks(meter, partial, "check", check_archs, settings, report)
-        table = _finalise(target, config, meter.runtime, space, settings, partial, hardware, meter.waited_s)
+        blocks = settings.blocks
+        if len(partial.block_sweeps) < blocks.min_bursts or partial.block_seconds() < blocks.min_seconds:
+            meter.blocks(keys, seed=settings.seed, bursts_so_far=partial.block_bursts(),
+                         seconds_so_far=partial.block_seconds(),
+                         prepared=lambda d, t: report("blocks: sessions", d) if d % 20 == 0 else None,
+                         on_sweep=lambda medians, secs: (partial.add_block_sweep(medians, secs),
+                                                         report(f"blocks: sweep {len(partial.block_sweeps)}")))
+        measure_networks(meter, partial, {"calibration": calibration_archs, "check": check_archs}, report)
+        table = _finalise(target, config, meter.runtime, space, settings, partial, hardware)
     check = table.data["deployment"]["check"]
     if not check["passed"] and not accept_below_bar:
         rejected = table.save(rejected_path(out_path))
@@ -399,53 +311,21 @@ def build_table(
         raise TableBelowBar(
             f"a table must predict its {check['archs']} held-out networks within the bar, but {target!r} missed it "
             f"({'; '.join(check['misses'])}); it was not written, the measured table is at {str(rejected)!r}; "
-            "rebuild on a quiet machine, or with more networks (--calibration-archs 96)"
+            "build it again (the machine moved "
+            f"{table.data['build']['machine']['networks']['moved']:.2f}x while its networks were timed), or with "
+            "more networks (--calibration-archs 96), or keep it with --accept-below-bar"
         )
     table.save(out_path)
     partial.path.unlink(missing_ok=True)
     return table
 
 
-def _relative_iqr(values: list[float]) -> float:
-    if len(values) < 4:
-        return 0.0
-    q = statistics.quantiles(values, n=4, method="inclusive")
-    return (q[2] - q[0]) / statistics.median(values)
-
-
-def _slow_state_mark(references: list[float], chunk_reference_ms: float, max_drift: float) -> dict[str, bool]:
-    """``{"slow_state": True}`` for a measurement whose chunk ran off the usual state, else nothing.
-
-    Such a measurement is kept only when every retry found the machine slow too. It is rescaled
-    like the rest, but a slow state does not slow every operator alike, so the rescaled figure is
-    less trustworthy: the table says which ones they are (``effnas table show`` counts them)."""
-    return {"slow_state": True} if chunk_reference_ms > _limit(references, max_drift) else {}
-
-
-def _reference_summary(references: list[float], max_drift: float) -> dict[str, Any]:
-    in_state = [r for r in references if r <= _limit(references, max_drift)]
-    return {"median_ms": statistics.median(in_state), "chunk_min_ms": min(references),
-            "chunk_max_ms": max(references), "chunks": len(references),
-            # relative interquartile range of the in-state chunks' reference: how far the
-            # reference moves with no real change of machine speed
-            "noise": _relative_iqr(in_state), "chunks_off_state": len(references) - len(in_state)}
-
-
-def deployed_reference(partial: PartialBuild, max_drift: float) -> dict[str, Any]:
-    """The reference network under the deployment rule over a build: the median of every round it ran in
-    (the scale ``validate`` and ``verify`` compare with), and how much its chunks moved."""
-    return {**_reference_summary(partial.network_references(), max_drift),
-            "median_ms": statistics.median(r for c in partial.network_chunks for r in c["reference_rounds_ms"])}
-
-
-def _block_entries(partial: PartialBuild, reference_ms: float, max_drift: float) -> dict[str, dict[str, Any]]:
-    references = partial.block_references()
-    entries = {}
-    for key, (t, chunk_ref) in partial.best_entries(max_drift).items():
-        scale = reference_ms / chunk_ref  # drift normalisation to the table's reference speed
-        entries[key] = {"median_ms": t.median_ms * scale, "p25_ms": t.p25_ms * scale, "p75_ms": t.p75_ms * scale,
-                        "samples": t.samples, **_slow_state_mark(references, chunk_ref, max_drift)}
-    return entries
+# ---------------------------------------------------------------- fitting
+def network_record(arch: Arch, timing: Timing, table: LatencyTable) -> dict[str, Any]:
+    """A network timed under the deployment rule, as a table stores it beside what its blocks sum to."""
+    block_sum, features = table.calibration_inputs(arch)
+    return {"arch": arch.to_dict(), "arch_id": arch.arch_id, "block_sum_ms": block_sum, "features": features,
+            "measured_ms": timing.latency_ms, "p50_ms": timing.p50_ms, "p90_ms": timing.p90_ms}
 
 
 def _out_of_fold_ratios(points: list[dict[str, Any]], seed: int, folds: int = 5) -> list[float]:
@@ -463,16 +343,18 @@ def _out_of_fold_ratios(points: list[dict[str, Any]], seed: int, folds: int = 5)
 
 
 def _finalise(target: str, config: RuntimeConfig, runtime: Runtime, space: SearchSpace,
-              settings: BuildSettings, partial: PartialBuild, hardware: dict, waited_s: float) -> LatencyTable:
-    statistic, drift = settings.protocol.statistic, settings.max_drift
-    block_reference = _reference_summary(partial.block_references(), drift)
-    entries = _block_entries(partial, block_reference["median_ms"], drift)
+              settings: BuildSettings, partial: PartialBuild, hardware: dict) -> LatencyTable:
+    bursts = partial.block_bursts()
+    quantile = settings.blocks.quantile
+    reference = Timing.of_bursts(bursts.pop(REFERENCE), quantile)
+    entries = {key: Timing.of_bursts(b, quantile).to_dict() for key, b in bursts.items()}
     models = {}
     for kind, cls in KEY_KINDS.items():
         rows = [(parse_key(k), e) for k, e in entries.items() if k.startswith(kind + ":")]
         features = np.array([k.features() for k, _ in rows])
-        values = np.array([e[f"{statistic}_ms"] for _, e in rows])
+        values = np.array([e["latency_ms"] for _, e in rows])
         models[kind] = fit_block_model(cls.feature_names, features, values).to_dict()
+    windows = partial.network_windows
     data: dict[str, Any] = {
         "schema_version": TABLE_SCHEMA_VERSION,
         "target": target,
@@ -480,61 +362,57 @@ def _finalise(target: str, config: RuntimeConfig, runtime: Runtime, space: Searc
         "hardware": hardware,
         "runtime": {**config.to_dict(), "version": runtime.version(), "settings": runtime.measurement_settings()},
         "space": {"name": space.name, "hash": space.content_hash, "choices": space.to_dict()},
-        "method": {"statistic": f"{statistic} of all timed calls", "spread": "interquartile range / median",
-                   "interleaved": True, "drift_normalised_to_reference": True, **settings.to_dict()},
+        "method": {"predicts": PREDICTS, **settings.to_dict()},
+        "reference": {"arch": Arch.preset(REFERENCE_ARCH).to_dict(), **reference.to_dict()},
         "predictor": predictor_signature(),
-        "reference": {"arch": Arch.preset(REFERENCE_ARCH).to_dict(), **block_reference},
         "calibration": Calibration().to_dict(),
         "models": models,
         "entries": entries,
-        "build": {"seconds": round(partial.seconds(), 1), "waited_for_usual_speed_s": waited_s,
-                  "blocks_measured": len(entries),
+        "deployment": {},
+        "build": {"seconds": round(partial.seconds(), 1), "blocks_measured": len(entries),
+                  "machine": {"blocks": {"reference_ms": reference.latency_ms, "reference_p50_ms": reference.p50_ms,
+                                         "moved": reference.moved, "seconds": round(partial.block_seconds(), 1)},
+                              "networks": machine_over(windows)},
                   "git_revision": git_revision(), "versions": library_versions()},
     }
     uncalibrated = LatencyTable.from_dict(data)
-    network_refs = partial.network_references()
-    deployed = deployed_reference(partial, drift)
-
-    def point(arch: Arch, timing: DeployedTiming, chunk_ref: float) -> dict[str, Any]:
-        # The median of the network's rounds, as measured. Rescaling by its chunk's reference, or by
-        # the reference in each round, added that one figure's noise to every network and fitted
-        # worse out of fold on a machine whose speed moves within seconds (docs/LATENCY.md, "Drift"):
-        # over the build's rounds both sample the machine's states alike, and the table's
-        # deployed reference is the median of all its rounds, the scale ``validate`` compares with.
-        block_sum, features = uncalibrated.calibration_inputs(arch)
-        return {"arch": arch.to_dict(), "block_sum_ms": block_sum, "features": features,
-                "measured_ms": timing.median_ms, "per_round_relative": timing.relative,
-                "p90_ms": timing.p90_ms, **_slow_state_mark(network_refs, chunk_ref, drift)}
-
-    points = [point(*n) for n in partial.networks("calibration").values()]
+    points = [network_record(a, t, uncalibrated) for a, t in partial.networks("calibration").values()]
     calibration = fit_calibration([p["features"] for p in points], [p["block_sum_ms"] for p in points],
                                   [p["measured_ms"] for p in points], seed=settings.seed)
     data["calibration"] = {**calibration.to_dict(), "points": points}
-    checks = [point(*n) for n in partial.networks("check").values()]
+    checks = [network_record(a, t, uncalibrated) for a, t in partial.networks("check").values()]
     for p in checks:
         p["predicted_ms"] = calibration.apply(p["block_sum_ms"], p["features"])
-    data["deployment"] = _deployment_record(settings, deployed, points, checks)
+    data["deployment"] = _deployment_record(settings, windows, points, checks)
     data["build"]["calibration_archs"] = len(points)
-    data["build"]["slow_state_entries"] = sum(1 for e in entries.values() if e.get("slow_state"))
-    data["build"]["slow_state_calibration_archs"] = sum(1 for p in points if p.get("slow_state"))
+    data["build"]["check_archs"] = len(checks)
     return LatencyTable.from_dict(data)
 
 
-def _deployment_record(settings: BuildSettings, reference: dict[str, Any], points: list[dict[str, Any]],
+def machine_over(windows: list[dict[str, Any]]) -> dict[str, Any]:
+    """How the machine ran over the networks' windows: the reference's figure, its median burst, and how
+    far it moved (the largest of the windows)."""
+    references = [Timing(**r) for w in windows for r in w["references"]]
+    return {"reference_ms": min(r.latency_ms for r in references),
+            "reference_p50_ms": max(r.p50_ms for r in references), "moved": max(r.moved for r in references),
+            "seconds": round(sum(w["seconds"] for w in windows), 1)}
+
+
+def _deployment_record(settings: BuildSettings, windows: list[dict[str, Any]], points: list[dict[str, Any]],
                        checks: list[dict[str, Any]]) -> dict[str, Any]:
     """What the predictions mean (the deployment rule and its reference) and how well they held."""
-    from .fit import error_stats
-
     predicted, measured = [p["predicted_ms"] for p in checks], [p["measured_ms"] for p in checks]
     stats = error_stats(predicted, measured)
     misses = settings.bar.misses(stats["median_abs_err"], stats["within_10pct"])
     out_of_fold = _out_of_fold_ratios(points, settings.seed)
+    references = [Timing(**r) for w in windows for r in w["references"]]
+    reference = min(references, key=lambda r: r.latency_ms)
     return {
         "rule": settings.rule.to_dict(),
-        "reference": reference,
+        "reference": reference.to_dict(),
         "residual_ratios": sorted(out_of_fold + [m / p for p, m in zip(predicted, measured)]),
         "residual_sources": {"out_of_fold_calibration": len(out_of_fold), "held_out_check": len(checks)},
         "check": {"archs": len(checks), **stats, "errors": [float(e) for e in relative_errors(predicted, measured)],
                   "bar": asdict(settings.bar), "misses": misses, "passed": not misses,
-                  "arch_ids": [Arch.from_dict(p["arch"]).arch_id for p in checks]},
+                  "arch_ids": [p["arch_id"] for p in checks], "points": checks},
     }

@@ -1,24 +1,24 @@
 """Time networks the way they are deployed: the deployment rule (docs/LATENCY.md).
 
-A network's latency is what a user's deployment measures: the exported file, loaded in a fresh
-process by a plain session of the table's runtime at the table's threads and batch, warmed up, then
-the median of many back-to-back calls. ``measure_deployed`` does exactly that for several files in
-interleaved rounds (each file once per round, in a new shuffled order, each time in a fresh process)
-beside a reference network, whose figure in the same rounds says how fast the machine ran: the
-drift is reported beside the raw figure, never hidden in it.
+A network's latency is what its deployment measures on the table's machine in that machine's fast
+state: the exported file, loaded in a process of its own by a plain session of the table's runtime
+at the table's threads and batch, warmed up, then timed in short bursts of back-to-back calls
+spread over a window, the figure being the 2nd percentile of the burst medians (``measure.py`` says
+why). Every file of a measurement gets its own process, all alive at once and timed in turns (one
+burst of one process at a time, idle gaps between so that the last one's threads stop spinning),
+so every file meets the same states of the machine over the same window.
 
-This is the truth a table is fitted to (its calibration), checked against (``table validate``), and
-judged by (``verify``). The block protocol of the build (``measure.py``) is fast and differs from it
-on purpose; the calibration bridges the two.
+This is the truth a table is fitted to (its calibration), checked against (its held-out networks,
+``table validate``), and judged by (``verify``, a search's timed finalists, the benchmarks): they all
+call ``measure_deployed`` through ``LatencyMeter``.
 """
 
 from __future__ import annotations
 
 import json
-import random
-import statistics
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,157 +26,101 @@ from typing import Any
 
 from .._checks import check_at_least
 from ..errors import EffNasError
-from .deploy_worker import WORKER_MODULE
+from .deploy_worker import RESULT, SWEEP, WORKER_MODULE
+from .measure import SweepProtocol, Timing
 from .runtimes import RuntimeConfig
 
-__all__ = ["DeploymentRule", "DeployedTiming", "DeploymentRun", "DeploymentServer", "measure_deployed",
-           "REFERENCE"]
+__all__ = ["DeploymentRule", "DeploymentRun", "measure_deployed", "SETTLE_TOLERANCE"]
 
-REFERENCE = "__reference__"
+# How near a window's reference must come to the table's before a window may end early (within a
+# figure's own repeatability, ~1% median here, so a window that met the fast state ends at its minute).
+SETTLE_TOLERANCE = 0.03
 
 
 @dataclass(frozen=True)
-class DeploymentRule:
-    """How a deployed file is timed. Per process: ``warmup_calls`` untimed (the first calls of a fresh
-    session pay for allocation and lazy initialisation, which a serving process pays once), then
-    ``calls`` timed, fewer for a slow network (as many as fit ``burst_ms``, at least ``min_calls``).
-    A file is timed in ``rounds`` processes; its latency is the median of their medians."""
+class DeploymentRule(SweepProtocol):
+    """The sweep protocol for deployed files: 30 warm-up calls; each visit re-warms for 50 ms and times a
+    25 ms burst of 3-20 calls, then 30 ms idle (a 2-thread onnxruntime pool spins for a few ms after a
+    run, and a spinning pool of the last process slowed the next one's burst up to 2x here); at least
+    12 bursts per file over at least a minute; at most ``max_processes`` files at once (each holds its
+    network in memory: a build's 68 networks and the reference fit in one window)."""
 
-    rounds: int = 3
-    warmup_calls: int = 30
-    calls: int = 200
-    min_calls: int = 20
-    burst_ms: float = 600.0
+    min_bursts: int = 12
+    gap_ms: float = 30.0
+    max_processes: int = 72
 
     def __post_init__(self) -> None:
-        check_at_least("deployment rounds (--rounds)", self.rounds, 1)
-        check_at_least("warm-up calls", self.warmup_calls, 1)
-        check_at_least("timed calls", self.calls, 3)
-        check_at_least("minimum timed calls", self.min_calls, 3)
-        check_at_least("burst length in ms", self.burst_ms, 1, integer=False)
+        super().__post_init__()
+        check_at_least("processes at once", self.max_processes, 1)
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class DeployedTiming:
-    """One file's figures: per-round medians and their median (the latency), p25 and p90 of the calls,
-    and ``relative``: the median over rounds of (this file / the reference in the same round).
-
-    ``relative`` is what survives a machine whose speed moves between rounds: the reference was
-    timed seconds from the file in each round, so the ratio carries little of the move, where the
-    median of raw rounds carries all of it."""
-
-    median_ms: float
-    p25_ms: float
-    p90_ms: float
-    rounds_ms: tuple[float, ...]
-    relative: float = float("nan")
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "rounds_ms": list(self.rounds_ms)}
+    def sweeps(self) -> SweepProtocol:
+        return SweepProtocol(**{k: v for k, v in asdict(self).items() if k != "max_processes"})
 
 
 @dataclass
 class DeploymentRun:
-    """What one interleaved measurement gives: every file's timing and the reference's in the same rounds."""
+    """One window: each file's figure and burst medians, the files that failed (with why), how long it took."""
 
-    timings: dict[Hashable, DeployedTiming]
-    reference: DeployedTiming
-    seconds: float = 0.0
+    timings: dict[Hashable, Timing]
+    bursts: dict[Hashable, list[float]] = field(default_factory=dict)
     failures: dict[Hashable, str] = field(default_factory=dict)
-
-
-class DeploymentServer:
-    """A measuring process for one runtime config (``deploy_worker.py``): it forks a fresh child per
-    measurement. Use as a context manager; the caller's process runs nothing heavy meanwhile."""
-
-    def __init__(self, config: RuntimeConfig) -> None:
-        self.config = config
-        self._process: subprocess.Popen[str] | None = None
-
-    def __enter__(self) -> DeploymentServer:
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", WORKER_MODULE, json.dumps(self.config.to_dict())],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._process is not None:
-            self._process.stdin.close()
-            try:
-                self._process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self._process.kill()
-            self._process = None
-
-    def measure(self, path: Path, shape: tuple[int, ...], rule: DeploymentRule) -> dict[str, Any]:
-        """One fresh-process measurement of ``path``: median, p25, p75, p90 in ms (or ``error``)."""
-        from .deploy_worker import RESULT
-
-        process = self._process
-        if process is None:
-            raise RuntimeError("DeploymentServer is used outside its with-block")
-        request = {"path": str(path), "shape": list(shape), **{k: v for k, v in rule.to_dict().items()
-                                                                if k != "rounds"}}
-        process.stdin.write(json.dumps(request) + "\n")
-        process.stdin.flush()
-        for line in process.stdout:
-            if line.startswith(RESULT):
-                return json.loads(line[len(RESULT):])
-        raise EffNasError(f"the measuring process for {self.config.runtime} must answer, but it exited "
-                          f"({process.wait()}): {process.stderr.read()[-500:].strip()}; check that the runtime "
-                          "loads here (effnas table list) and rerun")
-
-
-def _summarise(results: list[dict[str, Any]], reference_rounds: list[float]) -> DeployedTiming:
-    rounds = tuple(r["median_ms"] for r in results)
-    return DeployedTiming(median_ms=statistics.median(rounds), p25_ms=statistics.median(r["p25_ms"] for r in results),
-                          p90_ms=statistics.median(r["p90_ms"] for r in results), rounds_ms=rounds,
-                          relative=statistics.median(r / ref for r, ref in zip(rounds, reference_rounds)))
+    seconds: float = 0.0
 
 
 def measure_deployed(
-    server: DeploymentServer,
+    config: RuntimeConfig,
     files: Mapping[Hashable, tuple[Path, tuple[int, ...]]],
-    reference: tuple[Path, tuple[int, ...]],
     rule: DeploymentRule,
     *,
     seed: int = 0,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Callable[[int, float], None] | None = None,
+    settle: tuple[Hashable, float] | None = None,
 ) -> DeploymentRun:
-    """Time every file and the reference under the deployment rule, interleaved over ``rule.rounds``.
-
-    A file whose measuring process fails (out of memory, a runtime error) is reported in
-    ``failures`` with the reason, never given a figure."""
-    import time
-
+    """Time ``files`` (at most ``rule.max_processes``) under the deployment rule in one window, in a
+    measuring process of their own. ``progress(sweeps done, seconds so far)`` after each sweep. A file
+    whose process fails (out of memory, a runtime error) is reported with the reason, never given a figure.
+    ``settle``: (the reference's key, its figure in the table): the window goes on past ``min_seconds``
+    until the reference comes within ``SETTLE_TOLERANCE`` of that figure (the machine showed the fast
+    state the table has), up to ``max_seconds``."""
+    if len(files) > rule.max_processes:
+        raise ValueError(f"at most {rule.max_processes} files at once, but got {len(files)}")
+    keys = list(files)
+    names = {str(i): key for i, key in enumerate(keys)}  # JSON keys are strings; the caller's may not be
+    request = {"files": [[str(i), str(files[k][0]), list(files[k][1])] for i, k in enumerate(keys)],
+               "protocol": rule.sweeps().to_dict(), "seed": seed}
+    if settle is not None:
+        request["settle"] = {"key": str(keys.index(settle[0])), "ms": settle[1], "tolerance": SETTLE_TOLERANCE}
     started = time.perf_counter()
-    everything = {REFERENCE: reference, **files}
-    results: dict[Hashable, list[dict[str, Any]]] = {key: [] for key in everything}
-    failures: dict[Hashable, str] = {}
-    rng = random.Random(seed)
-    order = list(everything)
-    steps, done = rule.rounds * len(order), 0
-    for _ in range(rule.rounds):
-        rng.shuffle(order)
-        for key in order:
-            done += 1
-            if key in failures:
-                continue
-            answer = server.measure(*everything[key], rule)
-            if "error" in answer:
-                failures[key] = answer["error"]
-            else:
-                results[key].append(answer)
-            if progress:
-                progress(done, steps)
-    if REFERENCE in failures:
-        raise EffNasError(f"the reference network must run under {server.config.runtime}, but it failed: "
-                          f"{failures[REFERENCE]}")
-    reference_rounds = [r["median_ms"] for r in results[REFERENCE]]
-    timings = {key: _summarise(rows, reference_rounds) for key, rows in results.items()
-               if key not in failures and key != REFERENCE}
-    return DeploymentRun(timings, _summarise(results[REFERENCE], reference_rounds), time.perf_counter() - started,
-                         failures)
+    worker = subprocess.Popen([sys.executable, "-m", WORKER_MODULE, json.dumps(config.to_dict())],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              bufsize=1)
+    try:
+        worker.stdin.write(json.dumps(request) + "\n")
+        worker.stdin.flush()
+        answer = None
+        for line in worker.stdout:
+            if line.startswith(SWEEP) and progress:
+                progress(int(line.split()[1]), time.perf_counter() - started)
+            elif line.startswith(RESULT):
+                answer = json.loads(line[len(RESULT):])
+        worker.wait()
+        if answer is None:
+            raise EffNasError(f"the measuring process for {config.runtime} must answer, but it exited "
+                              f"({worker.returncode}): {worker.stderr.read()[-500:].strip()}; check that the "
+                              "runtime loads here (effnas table runtimes) and rerun")
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+    if "error" in answer:
+        raise EffNasError(f"every network must run to the end of its measurement, but {answer['error']}; rerun "
+                          "with fewer networks at once, or a smaller --batch-size")
+    bursts = {names[i]: b for i, b in answer["bursts"].items()}
+    failures = {names[i]: reason for i, reason in answer["failures"].items()}
+    return DeploymentRun({k: Timing.of_bursts(b, rule.quantile) for k, b in bursts.items()}, bursts, failures,
+                         time.perf_counter() - started)
+
+
+def rule_of(record: Mapping[str, Any]) -> DeploymentRule:
+    """A rule as a table or a result recorded it."""
+    return DeploymentRule(**record)

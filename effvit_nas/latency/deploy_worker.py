@@ -1,12 +1,17 @@
 """The process that times deployed files: ``python -m effvit_nas.latency.deploy_worker CONFIG_JSON``.
 
-It imports the runtime's library once, then reads one request per line on stdin (a file, its input
-shape, the calls to make) and answers one ``RESULT {json}`` line per request on stdout. Each request
-is measured in a **fresh child process** forked for it (a new interpreter for runtimes that do not
-fork cleanly, such as CUDA): the child loads the file with the runtime's plain session, warms it
-up, times a burst of calls and exits, so no measurement inherits another's heap, threads or caches
-(the deployment rule, docs/LATENCY.md). Only the standard library and the runtime's own library are
-imported here; torch is not, unless the runtime is torch.
+It reads one request on stdin (the files with their input shapes, the rule, a seed), starts one
+**fresh process per file** (forked from here, or a new interpreter for runtimes that do not fork
+cleanly, such as CUDA) that loads the file with the runtime's plain session at the table's threads
+and batch and warms it up, then runs the sweeps of ``measure.py`` over them: one short burst of one
+process at a time, idle gaps between, every process many times over the window. It prints a
+``SWEEP`` line after each sweep and ends with one ``RESULT {json}`` line: each file's burst medians,
+or why it failed. Only the standard library and the runtime's own library are imported here (torch
+only for the torch runtimes), so the processes it times start clean.
+
+A timed process, on its pipe: ``READY {per-call ms}`` once warm (or ``FAILED reason``), then for each
+line ``R N`` from the worker, R untimed calls, N timed back-to-back calls, and one line with those N
+calls' milliseconds.
 """
 
 from __future__ import annotations
@@ -16,85 +21,163 @@ import os
 import statistics
 import subprocess
 import sys
-import traceback
-from typing import Any
+from typing import IO, Any
 
+from .measure import SweepProtocol, fast_state_ms, measure_in_sweeps
 from .runtimes import Runtime, RuntimeConfig, runtime_class
 
 # run as ``python -m`` (where __name__ is "__main__"), so the fresh-interpreter path names itself in full
 WORKER_MODULE = "effvit_nas.latency.deploy_worker"
-
-RESULT = "RESULT "
-
-
-def measure_once(runtime: Runtime, request: dict[str, Any]) -> dict[str, Any]:
-    """Load, warm up, time: one deployed file in this process."""
-    forward = runtime.load_deployed(request["path"], tuple(request["shape"]))
-    warm = runtime.timed_calls(forward, request["warmup_calls"])
-    per_call = statistics.median(warm[len(warm) // 2:]) if warm else 1.0  # the settled half of the warm-up
-    # as many calls as fit the burst: a slow network gets fewer, but never fewer than min_calls
-    calls = max(request["min_calls"], min(request["calls"], int(request["burst_ms"] / max(per_call, 1e-6))))
-    times = sorted(runtime.timed_calls(forward, calls))
-    q = statistics.quantiles(times, n=20, method="inclusive")
-    return {"median_ms": statistics.median(times), "p25_ms": q[4], "p75_ms": q[14], "p90_ms": q[17],
-            "calls": calls, "first_call_ms": warm[0] if warm else None}
+RESULT, SWEEP, READY, FAILED = "RESULT ", "SWEEP ", "READY ", "FAILED "
+STARTING_AT_ONCE = 2  # processes loading and warming up side by side (their timings are not used)
+# This worker's ends of the pipes to processes forked earlier: a new fork closes its copies, or an
+# earlier process would never see its pipe close (and never exit) while a later one holds it open.
+_parent_ends: set[int] = set()
 
 
-def _answer(result: dict[str, Any]) -> str:
-    return RESULT + json.dumps(result)
+def serve(runtime: Runtime, path: str, shape: tuple[int, ...], warmup_calls: int, requests: IO[str],
+          answers: IO[str]) -> None:
+    """The timed process's life: load, warm up, answer bursts until the worker closes the pipe."""
+    try:
+        forward = runtime.load_deployed(path, shape)
+        warm = runtime.timed_calls(forward, max(warmup_calls, 1))
+    except BaseException as exc:  # noqa: BLE001 - every failure must reach the worker as a line
+        answers.write(f"{FAILED}{type(exc).__name__}: {exc}\n".replace("\n", " ").rstrip() + "\n")
+        answers.flush()
+        return
+    settled = statistics.median(warm[len(warm) // 2:])  # the settled half of the warm-up
+    answers.write(f"{READY}{settled}\n")
+    answers.flush()
+    for line in requests:
+        rewarm, calls = (int(x) for x in line.split())
+        if rewarm:
+            runtime.timed_calls(forward, rewarm)
+        answers.write(json.dumps(runtime.timed_calls(forward, calls)) + "\n")
+        answers.flush()
 
 
-def _in_forked_child(runtime: Runtime, request: dict[str, Any]) -> str:
-    read_end, write_end = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # the child: measure, write one line, leave without running the parent's cleanup
-        os.close(read_end)
+class TimedProcess:
+    """One deployed file in a process of its own, driven over two pipes."""
+
+    def __init__(self, runtime: Runtime, path: str, shape: tuple[int, ...], warmup_calls: int) -> None:
+        if runtime.forks_cleanly():
+            self.to_child, self.from_child, self.pid = _forked(runtime, path, shape, warmup_calls)
+            self.process = None
+        else:
+            request = json.dumps({"path": path, "shape": list(shape), "warmup_calls": warmup_calls})
+            self.process = subprocess.Popen([sys.executable, "-m", WORKER_MODULE, json.dumps(runtime.config.to_dict()),
+                                             "--serve", request], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                            text=True, bufsize=1)
+            self.to_child, self.from_child, self.pid = self.process.stdin, self.process.stdout, self.process.pid
+
+    def ready(self) -> float | str:
+        """Milliseconds per call once warm, or the reason it failed."""
+        line = self.from_child.readline()
+        if line.startswith(READY):
+            return float(line[len(READY):])
+        self.close()
+        return line[len(FAILED):].strip() if line.startswith(FAILED) else "the process died (out of memory, or killed)"
+
+    def burst(self, rewarm: int, calls: int) -> list[float]:
         try:
-            line = _answer(measure_once(runtime, request))
-            code = 0
-        except BaseException as exc:  # noqa: BLE001 - every failure must reach the parent as a line
-            line, code = _answer({"error": f"{type(exc).__name__}: {exc}"}), 1
-        os.write(write_end, (line + "\n").encode())
+            self.to_child.write(f"{rewarm} {calls}\n")
+            self.to_child.flush()
+            return json.loads(self.from_child.readline())
+        except (OSError, ValueError):
+            raise RuntimeError("a timed process died while it was being timed (out of memory, or killed)") from None
+
+    def close(self) -> None:
+        _parent_ends.difference_update((self.to_child.fileno(), self.from_child.fileno()))
+        for pipe in (self.to_child, self.from_child):
+            try:
+                pipe.close()
+            except OSError:
+                pass
+        if self.process is not None:
+            self.process.wait()
+        else:
+            os.waitpid(self.pid, 0)
+
+
+def _forked(runtime: Runtime, path: str, shape: tuple[int, ...], warmup_calls: int) -> tuple[IO[str], IO[str], int]:
+    down_read, down_write = os.pipe()
+    up_read, up_write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: serve, then leave without running the parent's cleanup
+        for fd in (down_write, up_read, *_parent_ends):
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        code = 0
+        try:
+            with os.fdopen(down_read) as requests, os.fdopen(up_write, "w") as answers:
+                serve(runtime, path, shape, warmup_calls, requests, answers)
+        except BaseException:  # noqa: BLE001
+            code = 1
         os._exit(code)
-    os.close(write_end)
-    with os.fdopen(read_end) as pipe:
-        line = pipe.read().strip()
-    _, status = os.waitpid(pid, 0)
-    if not line:
-        return _answer({"error": f"the measuring process died (wait status {status}): out of memory, or killed"})
-    return line
+    os.close(down_read)
+    os.close(up_write)
+    _parent_ends.update((down_write, up_read))
+    return os.fdopen(down_write, "w"), os.fdopen(up_read), pid
 
 
-def _in_new_interpreter(config: RuntimeConfig, request: dict[str, Any]) -> str:
-    done = subprocess.run([sys.executable, "-m", WORKER_MODULE, json.dumps(config.to_dict()), "--once",
-                           json.dumps(request)], capture_output=True, text=True)
-    lines = [x for x in done.stdout.splitlines() if x.startswith(RESULT)]
-    if not lines:
-        return _answer({"error": f"the measuring process exited {done.returncode}: {done.stderr.strip()[-500:]}"})
-    return lines[-1]
+def start_processes(runtime: Runtime, files: list[tuple[str, str, tuple[int, ...]]], warmup_calls: int
+                    ) -> tuple[dict[str, TimedProcess], dict[str, float], dict[str, str]]:
+    """Every file in its warmed-up process, a few starting at once: (processes, ms per call, failures)."""
+    processes, per_call, failures = {}, {}, {}
+    starting: list[tuple[str, TimedProcess]] = []
+    pending = list(files)
+    while pending or starting:
+        while pending and len(starting) < STARTING_AT_ONCE:
+            key, path, shape = pending.pop(0)
+            starting.append((key, TimedProcess(runtime, path, shape, warmup_calls)))
+        key, process = starting.pop(0)
+        answer = process.ready()
+        if isinstance(answer, str):
+            failures[key] = answer
+        else:
+            processes[key], per_call[key] = process, answer
+    return processes, per_call, failures
 
 
 def main(argv: list[str]) -> int:
     config = RuntimeConfig(**json.loads(argv[0]))
     runtime = runtime_class(config.runtime, config.device)(config)
-    if argv[1:2] == ["--once"]:
-        try:
-            print(_answer(measure_once(runtime, json.loads(argv[2]))), flush=True)
-            return 0
-        except Exception as exc:  # noqa: BLE001
-            print(_answer({"error": f"{type(exc).__name__}: {exc}"}), flush=True)
-            return 1
+    if argv[1:2] == ["--serve"]:  # a timed process started as a new interpreter
+        request = json.loads(argv[2])
+        serve(runtime, request["path"], tuple(request["shape"]), request["warmup_calls"], sys.stdin, sys.stdout)
+        return 0
     runtime.check_usable()
-    forks = runtime.forks_cleanly()
-    if forks:
-        runtime.preload()  # imported once here, so each forked child starts measuring at once
-    for request_line in sys.stdin:
-        try:
-            request = json.loads(request_line)
-            line = _in_forked_child(runtime, request) if forks else _in_new_interpreter(config, request)
-        except Exception:  # noqa: BLE001 - answer, never hang the caller
-            line = _answer({"error": traceback.format_exc(limit=1).strip().splitlines()[-1]})
-        print(line, flush=True)
+    if runtime.forks_cleanly():
+        runtime.preload()  # imported once here, so each forked process starts loading at once
+    request = json.loads(sys.stdin.readline())
+    protocol = SweepProtocol(**request["protocol"])
+    files = [(key, path, tuple(shape)) for key, path, shape in request["files"]]
+    processes, per_call, failures = start_processes(runtime, files, protocol.warmup_calls)
+    sweeps = 0
+
+    def said(medians: dict[Any, float], seconds: float) -> None:
+        nonlocal sweeps
+        sweeps += 1
+        print(f"{SWEEP}{sweeps} {seconds:.3f}", flush=True)
+
+    settle = request.get("settle")  # the reference's expected figure: the window goes on until it meets it
+
+    def met(bursts: dict[Any, list[float]]) -> bool:
+        figure = fast_state_ms(bursts[settle["key"]], protocol.quantile)
+        return figure <= (1 + settle["tolerance"]) * settle["ms"]
+
+    try:
+        bursts = measure_in_sweeps(processes, per_call, protocol, seed=request["seed"], on_sweep=said,
+                                   met=met if settle and settle["key"] in processes else None)
+        answer = {"bursts": bursts, "failures": failures, "per_call_ms": per_call}
+    except RuntimeError as exc:
+        answer = {"error": str(exc)}
+    finally:
+        for process in processes.values():
+            process.close()
+    print(RESULT + json.dumps(answer), flush=True)
     return 0
 
 

@@ -26,8 +26,7 @@ def main(argv: list[str]) -> int:
 
     from ..arch import Arch
     from ..model import build_model
-    from .meter import network_shape
-    from .runtimes import RuntimeConfig, runtime_class
+    from .runtimes import RuntimeConfig, network_input, runtime_class
 
     torch.set_num_threads(1)  # one export per core
     warnings.simplefilter("ignore")  # the exporter's tracer notes, once per network
@@ -38,7 +37,7 @@ def main(argv: list[str]) -> int:
         try:
             arch = Arch.from_dict(request["arch"])
             path = runtime.export(build_model(arch).eval().fuse(), Path(request["path"]),
-                                  network_shape(arch, config.batch_size))
+                                  network_input(arch.resolution, config.batch_size))
             answer = {"path": str(path)}
         except Exception as exc:  # noqa: BLE001 - answer, never leave the meter waiting
             answer = {"error": f"{type(exc).__name__}: {exc}"}

@@ -1,131 +1,166 @@
-"""Timing callables robustly, in this process: the block protocol of a table build.
+"""The one way effvit-nas times anything: short bursts in sweeps, and the fast-state figure.
 
-``measure_interleaved`` times several forward callables (from ``Runtime.prepare``) in interleaved
-rounds, so that a slow minute on a shared machine hits all of them alike, and reports the median
-with its spread; ``measure_chunk`` adds the speed reference; ``wait_for_speed`` holds off while the
-machine runs slow. Whole networks as a deployment runs them are timed by ``deploy.py``.
+A shared machine (this VM, users' cloud VMs) moves between speeds: here a 2-thread network runs in
+a fast state for seconds at a time, and 1.1-1.8x slower for seconds to minutes between them (its
+second core answers late, neighbours share its caches), and the slow state does not slow every
+network alike. No single call, burst or minute says which state is the machine's. What repeats is
+the fast state: the latency a network has when the machine gives it its cores. So every figure here
+is **the 2nd percentile of burst medians**: each timed thing is visited in shuffled sweeps over a
+window long enough to meet the fast state (a minute by default, longer while a reference has not met
+the figure it is known to reach); a visit re-warms it (untimed calls: after another process or session
+ran, the first calls are slow, here for up to ~50 ms) and then times one short burst of back-to-back
+calls. A burst's median shrugs off a stray slow call; the low quantile picks the bursts the machine
+ran fast; no figure depends on which state the machine sat in when it was measured. How far it
+moved is kept beside every figure (the p90 burst over the figure).
+
+``measure_in_sweeps`` runs the sweeps over anything with a ``burst(rewarm, calls)`` (a block's session
+in this process, or a deployed network in a process of its own: ``deploy.py``); ``Timing`` is the
+figure. ``hardware_info`` says which machine it was.
 """
 
 from __future__ import annotations
 
-import logging
-import platform
+import random
 import statistics
 import time
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, Protocol
 
-log = logging.getLogger(__name__)
+from .._checks import check_at_least
 
-__all__ = ["Timing", "MeasureProtocol", "measure_interleaved", "measure_chunk", "warm_up", "calls_within",
-           "hardware_info", "wait_for_speed", "steady_state_allocator", "Forward", "Timer", "host_timed"]
-
-Forward = Callable[[], Any]
-Timer = Callable[[Forward, int], list[float]]  # (forward, calls) -> ms per call: ``Runtime.timed_calls``
+__all__ = ["Timing", "SweepProtocol", "BurstTarget", "measure_in_sweeps", "calls_for", "hardware_info",
+           "fast_state_ms"]
 
 
-def host_timed(forward: Forward, calls: int) -> list[float]:
-    clock = time.perf_counter
-    times = []
-    for _ in range(calls):
-        start = clock()
-        forward()
-        times.append((clock() - start) * 1e3)
-    return times
+class BurstTarget(Protocol):
+    def burst(self, rewarm: int, calls: int) -> list[float]:
+        """Run ``rewarm`` untimed calls, then ``calls`` back-to-back calls; the milliseconds of each of those."""
 
 
-def steady_state_allocator() -> None:
-    """Keep freed memory in the heap instead of returning it to the OS (glibc only).
+@dataclass(frozen=True)
+class SweepProtocol:
+    """How long and how finely things are timed. A target is warmed up once (``warmup_calls``); a visit
+    re-warms it for ``rewarm_ms`` (at least ``min_calls``) and times a burst of ``burst_ms`` of back-to-back
+    calls (at least ``min_calls``, at most ``max_calls``); every target gets one visit per sweep; sweeps go
+    on until each target has ``min_bursts`` and ``min_seconds`` have passed."""
 
-    By default glibc maps large buffers fresh and unmaps them on free, so each call of a model with
-    big activations pays page faults, and how many depends on the process's history: a fresh
-    process times the same network slower than one after some heap churn. A long-running server
-    sits in the steady state; this puts every measuring process there from the start (the figures
-    that showed it are in docs/LATENCY.md)."""
-    import ctypes
-    import ctypes.util
+    rewarm_ms: float = 50.0
+    burst_ms: float = 25.0
+    min_calls: int = 3
+    max_calls: int = 20
+    warmup_calls: int = 30
+    min_bursts: int = 24
+    min_seconds: float = 60.0
+    # a window that has not yet met the fast state it is told to expect goes on, up to this long
+    max_seconds: float = 180.0
+    quantile: float = 0.02  # the figure: this quantile of a target's burst medians
+    gap_ms: float = 0.0  # idle after each burst (deployed processes: their thread pools stop spinning)
 
-    name = ctypes.util.find_library("c")
-    if not name or platform.system() != "Linux":
-        return
-    try:
-        libc = ctypes.CDLL(name)
-        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD: serve big blocks from the heap
-        libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: never give the heap top back
-    except (OSError, AttributeError):  # not glibc
-        pass
+    def __post_init__(self) -> None:
+        check_at_least("burst length in ms", self.burst_ms, 0.1, integer=False)
+        check_at_least("re-warm length in ms", self.rewarm_ms, 0, integer=False)
+        check_at_least("calls per burst", self.min_calls, 1)
+        check_at_least("most calls per burst", self.max_calls, self.min_calls)
+        check_at_least("warm-up calls", self.warmup_calls, 0)
+        check_at_least("bursts per network (--bursts)", self.min_bursts, 3)
+        check_at_least("seconds of measuring (--seconds)", self.min_seconds, 0, integer=False)
+        check_at_least("longest window in seconds", self.max_seconds, self.min_seconds, integer=False)
+        check_at_least("gap between bursts in ms", self.gap_ms, 0, integer=False)
+        if not 0 < self.quantile < 0.5:
+            raise ValueError(f"quantile must lie in (0, 0.5), but got {self.quantile}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def fast_state_ms(burst_medians: list[float], quantile: float) -> float:
+    """The figure: the ``quantile`` of the burst medians (linear between order statistics)."""
+    ordered = sorted(burst_medians)
+    position = quantile * (len(ordered) - 1)
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
 
 
 @dataclass(frozen=True)
 class Timing:
-    """Robust summary of one callable's call times, in milliseconds."""
+    """One timed thing: its figure (the fast state), the median and p90 of its bursts (the machine as
+    it mostly ran), and how many bursts they come from."""
 
-    median_ms: float
-    p25_ms: float
-    p75_ms: float
-    samples: int
+    latency_ms: float
+    p50_ms: float
+    p90_ms: float
+    bursts: int
 
     @property
-    def spread(self) -> float:
-        """Interquartile range relative to the median: 0.05 means the middle half lies within 5%."""
-        return (self.p75_ms - self.p25_ms) / self.median_ms if self.median_ms > 0 else 0.0
+    def moved(self) -> float:
+        """How far the machine moved under this measurement: p90 of the bursts over the figure."""
+        return self.p90_ms / self.latency_ms if self.latency_ms > 0 else 1.0
 
     def to_dict(self) -> dict[str, float]:
         return asdict(self)
 
-    def value(self, statistic: str) -> float:
-        """The figure a table uses: ``median`` or ``p25`` (first quartile)."""
-        return {"median": self.median_ms, "p25": self.p25_ms}[statistic]
-
     @classmethod
-    def of(cls, times_ms: list[float]) -> Timing:
-        if len(times_ms) == 1:
-            return cls(times_ms[0], times_ms[0], times_ms[0], 1)
-        q = statistics.quantiles(times_ms, n=4, method="inclusive")
-        return cls(median_ms=statistics.median(times_ms), p25_ms=q[0], p75_ms=q[2], samples=len(times_ms))
+    def of_bursts(cls, burst_medians: list[float], quantile: float) -> Timing:
+        return cls(latency_ms=fast_state_ms(burst_medians, quantile),
+                   p50_ms=statistics.median(burst_medians), p90_ms=fast_state_ms(burst_medians, 0.9),
+                   bursts=len(burst_medians))
 
 
-def warm_up(forwards: Mapping[Hashable, Forward], calls: int, timed: Timer = host_timed) -> dict[Hashable, float]:
-    """Run each callable ``calls`` times; return each one's mean time per call (ms), timed as the
-    runtime times (on a GPU the host clock would see only the launch)."""
-    return {key: sum(timed(forward, calls)) / calls if calls else 0.0 for key, forward in forwards.items()}
+def calls_for(per_call_ms: float, protocol: SweepProtocol) -> tuple[int, int]:
+    """(re-warm calls, timed calls) of one visit to a target whose call takes ``per_call_ms``."""
+    def fitting(ms: float, most: int) -> int:
+        return max(protocol.min_calls, min(most, int(ms / max(per_call_ms, 1e-6))))
+
+    rewarm = fitting(protocol.rewarm_ms, 10 * protocol.max_calls) if protocol.rewarm_ms else 0
+    return rewarm, fitting(protocol.burst_ms, protocol.max_calls)
 
 
-def calls_within(per_call_ms: Mapping[Hashable, float], budget_ms: float, max_calls: int) -> dict[Hashable, int]:
-    """As many calls per round as fit in ``budget_ms``, between 1 and ``max_calls``: tiny blocks get
-    many samples, big networks at large batch a few, and the whole stays fast."""
-    return {k: max(1, min(max_calls, int(budget_ms / max(ms, 1e-6)))) for k, ms in per_call_ms.items()}
-
-
-def measure_interleaved(
-    forwards: Mapping[Hashable, Forward],
+def measure_in_sweeps(
+    targets: Mapping[Hashable, BurstTarget],
+    per_call_ms: Mapping[Hashable, float],
+    protocol: SweepProtocol,
     *,
-    rounds: int = 10,
-    calls_per_round: int | Mapping[Hashable, int] = 10,
-    warmup_calls: int = 5,
     seed: int = 0,
-    on_round: Callable[[int], None] | None = None,
-    timed: Timer = host_timed,
-) -> dict[Hashable, Timing]:
-    """Time every callable in ``rounds`` rounds: per round, each callable in turn (order shuffled)
-    runs a burst of ``calls_per_round`` timed calls. Returns the median per callable.
-
-    """
-    import random
-
-    order = list(forwards)
-    warm_up(forwards, warmup_calls, timed)
-    calls = calls_per_round if isinstance(calls_per_round, Mapping) else dict.fromkeys(order, calls_per_round)
-    samples: dict[Hashable, list[float]] = {key: [] for key in order}
+    bursts_so_far: Mapping[Hashable, list[float]] | None = None,
+    seconds_so_far: float = 0.0,
+    on_sweep: Callable[[dict[Hashable, float], float], None] | None = None,
+    met: Callable[[dict[Hashable, list[float]]], bool] | None = None,
+) -> dict[Hashable, list[float]]:
+    """Burst medians per target, sweep after sweep in a new shuffled order, until every target has
+    ``min_bursts`` and the window has lasted ``min_seconds`` (``bursts_so_far`` and ``seconds_so_far``:
+    what an interrupted run took, counted towards both). ``on_sweep(medians of this sweep, seconds it
+    took)`` after each sweep, so a caller can store what was taken before the next one starts. ``met(bursts)``:
+    whether the window has met what it must (the fast state its reference is known to have); until it
+    has, sweeps go on past ``min_seconds``, up to ``max_seconds``."""
+    bursts = {key: list((bursts_so_far or {}).get(key, [])) for key in targets}
+    if not targets:
+        return bursts
+    calls = {key: calls_for(per_call_ms[key], protocol) for key in targets}
     rng = random.Random(seed)
-    for r in range(rounds):
+    order = list(targets)
+    started = time.perf_counter()
+
+    def done() -> bool:
+        elapsed = seconds_so_far + time.perf_counter() - started
+        if min(len(b) for b in bursts.values()) < protocol.min_bursts or elapsed < protocol.min_seconds:
+            return False
+        return met is None or elapsed >= protocol.max_seconds or met(bursts)
+
+    while not done():
         rng.shuffle(order)
+        sweep_started = time.perf_counter()
+        medians = {}
         for key in order:
-            samples[key].extend(timed(forwards[key], calls[key]))
-        if on_round:
-            on_round(r)
-    return {key: Timing.of(values) for key, values in samples.items()}
+            medians[key] = statistics.median(targets[key].burst(*calls[key]))
+            if protocol.gap_ms:
+                time.sleep(protocol.gap_ms / 1000)
+        for key, median in medians.items():
+            bursts[key].append(median)
+        if on_sweep:
+            on_sweep(medians, time.perf_counter() - sweep_started)
+    return bursts
 
 
 def hardware_info() -> dict[str, Any]:
@@ -134,68 +169,3 @@ def hardware_info() -> dict[str, Any]:
     from .runtimes import cpu_info
 
     return cpu_info()
-
-
-@dataclass(frozen=True)
-class MeasureProtocol:
-    """How blocks and networks are timed: the same in ``table build``, ``validate`` and ``verify``.
-
-    Everything is timed warm, in bursts, as a deployed network runs back to back (timing a block
-    cold, one call among others, adds a per-call cost the network does not pay, which makes block
-    sums overshoot the network and far less additive). The speed reference gets the same
-    treatment everywhere, so the drift it reports is the machine's, not the context's.
-    """
-
-    rounds: int = 5
-    max_calls: int = 10
-    budget_ms: float = 20.0  # per callable per round: fewer calls for slow ones
-    warmup_calls: int = 3
-    # The first quartile of all calls, not the median: on a shared machine a neighbour's burst
-    # slows a stretch of calls, never speeds any up, so the lower quartile tracks the machine's own
-    # speed (what a dedicated deployment sees) and moves less between runs. On a quiet machine the
-    # two differ by the spread, a few percent.
-    statistic: str = "p25"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-REFERENCE_KEY = "__reference__"
-
-
-def measure_chunk(
-    reference: Forward,
-    forwards: Mapping[Hashable, Forward],
-    protocol: MeasureProtocol = MeasureProtocol(),
-    *,
-    seed: int = 0,
-    timed: Timer = host_timed,
-) -> tuple[float, dict[Hashable, Timing]]:
-    """Time ``forwards`` interleaved with the speed reference; returns (reference ms, timings)."""
-    everything = {REFERENCE_KEY: reference, **forwards}
-    per_call = warm_up(everything, protocol.warmup_calls, timed)
-    calls = calls_within(per_call, protocol.budget_ms, protocol.max_calls)
-    timings = measure_interleaved(everything, rounds=protocol.rounds, calls_per_round=calls, warmup_calls=0,
-                                  seed=seed, timed=timed)
-    return timings.pop(REFERENCE_KEY).value(protocol.statistic), timings
-
-
-def wait_for_speed(reference: Forward, usual_ms: float, *, max_drift: float, max_wait_s: float,
-                   statistic: str = "p25", poll_s: float = 2.0, timed: Timer = host_timed) -> float:
-    """Hold off while the machine runs slower than usual (the reference beyond ``max_drift``), for at
-    most ``max_wait_s``; returns the seconds waited.
-
-    Shared machines can switch into a slow state that comes and goes, lasting from seconds to
-    minutes, whatever the process's own load, and that slows multi-threaded operators unevenly,
-    which no rescaling undoes (docs/LATENCY.md, "Drift"). Waiting costs time; measuring through it
-    costs accuracy."""
-    waited = 0.0
-    limit = (1 + max_drift) * usual_ms
-    while waited < max_wait_s:
-        probe = measure_interleaved({"r": reference}, rounds=1, calls_per_round=15, warmup_calls=3, timed=timed)["r"]
-        if probe.value(statistic) <= limit:
-            break
-        log.info("machine slower than usual (%.3f ms vs %.3f ms); waiting", probe.value(statistic), usual_ms)
-        time.sleep(poll_s)
-        waited += poll_s
-    return waited

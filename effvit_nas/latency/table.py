@@ -2,10 +2,10 @@
 
 The file is JSON, written atomically, and says where and how it was measured: hardware, runtime and
 settings, the space it covers (its choices and their hash), the timing method, a speed reference
-(a fixed network measured throughout the build, for drift), the per-kind block models, the
-whole-network calibration, the predictor it was fitted for, and the entries, each with a median and
-its interquartile range (and ``slow_state`` where the build kept a measurement taken while the
-machine ran slow). A checksum over the content refuses truncated or hand-edited files.
+(M0, timed beside the blocks and beside the networks), the per-kind block models, the whole-network
+calibration, the predictor it was fitted for, how far the machine moved while it was measured, and
+the entries: each block's fast-state figure with the median and p90 of its bursts (``measure.py``).
+A checksum over the content refuses truncated or hand-edited files.
 
 ``predict_ms(arch)`` = calibration(sum of block latencies): a measured entry where the build measured
 that key, the kind's fitted model otherwise; for a table adapted from another (``adapted``), that
@@ -31,7 +31,7 @@ from ..locations import SHIPPED_TABLES_DIR, refuse_package_path, user_tables_dir
 from ..space import SearchSpace
 from .fit import CALIBRATION_FEATURES, EVALUATOR_VERSION, BlockModel, Calibration, calibration_features
 from .keys import KEY_KINDS, KEYS_VERSION, BlockKey, block_keys
-from .measure import MeasureProtocol, Timing
+from .measure import Timing
 from .runtimes import RuntimeConfig
 from .transfer import Transfer, TransferInputs
 
@@ -39,19 +39,17 @@ __all__ = ["LatencyTable", "list_tables", "table_source", "unknown_target_messag
            "table_path", "resolve_table_path", "predictor_signature",
            "TABLE_SCHEMA_VERSION"]
 
-TABLE_SCHEMA_VERSION = 1
+# 2: figures are the fast state (the 2nd percentile of burst medians over a window), not medians of
+# rounds; tables of version 1 predict another quantity and are refused with the rebuild command.
+TABLE_SCHEMA_VERSION = 2
 # the table a new machine's table is adapted from when none of this machine matches (README's main job)
 DEFAULT_SOURCE = "amd-epyc-2core-ort-b1"
 REJECTED = ".rejected"  # the suffix of a table that missed its bar and was kept only as asked for
 _TOP_KEYS = ("schema_version", "target", "created", "hardware", "runtime", "space", "method", "reference",
-             "calibration", "models", "entries", "build", "checksum")
-# Added after the first tables were shipped; a table without it is read by the rule in ``recorded_predictor``.
-# "deployment" (what the predictions mean, and how well they held on networks measured under the
-# deployment rule) came with the deployment rule; a table without it predicts the block protocol's
-# in-process latency and has no residuals for a confidence margin.
+             "predictor", "calibration", "models", "entries", "deployment", "build", "checksum")
 # "adapted" marks a table made from another by ``effnas table adapt``: its source's blocks and calibration
 # predict at the source's batch, and a transfer fitted on this machine's networks maps that to its own.
-_OPTIONAL_KEYS = ("predictor", "deployment", "adapted")
+_OPTIONAL_KEYS = ("adapted",)
 BUILD_HINT = "effnas table build --target {target}"
 
 
@@ -146,20 +144,6 @@ def predictor_signature() -> dict[str, Any]:
             "calibration_features": list(CALIBRATION_FEATURES)}
 
 
-def recorded_predictor(data: dict[str, Any]) -> dict[str, Any]:
-    """The predictor a table was fitted for.
-
-    Tables written before the ``predictor`` field existed were all written by version 1 of the key
-    walker and the evaluator (the first versions, never changed before the field was added), and
-    they already list the feature names each of their models and their calibration was fitted on:
-    read them as exactly that, so such a table is checked as strictly as a new one."""
-    if "predictor" in data:
-        return data["predictor"]
-    return {"keys_version": 1, "evaluator_version": 1,
-            "block_features": {kind: model["features"] for kind, model in data["models"].items()},
-            "calibration_features": data["calibration"]["features"]}
-
-
 def residuals_needed(confidence: float) -> int:
     """The fewest residuals ``ratio_quantile`` takes at ``confidence``: ceil((n + 1) c) <= n."""
     return math.ceil(Fraction(str(confidence)) / (1 - Fraction(str(confidence))))
@@ -171,7 +155,7 @@ class LatencyTable:
     def __init__(self, data: dict[str, Any], path: Path | None = None) -> None:
         self.data = data
         self.path = path
-        self.entries = {k: Timing(**{f: v[f] for f in _TIMING_FIELDS}) for k, v in data["entries"].items()}
+        self.entries = {k: Timing(**v) for k, v in data["entries"].items()}
         self.models = {kind: BlockModel.from_dict(m) for kind, m in data["models"].items()}
         self.calibration = Calibration.from_dict(data["calibration"])
         self.transfer = Transfer.from_dict(data["adapted"]["transfer"]) if "adapted" in data else None
@@ -189,8 +173,9 @@ class LatencyTable:
                              f"({exc.msg if hasattr(exc, 'msg') else exc}); {hint}") from None
         if not isinstance(data, dict) or data.get("schema_version") != TABLE_SCHEMA_VERSION:
             version = data.get("schema_version") if isinstance(data, dict) else None
+            older = " (an earlier effvit-nas's, whose figures are not the fast state)" if version == 1 else ""
             raise TableError(f"table {str(path)!r} must have schema_version {TABLE_SCHEMA_VERSION}, but has "
-                             f"{version!r}; {hint}")
+                             f"{version!r}{older}; {hint}")
         if not set(_TOP_KEYS) <= set(data) <= set(_TOP_KEYS + _OPTIONAL_KEYS):
             raise TableError(f"table {str(path)!r} must have exactly the keys {list(_TOP_KEYS)} (and optionally "
                              f"{list(_OPTIONAL_KEYS)}), but has {sorted(data)}; {hint}")
@@ -236,46 +221,24 @@ class LatencyTable:
         return SearchSpace.from_dict(self.data["space"]["choices"], where=f"table {self.target!r} space")
 
     @property
-    def statistic(self) -> str:
-        return self.data["method"]["protocol"]["statistic"]
-
-    @property
     def reference_ms(self) -> float:
-        return self.data["reference"]["median_ms"]
+        """The reference network (M0) in the build's block sweeps, in this process."""
+        return self.data["reference"]["latency_ms"]
 
     @property
-    def deployment_reference_ms(self) -> float | None:
-        """The reference network's latency under the deployment rule during the build (None for a
-        table built before the rule)."""
-        return self.data["deployment"]["reference"]["median_ms"] if self.predicts_deployment else None
+    def deployment_reference_ms(self) -> float:
+        """The reference network (M0) under the deployment rule during the build: what a measurement here
+        compares its own reference with (``reference_ratio``)."""
+        return self.data["deployment"]["reference"]["latency_ms"]
 
-    def drift_factor(self, reference_now_ms: float, *, deployed: bool = False) -> float:
-        """How much slower this machine runs now than during the build (the reference's ratio), for
-        the in-process reference or (``deployed``) the deployed one.
-
-        A ratio within the reference's own noise during the build (at least 3%) is reported as 1:
-        correcting by it would add noise, not remove drift."""
-        record = self.data["deployment"]["reference"] if deployed else self.data["reference"]
-        ratio = reference_now_ms / record["median_ms"]
-        noise = max(record.get("noise", 0.0), 0.03)
-        return 1.0 if abs(ratio - 1) <= noise else ratio
-
-    def on_build_scale(self, deployed: Any) -> dict[str, Any]:
-        """One deployed timing (``LatencyMeter.networks``'s ``DeployedNetwork``) raw and drift-corrected:
-        divided by how much slower the reference timed beside it ran than at the build (1 for a table
-        built before the deployment rule, which has no deployed reference)."""
-        drift = self.drift_factor(deployed.reference_ms, deployed=True) if self.deployment_reference_ms else 1.0
-        return {"measured_ms": deployed.timing.median_ms, "measured_corrected_ms": deployed.timing.median_ms / drift,
-                "drift": drift, "reference_ms": deployed.reference_ms, "rounds_ms": list(deployed.timing.rounds_ms)}
+    def reference_ratio(self, reference_now_ms: float) -> float:
+        """The reference now over the reference in the build: 1 when this machine's fast state is the one
+        the table describes. Reported beside every judged figure, never divided out of it."""
+        return reference_now_ms / self.deployment_reference_ms
 
     @property
     def reference_arch(self) -> Arch:
         return Arch.from_dict(self.data["reference"]["arch"])
-
-    @cached_property
-    def protocol(self) -> MeasureProtocol:
-        """How the build timed its blocks (the deployment rule, for networks, is under ``deployment``)."""
-        return MeasureProtocol(**self.data["method"]["protocol"])
 
     def missing_choices(self, space: SearchSpace) -> list[str]:
         """The choices of ``space`` this table's space lacks (their blocks were never measured)."""
@@ -320,21 +283,12 @@ class LatencyTable:
 
     # ---------------------------------------------------------------- how far a prediction holds
     @property
-    def predicts_deployment(self) -> bool:
-        """Whether predictions are deployment latency (calibrated on networks timed under the
-        deployment rule) rather than the block protocol's in-process latency of older tables."""
-        return "deployment" in self.data
-
-    @property
-    def check_passed(self) -> bool | None:
-        """Whether the table met its bar on the networks it held out when it was made (None: it has no such
-        check, being older than the deployment rule)."""
-        return self.data["deployment"]["check"]["passed"] if self.predicts_deployment else None
+    def check_passed(self) -> bool:
+        """Whether the table met its bar on the networks it held out when it was made."""
+        return self.data["deployment"]["check"]["passed"]
 
     def check_status(self) -> str:
         """Its own check in a few words, for ``table list`` and wherever a table that missed it is used."""
-        if not self.predicts_deployment:
-            return "no check (predicts in-process latency: built before the deployment rule)"
         check = self.data["deployment"]["check"]
         which = f"{check['archs']} networks {'left out in turn' if self.transfer else 'held out'}"
         if not check["passed"]:
@@ -345,10 +299,6 @@ class LatencyTable:
     def residual_ratios(self) -> list[float]:
         """measured / predicted on networks the calibration did not fit: out-of-fold calibration
         networks and the build's held-out check, sorted. What a confidence margin is read from."""
-        if not self.predicts_deployment:
-            raise TableError(f"table {self.target!r} must record its prediction residuals for a confidence margin, "
-                             f"but it was built before the deployment rule; rebuild it with "
-                             f"{BUILD_HINT.format(target=self.path or self.target)} --overwrite, or use --margin")
         return sorted(self.data["deployment"]["residual_ratios"])
 
     def ratio_quantile(self, confidence: float) -> float:
@@ -379,7 +329,7 @@ class LatencyTable:
         cached = self._block_cache.get(key)
         if cached is None:
             entry = self.entries.get(str(key))
-            cached = entry.value(self.statistic) if entry else self.models[key.kind].predict(key.features())
+            cached = entry.latency_ms if entry else self.models[key.kind].predict(key.features())
             self._block_cache[key] = cached
         return cached
 
@@ -416,38 +366,24 @@ class LatencyTable:
             return self.transfer.apply(self.transfer_inputs(arch))
         return self.calibration.apply(*self.calibration_inputs(arch))
 
-    def slow_state_counts(self) -> dict[str, int] | None:
-        """Entries and calibration networks the build kept from a slow state of the machine, or
-        None for a table built before they were marked (its count is unknown, not 0)."""
-        if "slow_state_entries" not in self.data["build"]:
-            return None
-        return {"entries": sum(1 for e in self.data["entries"].values() if e.get("slow_state")),
-                "calibration_archs": sum(1 for p in self.data["calibration"].get("points", []) if p.get("slow_state"))}
-
     def summary(self) -> dict[str, Any]:
         d = self.data
-        slow = self.slow_state_counts()
         return {
             "target": d["target"], "table_id": self.table_id, "created": d["created"], "hardware": d["hardware"],
             "runtime": d["runtime"], "space": {k: d["space"][k] for k in ("name", "hash")},
-            "entries": len(self.entries), "reference_ms": self.reference_ms, "own_check": self.check_status(),
-            "slow_state": slow if slow is not None else "not recorded (built before slow-state measurements "
-                                                        "were marked)",
-            "predictor": recorded_predictor(d), "calibration": d["calibration"], "build": d["build"],
+            "predicts": d["method"]["predicts"], "entries": len(self.entries), "own_check": self.check_status(),
+            "predictor": d["predictor"], "calibration": {k: v for k, v in d["calibration"].items() if k != "points"},
+            "build": d["build"],
             **({"adapted": {k: v for k, v in d["adapted"].items() if k != "points"}} if self.transfer else {}),
             "deployment": ({k: v for k, v in d["deployment"].items() if k != "residual_ratios"}
-                           | {"residuals": len(d["deployment"]["residual_ratios"])}) if self.predicts_deployment
-            else "not recorded (built before the deployment rule: predicts in-process latency)",
+                           | {"residuals": len(d["deployment"]["residual_ratios"])}),
         }
-
-
-_TIMING_FIELDS = ("median_ms", "p25_ms", "p75_ms", "samples")
 
 
 def _check_predictor(data: dict[str, Any], path: Path, hint: str) -> None:
     """Refuse a table fitted for other keys, features or evaluator: it would load, and every
     prediction would silently be something else."""
-    recorded, current = recorded_predictor(data), predictor_signature()
+    recorded, current = data["predictor"], predictor_signature()
     pairs = [(f, recorded.get(f), current[f]) for f in ("keys_version", "evaluator_version", "calibration_features")]
     table_kinds = recorded.get("block_features") or {}
     pairs += [(f"{kind} block features", table_kinds.get(kind), current["block_features"].get(kind))

@@ -108,7 +108,7 @@ def run_search(
     if measurement is not None:
         stage_started = time.perf_counter()
         ranked_all = ranked_per_budget(feasible_candidates(study, problem), problem)
-        measured = measure_shortlists(ranked_all, problem.primary.table, out_dir, measurement, progress)
+        measured = measure_shortlists(ranked_all, problem.primary, out_dir, measurement, progress)
         ranked = measured.kept
         run_info["measurement"] = {**measurement.to_dict(), **measured.report()}
         run_info["measure_seconds"] = round(time.perf_counter() - stage_started, 2)

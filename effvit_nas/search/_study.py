@@ -13,7 +13,6 @@ from typing import TYPE_CHECKING, Any
 import optuna
 
 from ..errors import EffNasError, UnknownNameError
-from ..units import format_ms
 
 if TYPE_CHECKING:
     from .problem import SearchProblem
@@ -90,7 +89,7 @@ def _labelled(study: optuna.Study, problem: SearchProblem, *, sampler: str, seed
 
 
 def run_attrs(problem: SearchProblem, *, sampler: str, seed: int, backend: str) -> dict[str, Any]:
-    budgets = "; ".join(f"{t.name} under {', '.join(format_ms(b) for b in t.budgets_ms)}" for t in problem.targets)
+    budgets = "; ".join(f"{t.name} under {', '.join(t.label(b) for b in t.budgets_ms)}" for t in problem.targets)
     return {
         "run": f"{problem.space.name}: {budgets}, by {problem.estimator.name}, {sampler} seed {seed}, {backend}",
         "space": problem.space.name,

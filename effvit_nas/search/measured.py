@@ -7,19 +7,18 @@ limit, the one that is really larger scores best (the winner's curse). A conform
 against that only by giving up budget on every pick. Measuring the few finalists costs seconds each.
 
 So with ``--measure N``, per budget of the primary target the proxy's N best distinct archs within
-the limit (spread over input resolutions, like the refinement's shortlist) are exported and timed
-under the deployment rule (``latency/deploy.py``) beside the table's reference, drift-corrected to
-the table's speed scale (as ``verify`` reports it), and those measuring over the budget are dropped.
+the limit (spread over input resolutions, like the refinement's shortlist) are judged as ``verify``
+judges (``latency/judge.py``: exported, timed under the deployment rule in one window beside the
+reference and beside every model a budget names), and those over their budget are dropped.
 Refinement then picks among the rest; without it the pick is the best proxy score among them. An
-arch that is a candidate under several budgets is timed once. Timings go to ``measured.json`` in the
-output folder, so a resumed search does not time them again.
+arch that is a candidate under several budgets is timed once and judged against each. Timings and
+verdicts go to ``measured.json`` in the output folder, so a resumed search does not time them again.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +27,9 @@ from .._io import atomic_write_text
 from .._progress import Progress
 from ..errors import EffNasError
 from ..latency.deploy import DeploymentRule
+from ..latency.judge import judge
 from ..latency.table import LatencyTable
-from ..units import format_ms
+from .problem import Target
 from .refine import shortlist
 from .results import Candidate
 
@@ -47,30 +47,31 @@ MEASURED_CONFIDENCE = 0.5
 
 @dataclass(frozen=True)
 class Measurement:
-    candidates: int  # per budget: the proxy's best distinct archs within the limit, timed as deployed
-    rounds: int = 3  # deployment-rule rounds (fresh processes) per arch
+    candidates: int  # per budget: the proxy's best distinct archs within the limit, judged as deployed
+    rule: DeploymentRule = DeploymentRule()
 
     def __post_init__(self) -> None:
         if self.candidates < 1:
             raise EffNasError(f"--measure must be at least 1 (0 turns it off), but got {self.candidates}; "
                               "pass e.g. --measure 10")
-        DeploymentRule(rounds=self.rounds)  # refuses a bad count in one line
 
     def to_dict(self) -> dict[str, Any]:
-        return {"by": "deployment rule on this machine, drift-corrected to the table's speed", **asdict(self)}
+        return {"by": "the judge: the deployment rule's fast state on this machine, a model budget against the "
+                      "model measured beside it", "candidates": self.candidates, "rule": asdict(self.rule)}
 
 
 @dataclass(frozen=True)
 class MeasuredShortlists:
-    kept: dict[float, list[Candidate]]  # per budget: the timed archs that measured within it, best score first
-    timings: dict[str, dict[str, Any]]  # arch_id -> measured_ms, measured_corrected_ms, drift, ...
+    kept: dict[float, list[Candidate]]  # per budget: the timed archs judged within it, best score first
+    timings: dict[str, dict[str, Any]]  # arch_id -> predicted_ms, measured_ms, p50/p90, verdicts per budget label
     timed: dict[float, list[str]]  # per budget: the arch_ids timed for it, best score first
+    labels: dict[float, str]  # per budget: its label (2ms, m1)
 
     def report(self) -> dict[str, Any]:
         """For metadata.json: per budget what was timed and kept, and every timing."""
-        per_budget = {format_ms(b): {"timed": ids, "kept": [c.arch.arch_id for c in self.kept[b]],
-                                     "lowest_measured_ms": min((self.timings[i]["measured_corrected_ms"] for i in ids),
-                                                               default=None)}
+        per_budget = {self.labels[b]: {"timed": ids, "kept": [c.arch.arch_id for c in self.kept[b]],
+                                       "lowest_measured_ms": min((self.timings[i]["measured_ms"] for i in ids),
+                                                                 default=None)}
                       for b, ids in self.timed.items()}
         return {"per_budget": per_budget, "timings": self.timings}
 
@@ -79,9 +80,6 @@ def unmeasurable_reason(table: LatencyTable) -> str | None:
     """Why this machine cannot time candidates for ``table`` as its deployment is timed (None: it can)."""
     from ..latency.runtimes import runtime_class
 
-    if not table.predicts_deployment:
-        return (f"table {table.target!r} was built before the deployment rule (rebuild it: effnas table build "
-                f"--overwrite)")
     try:  # a runtime not installed here (or unknown to this version) is as unmeasurable as other hardware
         runtime = runtime_class(table.runtime.runtime, table.runtime.device)(table.runtime)
         runtime.check_usable()
@@ -115,38 +113,48 @@ def default_measurement(refine: int, table: LatencyTable) -> tuple[int, str | No
     return (0, reason) if reason is not None else (2 * refine, None)
 
 
-def within_measured(ranked: list[Candidate], budget_ms: float, timings: dict[str, dict[str, Any]]) -> list[Candidate]:
-    """The candidates of ``ranked`` (kept in its order) whose drift-corrected deployed latency is within
-    ``budget_ms``; an arch not timed is not kept."""
-    return [c for c in ranked if c.arch.arch_id in timings
-            and timings[c.arch.arch_id]["measured_corrected_ms"] <= budget_ms]
+def within_measured(ranked: list[Candidate], label: str, timings: dict[str, dict[str, Any]]) -> list[Candidate]:
+    """The candidates of ``ranked`` (kept in its order) the judge found within the budget ``label``; an arch
+    not timed is not kept."""
+    return [c for c in ranked if c.arch.arch_id in timings and timings[c.arch.arch_id]["verdicts"][label]["within"]]
 
 
-def measure_shortlists(ranked: dict[float, list[Candidate]], table: LatencyTable, out_dir: Path | None,
+def measure_shortlists(ranked: dict[float, list[Candidate]], target: Target, out_dir: Path | None,
                        measurement: Measurement, progress: Progress | None = None) -> MeasuredShortlists:
-    """Time each budget's shortlist (``ranked``: per budget, the candidates within its predicted limit,
-    best score first) and keep what measured within the budget."""
+    """Judge each budget's shortlist (``ranked``: per budget, the candidates within its predicted limit,
+    best score first) against every budget of ``target`` and keep what the judge found within."""
+    table = target.table
     timed = {b: [c.arch.arch_id for c in shortlist(r, measurement.candidates)] for b, r in ranked.items()}
     archs = {c.arch.arch_id: c.arch for r in ranked.values() for c in r}
     timings = _stored(out_dir, measurement, table)
-    todo = [i for ids in timed.values() for i in ids if i not in timings]
-    todo = list(dict.fromkeys(todo))  # an arch shortlisted under several budgets is timed once
-
-    def store(new: dict[str, dict[str, Any]]) -> None:  # after each chunk: an interrupted run keeps what it took
-        timings.update(new)
-        if out_dir is not None:
-            stored = {"table_id": table.table_id, "rounds": measurement.rounds, "timings": timings}
-            atomic_write_text(out_dir / MEASURED_FILE, json.dumps(stored, indent=1) + "\n")
-
+    todo = list(dict.fromkeys(i for ids in timed.values() for i in ids if i not in timings))  # each arch once
     if todo:
-        _time(table, {i: archs[i] for i in todo}, measurement, store, progress)
+        budgets = [target.budget_for(b) for b in target.budgets_ms]
+        say = progress or (lambda done, total, what: None)
+        judgement = judge(table.runtime, {i: archs[i] for i in todo}, {i: budgets for i in todo},
+                          rule=measurement.rule, reference_ms=table.deployment_reference_ms,
+                          progress=lambda w, n, what: say(w, n, f"timing the finalists: {what}"))
+        if judgement.run.failures:
+            arch_id, reason = next(iter(judgement.run.failures.items()))
+            raise EffNasError(f"every finalist must run under {table.runtime.runtime} as deployed, but {arch_id} "
+                              f"failed: {reason}; report it")
+        machine = judgement.run.machine()
+        for arch_id in todo:
+            timing = judgement.run.timings[arch_id]
+            timings[arch_id] = {"predicted_ms": table.predict_ms(archs[arch_id]), "measured_ms": timing.latency_ms,
+                                "p50_ms": timing.p50_ms, "p90_ms": timing.p90_ms, "machine": machine,
+                                "verdicts": {label: v.to_dict() for label, v in judgement.verdicts[arch_id].items()}}
+        if out_dir is not None:  # a resumed search does not time them again
+            stored = {"table_id": table.table_id, "rule": asdict(measurement.rule), "timings": timings}
+            atomic_write_text(out_dir / MEASURED_FILE, json.dumps(stored, indent=1) + "\n")
+    labels = {b: target.label(b) for b in timed}
     # an arch timed for another budget of the family (or by an earlier run) counts here too
-    kept = {b: within_measured(ranked[b], b, timings) for b in timed}
+    kept = {b: within_measured(ranked[b], labels[b], timings) for b in timed}
     for budget, ids in timed.items():
-        log.info("%s: %d of %d timed candidates measured within the budget", format_ms(budget), len(kept[budget]),
+        log.info("%s: %d of %d timed candidates judged within the budget", labels[budget], len(kept[budget]),
                  len(ids))
     return MeasuredShortlists(kept, {i: timings[i] for r in ranked.values() for c in r
-                                     if (i := c.arch.arch_id) in timings}, timed)
+                                     if (i := c.arch.arch_id) in timings}, timed, labels)
 
 
 def _stored(out_dir: Path | None, measurement: Measurement, table: LatencyTable) -> dict[str, dict[str, Any]]:
@@ -155,27 +163,5 @@ def _stored(out_dir: Path | None, measurement: Measurement, table: LatencyTable)
     if path is None or not path.exists():
         return {}
     stored = json.loads(path.read_text())
-    same = stored.get("table_id") == table.table_id and stored.get("rounds") == measurement.rounds
+    same = stored.get("table_id") == table.table_id and stored.get("rule") == asdict(measurement.rule)
     return dict(stored["timings"]) if same else {}
-
-
-def _time(table: LatencyTable, archs: dict[str, Any], measurement: Measurement,
-          store: Callable[[dict[str, dict[str, Any]]], None], progress: Progress | None) -> None:
-    """Time ``archs`` a chunk at a time (each chunk beside its own reference), ``store`` after each."""
-    from ..latency.meter import LatencyMeter
-
-    say = progress or (lambda done, total, what: None)
-    ids = list(archs)
-    with LatencyMeter(table.runtime, rule=DeploymentRule(rounds=measurement.rounds)) as meter:
-        for start in range(0, len(ids), meter.chunk_size):
-            chunk = ids[start:start + meter.chunk_size]
-            files = meter.export_archs([archs[arch_id] for arch_id in chunk])
-            measured, failures = meter.networks(files)
-            if failures:
-                arch_id, reason = next(iter(failures.items()))
-                raise EffNasError(f"every finalist must run under {table.runtime.runtime} as deployed, but "
-                                  f"{arch_id} failed: {reason}; report it")
-            # each chunk's own reference: the machine's speed when these archs ran, put on the table's scale
-            store({arch_id: {"predicted_ms": table.predict_ms(archs[arch_id]), **table.on_build_scale(result)}
-                   for arch_id, result in measured.items()})
-            say(start + len(chunk), len(ids), "timing the finalists as deployed")

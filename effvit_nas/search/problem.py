@@ -10,9 +10,10 @@ from dataclasses import dataclass, field
 from functools import cached_property
 
 from ..arch import PRESETS, Arch
+from ..budget import Budget
 from ..errors import EffNasError
 from ..estimators import AccuracyEstimator
-from ..latency.table import LatencyTable, table_source
+from ..latency.table import LatencyTable
 from ..space import SearchSpace
 from ..units import format_ms
 
@@ -30,12 +31,35 @@ class Target:
     How far below a budget the predicted latency must stay is one of two rules. ``confidence``:
     predicted <= budget / q, with q the table's split-conformal quantile of its validation residuals
     (measured / predicted), so the budget holds with at least that probability. ``margin``: a fixed
-    headroom, predicted <= budget x (1 - margin), for tables without residuals. Neither: the budget as is."""
+    headroom, predicted <= budget x (1 - margin). Neither: the budget as is.
+
+    ``given``: the budgets as the user gave them (``Target.of``), where one may name a model (``m1``): its
+    entry in ``budgets_ms`` is the table's prediction of that model (times its factor), and its label,
+    measurement and judgement go by the model (``budget_for``)."""
 
     table: LatencyTable
     budgets_ms: tuple[float, ...]
     margin: float | None = None
     confidence: float | None = None
+    given: tuple[Budget, ...] = ()
+
+    @classmethod
+    def of(cls, table: LatencyTable, budgets: list[Budget], margin: float | None = None,
+           confidence: float | None = None) -> Target:
+        """A target from budgets as given: a model budget held at the table's prediction of the model."""
+        resolved = []
+        for budget in budgets:
+            if budget.model is not None and table.space.why_not(budget.model) is not None:
+                raise EffNasError(
+                    f"a model budget's model must lie in table {table.target!r}'s space to be predicted, but "
+                    f"{budget.label} is {budget.describe()}: {table.space.why_not(budget.model)}; name it at a "
+                    f"resolution of the space, e.g. {budget.label.split('@')[0]}@{table.space.resolutions[-1]}")
+            resolved.append(budget.resolve_ms(table.predict_ms))
+        if len(set(resolved)) != len(resolved):
+            raise EffNasError(f"budgets must differ from each other on {table.target!r}, but "
+                              f"{', '.join(b.label for b in budgets)} come to the same latency there")
+        ordered = sorted(zip(resolved, budgets), key=lambda pair: pair[0])
+        return cls(table, tuple(ms for ms, _ in ordered), margin, confidence, tuple(b for _, b in ordered))
 
     def __post_init__(self) -> None:
         if self.margin is not None and self.confidence is not None:
@@ -47,16 +71,22 @@ class Target:
             if not 0 < self.confidence < 1:  # ``not`` also refuses NaN
                 raise EffNasError(f"--confidence must lie strictly between 0 and 1, but got {self.confidence!r}; "
                                   f"pass e.g. {DEFAULT_CONFIDENCE}")
-            if not self.table.predicts_deployment:
-                raise EffNasError(
-                    f"--confidence needs a table that records its prediction residuals, but table "
-                    f"{self.table.target!r} was built before they were; rebuild the table (effnas table build "
-                    f"--target {_build_target(self.table)} --overwrite) or pass --margin 5%")
             _ = self.ratio_quantile  # too few residuals for the confidence: refused here, not mid-search
 
     @property
     def name(self) -> str:
         return self.table.target
+
+    def budget_for(self, budget_ms: float) -> Budget:
+        """The budget as given behind one of ``budgets_ms`` (a time budget when none was given)."""
+        for ms, budget in zip(self.budgets_ms, self.given):
+            if ms == budget_ms:
+                return budget
+        return Budget(format_ms(budget_ms), ms=budget_ms)
+
+    def label(self, budget_ms: float) -> str:
+        """How results name the budget: ``2ms``, or the model's ``m1``."""
+        return self.budget_for(budget_ms).label
 
     @cached_property
     def ratio_quantile(self) -> float | None:
@@ -83,17 +113,9 @@ class Target:
     def budget_report(self, budget_ms: float, predicted_ms: float) -> dict[str, float | None]:
         """What a result says about one budget: the limit and the rule that gave it, and the chance that
         a network predicted at ``predicted_ms`` measures within the budget (None: no residuals to say)."""
-        chance = self.table.probability_within(predicted_ms, budget_ms) if self.table.predicts_deployment else None
+        chance = self.table.probability_within(predicted_ms, budget_ms)
         return {"limit_ms": self.limit_ms(budget_ms), "confidence": self.confidence,
                 "ratio_quantile": self.ratio_quantile, "margin": self.margin, "probability_within_budget": chance}
-
-
-def _build_target(table: LatencyTable) -> str:
-    """The ``--target`` that rebuilds ``table``: its name when it is the user's or a shipped one (the rebuild
-    goes to the user's folder, where ``--target NAME`` finds it first), else its path."""
-    if table.path is None or table_source(table.path) in ("user", "shipped"):
-        return table.target
-    return str(table.path)
 
 
 def predicted_latency(targets: list[Target], arch: Arch) -> tuple[dict[str, float], dict[str, float]]:
@@ -175,7 +197,7 @@ class SearchProblem:
                 raise EffNasError(
                     f"budget must be at least the smallest latency the space reaches on {target.name!r} "
                     f"({floor:.3f} ms, its smallest arch) with {target.rule}, that is {need:.3f} ms, but got "
-                    f"{', '.join(format_ms(b) for b in low)}; "
+                    f"{', '.join(target.label(b) for b in low)}; "
                     "raise the budget or search a space with smaller choices (--space)"
                 )
 

@@ -32,7 +32,6 @@ from .._progress import Progress
 from ..errors import EffNasError
 from ..estimators import ShortTraining, prune_with
 from ..estimators._proxies import OWN_RESOLUTION, PROXY_DATA
-from ..units import format_ms
 from ._study import fail_unfinished, open_storage, quiet_optuna
 from .problem import SearchProblem
 from .results import Candidate, feasible_candidates, ranked_per_budget
@@ -87,9 +86,9 @@ def refine(study: optuna.Study, problem: SearchProblem, out_dir: Path | None, re
 
         def starting(index: int, budget: float = budget, before: int = done) -> None:
             if progress:
-                progress(before + index, total, f"refining {format_ms(budget)}: candidate {index + 1}")
+                progress(before + index, total, f"refining {problem.primary.label(budget)}: candidate {index + 1}")
 
-        study_name = f"refine-{format_ms(budget)}-{_digest(refinement, candidates)}"
+        study_name = f"refine-{problem.primary.label(budget)}-{_digest(refinement, candidates)}"
         results = _refine_budget(study_name, candidates, estimator, out_dir, primary, starting, completed_before)
         done += len(candidates)
         completed_before.update({r["arch_id"]: r for r in results if r["state"] == "complete"})

@@ -17,7 +17,6 @@ from .._io import atomic_write_text
 from ..arch import Arch
 from ..counting import count
 from ..provenance import git_revision, library_versions, utc_now
-from ..units import format_ms
 from ._study import FAIL_REASON
 from .problem import SearchProblem
 
@@ -130,7 +129,7 @@ def budget_reports(problem: SearchProblem, budget_ms: float, candidate: Candidat
 
 
 def variant_name(problem: SearchProblem, budget_ms: float) -> str:
-    return f"effvit-{problem.primary.name}-{format_ms(budget_ms)}"
+    return f"effvit-{problem.primary.name}-{problem.primary.label(budget_ms)}"
 
 
 def write_results(study: optuna.Study, problem: SearchProblem, out_dir: Path, run_info: dict[str, Any],
@@ -176,13 +175,15 @@ def write_results(study: optuna.Study, problem: SearchProblem, out_dir: Path, ru
                 **budget_reports(problem, budget, candidate), "score": candidate.score,
                 "estimator": problem.estimator.name, "params": cost.params, "macs": cost.macs,
                 "tables": metadata["tables"], "trial": candidate.trial, "seed": run_info.get("seed")}
-        if measured is not None:  # the pick's own deployed timing on this machine, drift-corrected
-            info["measured_latency_ms"] = {primary: measured.timings[candidate.arch.arch_id]["measured_corrected_ms"]}
+        if measured is not None:  # the pick's own deployed timing on this machine, and its verdict
+            timing = measured.timings[candidate.arch.arch_id]
+            info["measured_latency_ms"] = {primary: timing["measured_ms"]}
+            info["measured_verdict"] = timing["verdicts"].get(problem.primary.label(budget))
         if budget in refined:  # picked by validation top-1 after short training; the proxy's score stays above
             info["refined_top1"] = refined[budget].top1
             info["refined_candidates"] = refined[budget].trained
         arch = candidate.arch.replace(name=name)
-        files = [out_dir / f"best-{format_ms(budget)}.yaml"] if len(best) > 1 else []
+        files = [out_dir / f"best-{problem.primary.label(budget)}.yaml"] if len(best) > 1 else []
         if budget == max(best):
             files.append(out_dir / "best.yaml")
         for path in files:
@@ -193,7 +194,7 @@ def write_results(study: optuna.Study, problem: SearchProblem, out_dir: Path, ru
               "front": [c.to_dict() for c in front],
               "references": {n: {"score": e.score, "latency_ms": e.latency_ms} for n, e in references.items()}}
     atomic_write_text(out_dir / "pareto.json", json.dumps(pareto, indent=1) + "\n")
-    metadata["best"] = {format_ms(b): w for b, w in written.items()}
+    metadata["best"] = {problem.primary.label(b): w for b, w in written.items()}
     atomic_write_text(out_dir / "metadata.json", json.dumps(metadata, indent=1) + "\n")
     plot_pareto(trials, problem, front, best, references, out_dir / "pareto.png")
     return metadata
@@ -223,7 +224,8 @@ def plot_pareto(trials: list[TrialOutcome], problem: SearchProblem, front: list[
         if budget in best:
             c = best[budget]
             ax.scatter(c.latency_ms[primary], c.score, marker="*", s=160, color="tab:green", zorder=4)
-            ax.annotate(format_ms(budget), (budget, ax.get_ylim()[0]), textcoords="offset points", xytext=(3, 3),
+            label = problem.primary.label(budget)
+            ax.annotate(label, (budget, ax.get_ylim()[0]), textcoords="offset points", xytext=(3, 3),
                         fontsize=8, color="tab:green")
     ax.set_xscale("log")
     ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())

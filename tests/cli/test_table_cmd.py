@@ -14,22 +14,14 @@ def test_list_shows_the_shipped_tables():
     assert "amd-epyc-2core-ort-b1" in result.stdout
 
 
-def test_show_prints_metadata_and_counts_slow_state_measurements(tiny_table_path):
+def test_show_prints_what_the_table_predicts_its_check_and_how_the_machine_moved(tiny_table_path):
     result = effnas("table", "show", str(tiny_table_path))
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert summary["target"] == "tiny" and summary["entries"] > 0
-    data = json.loads(tiny_table_path.read_text())
-    assert summary["slow_state"] == {
-        "entries": sum(1 for e in data["entries"].values() if e.get("slow_state")),
-        "calibration_archs": sum(1 for p in data["calibration"]["points"] if p.get("slow_state")),
-    }
-    assert summary["slow_state"]["entries"] == data["build"]["slow_state_entries"]
-    older = json.loads(effnas("table", "show", "amd-epyc-2core-torch-b16").stdout)
-    assert older["slow_state"].startswith("not recorded")  # built before they were marked: unknown, not 0
-    assert older["deployment"].startswith("not recorded (built before the deployment rule")
-    shipped = json.loads(effnas("table", "show", "amd-epyc-2core-ort-b1").stdout)
-    assert shipped["deployment"]["check"]["archs"] == 8 and shipped["deployment"]["residuals"] == 56
+    assert summary["target"] == "tiny" and summary["entries"] > 0 and "fast state" in summary["predicts"]
+    assert summary["own_check"].startswith("passed its check on 4 networks held out")
+    assert set(summary["build"]["machine"]) == {"blocks", "networks"}
+    assert summary["deployment"]["residuals"] == 8 + 4 and "points" not in summary["calibration"]
 
 
 def test_unknown_target_is_one_line_with_the_build_command():
@@ -39,7 +31,7 @@ def test_unknown_target_is_one_line_with_the_build_command():
 
 def test_edited_table_is_refused_by_validate(tiny_table_path, tmp_path):
     data = json.loads(tiny_table_path.read_text())
-    data["reference"]["median_ms"] = 123.0
+    data["reference"]["latency_ms"] = 123.0
     edited = tmp_path / "edited.json"
     edited.write_text(json.dumps(data))
     assert_one_line_error(effnas_here("table", "validate", "--target", str(edited), "--samples", "3"), "checksum")
@@ -63,8 +55,7 @@ def test_build_refuses_to_overwrite_and_bad_settings(tiny_table_path, tmp_path):
     (["--runtime", "torch", "--batch-size", "0"], "batch size (--batch-size) must be an integer of at least 1, but "
                                                   "got 0"),
     (["--calibration-archs", "0"], "calibration networks (--calibration-archs) must be an integer of at least 8"),
-    (["--rounds", "0"], "deployment rounds (--rounds) must be an integer of at least 1, but got 0"),
-    (["--max-wait", "-1"], "max wait in seconds (--max-wait) must be a number of at least 0, but got -1.0"),
+    (["--seconds", "-1"], "seconds of measuring (--seconds) must be a number of at least 0, but got -1.0"),
     (["--seed", "-1"], "seed (--seed) must be an integer of at least 0, but got -1"),
     (["--threads", "1.5"], "argument --threads: invalid int value: '1.5'"),
 ])
@@ -105,9 +96,9 @@ def test_validate_refuses_a_table_measured_on_other_hardware(tiny_table_path, tm
 def test_validate_writes_report_and_plot(tiny_table_path, tiny_arch_yaml, tmp_path):
     out = tmp_path / "val"
     result = effnas("table", "validate", "--target", str(tiny_table_path), "--samples", "3", "--out", str(out),
-                    "--rounds", "1", "--arch", str(tiny_arch_yaml))
+                    "--seconds", "0", "--arch", str(tiny_arch_yaml))
     assert result.returncode == 0, result.stderr
-    assert "calibrated, drift-corrected" in result.stdout and "added archs" in result.stdout
+    assert "calibrated" in result.stdout and "added archs" in result.stdout and "this machine moved" in result.stdout
     report = json.loads((out / "report.json").read_text())
     assert [r["group"] for r in report["rows"]] == ["random"] * 3 + ["added"]
     assert (out / "report.json").exists() and (out / "scatter.png").exists()
@@ -119,12 +110,13 @@ def test_build_through_the_cli_writes_a_table_and_arch_info_predicts_with_it(tmp
     monkeypatch.setenv("EFFNAS_HOME", str(tmp_path / "new-home"))  # a first table: the folder is made
     path = tmp_path / "new-home" / "tables" / "cli.json"  # where a name goes
     result = effnas("table", "build", "--target", "cli", "--space", str(DATA / "tiny_space.yaml"),
-                    "--threads", str(ort_threads), "--calibration-archs", "8", "--check-archs", "3", "--max-wait", "0",
-                    "--rounds", "2", "--accept-below-bar")  # tiny, on a busy machine: the wiring is tested
+                    "--threads", str(ort_threads), "--calibration-archs", "8", "--check-archs", "3",
+                    "--seconds", "0", "--accept-below-bar")  # tiny, on a busy machine: the wiring is tested
     assert result.returncode == 0, result.stderr
     assert path.exists() and not path.with_name("cli.json.partial").exists()
     deployment = json.loads(path.read_text())["deployment"]
-    assert deployment["rule"]["rounds"] == 2  # each network timed in 2 fresh processes, as asked (default 3)
+    assert deployment["rule"]["min_seconds"] == 0  # as asked (default 60)
+    assert "this machine moved" in result.stdout
     check = deployment["check"]
     assert check["archs"] == 3 and ("met the bar" if check["passed"] else "BELOW THE BAR") in result.stdout
     assert "measuring" in result.stderr  # the progress bar

@@ -56,7 +56,7 @@ def test_a_failed_export_and_a_dead_export_process_are_one_clear_line_each(tiny_
         folder = meter._folder  # noqa: SLF001 - the folder they write into, made a file
         shutil.rmtree(folder)
         folder.write_text("")
-        with pytest.raises(EffNasError, match=r"must export for onnxruntime, but 2 of this chunk did not .*"
+        with pytest.raises(EffNasError, match=r"must export for onnxruntime, but 2 of these did not .*"
                                               r"effnas export") as failed:
             meter.export_archs([smallest, largest])
         assert meter._exporters == []  # noqa: SLF001 - dropped after a failure: a next chunk starts afresh
@@ -66,7 +66,7 @@ def test_a_failed_export_and_a_dead_export_process_are_one_clear_line_each(tiny_
         process, _ = meter._exporters[0]  # noqa: SLF001 - one of them, killed between chunks
         process.kill()
         process.wait()
-        with pytest.raises(EffNasError, match=r"must export for onnxruntime, but 1 of this chunk did not \(first "
+        with pytest.raises(EffNasError, match=r"must export for onnxruntime, but 1 of these did not \(first "
                                               rf"{smallest.arch_id}: the export process exited \(-9\)") as died:
             meter.export_archs([smallest, largest])
     assert "\n" not in str(died.value) and "\n" not in str(failed.value)

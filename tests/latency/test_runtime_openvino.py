@@ -6,9 +6,12 @@ import pytest
 import torch
 
 from effvit_nas import Arch, EffNasError, build_model
-from effvit_nas.latency.measure import measure_interleaved
+from effvit_nas.latency.measure import SweepProtocol, Timing, measure_in_sweeps
 from effvit_nas.latency.runtimes import RuntimeConfig, create_runtime, runtime_class
 from effvit_nas.latency.runtimes.onnxruntime_cpu import random_input
+from tests.conftest import QUICK_BLOCKS
+
+QUICK = SweepProtocol(**QUICK_BLOCKS)
 
 pytestmark = pytest.mark.slow  # exports and compiles real networks
 
@@ -36,10 +39,24 @@ def test_openvino_is_listed_and_created_without_importing_it_to_list():
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
+def _timed(runtime, forwards: dict) -> dict:
+    """Each prepared forward timed by the package's sweeps (a few quick bursts)."""
+    class Target:
+        def __init__(self, forward):
+            self.forward = forward
+
+        def burst(self, rewarm, calls):
+            runtime.timed_calls(self.forward, rewarm)
+            return runtime.timed_calls(self.forward, calls)
+
+    bursts = measure_in_sweeps({k: Target(f) for k, f in forwards.items()}, dict.fromkeys(forwards, 1.0), QUICK)
+    return {k: Timing.of_bursts(b, 0.05) for k, b in bursts.items()}
+
+
 def test_prepare_times_a_real_model():
-    forward = openvino_runtime().prepare(small_model(), SMALL_SHAPE)
-    t = measure_interleaved({"m": forward}, rounds=3, calls_per_round=5, warmup_calls=2)["m"]
-    assert t.samples == 15 and 0 < t.p25_ms <= t.median_ms <= t.p75_ms
+    runtime = openvino_runtime()
+    t = _timed(runtime, {"m": runtime.prepare(small_model(), SMALL_SHAPE)})["m"]
+    assert t.bursts == 3 and 0 < t.latency_ms <= t.p50_ms <= t.p90_ms
 
 
 def test_the_deployed_file_computes_what_torch_and_onnxruntime_compute(tmp_path):
@@ -64,8 +81,8 @@ def test_a_bigger_model_times_slower():
     runtime = openvino_runtime()
     small = runtime.prepare(small_model(), SMALL_SHAPE)
     big = runtime.prepare(build_model(Arch.preset("m4")).eval().fuse(), (1, 3, 224, 224))
-    timings = measure_interleaved({"small": small, "big": big}, rounds=3, calls_per_round=5)
-    assert timings["big"].median_ms > 2 * timings["small"].median_ms
+    timings = _timed(runtime, {"small": small, "big": big})
+    assert timings["big"].latency_ms > 2 * timings["small"].latency_ms
 
 
 def test_float16_is_refused():

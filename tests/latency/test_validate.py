@@ -6,105 +6,61 @@ from pathlib import Path
 import pytest
 
 from effvit_nas import Arch, EffNasError, TableError
-from effvit_nas.latency.deploy import DeployedTiming
-from effvit_nas.latency.meter import DeployedNetwork, LatencyMeter
+from effvit_nas.latency.measure import Timing
+from effvit_nas.latency.meter import LatencyMeter, NetworkRun
 from effvit_nas.latency.table import LatencyTable
-from effvit_nas.latency.validate import sample_validation_archs, validate_table
+from effvit_nas.latency.validate import measured_by_table, sample_validation_archs, validate_table
 
 
-def _with(tiny_table_path, **changes) -> LatencyTable:
-    data = json.loads(tiny_table_path.read_text())
-    for path, value in changes.items():
-        *sections, key = path.split("__")
-        node = data
-        for section in sections:
-            node = node[section]
-        node[key] = value
-    return LatencyTable.from_dict(data)
-
-
-def test_drift_factor_is_the_reference_ratio_unless_within_the_references_noise(tiny_table_path):
-    table = _with(tiny_table_path, reference__median_ms=2.0, reference__noise=0.05)
-    assert table.drift_factor(2.0 * 1.04) == 1.0  # within the build's own 5% noise: not applied
-    assert table.drift_factor(2.0 * 1.20) == pytest.approx(1.20)
-    assert table.drift_factor(2.0 * 0.90) == pytest.approx(0.90)  # a faster machine is corrected too
-    quiet = _with(tiny_table_path, reference__median_ms=2.0, reference__noise=0.001)
-    assert quiet.drift_factor(2.0 * 1.025) == 1.0  # a noise floor of 3% whatever the build saw
-    assert quiet.drift_factor(2.0 * 1.035) == pytest.approx(1.035)
-
-
-def test_the_deployed_drift_reads_the_deployed_reference_not_the_block_one(tiny_table_path):
-    table = _with(tiny_table_path, reference__median_ms=1.0, deployment__reference__median_ms=4.0,
-                  deployment__reference__noise=0.0)
-    assert table.deployment_reference_ms == 4.0
-    assert table.drift_factor(6.0, deployed=True) == pytest.approx(1.5)
-    assert table.drift_factor(6.0) == pytest.approx(6.0)
-
-
-def _fake_meter(monkeypatch, measure):
-    """The meter with its exports and deployment runs replaced by ``measure(arch_id) -> (ms, reference ms)``."""
+def _fake_meter(monkeypatch, measure, reference_ms, failures=None):
+    """The meter with its exports and its window replaced: ``measure(arch_id) -> ms``, the reference at
+    ``reference_ms`` (the machine moved 1.5x)."""
     monkeypatch.setattr(LatencyMeter, "export_archs",
                         lambda self, archs: {a.arch_id: (Path(a.arch_id), (1, 3, 8, 8)) for a in archs})
 
     def networks(self, files, *, seed=0, progress=None):
-        out = {}
-        for key, (path, _) in files.items():
-            ms, reference = measure(str(path))
-            timing = DeployedTiming(ms, 0.9 * ms, 1.2 * ms, (ms,), ms / reference)
-            out[key] = DeployedNetwork(timing, reference, (reference,))
-        return out, {}
+        timings = {key: Timing(measure(str(path)), 1.2 * measure(str(path)), 1.5 * measure(str(path)), 24)
+                   for key, (path, _) in files.items() if key not in (failures or {})}
+        return NetworkRun(timings, [Timing(reference_ms, 1.2 * reference_ms, 1.5 * reference_ms, 24)],
+                          dict(failures or {}), 60.0)
 
     monkeypatch.setattr(LatencyMeter, "networks", networks)
 
 
-def test_validate_corrects_by_one_global_drift_factor_and_reports_it(tiny_table_path, monkeypatch):
-    """Every network measured at twice its prediction while the reference, in the same run, took
-    twice its build-time figure (in one chunk 1.9x, in the other 2.1x: the global factor is their
-    median). Corrected figures must equal the predictions x 2 / 2; raw ones stay 100% off."""
+def test_validate_compares_the_figures_as_measured_and_reports_the_machine(tiny_table_path, monkeypatch):
+    """Every network measured at twice its prediction, the reference at twice the table's: the errors say
+    100% (nothing is divided out of a figure), the report says how the reference and the machine ran."""
     table = LatencyTable.load(tiny_table_path)
     archs = sample_validation_archs(table, 4, seed=0)
     predicted = {a.arch_id: table.predict_ms(a) for a in archs}
-    at_build = table.deployment_reference_ms
-    chunk_refs = dict(zip(predicted, [1.9, 1.9, 2.1, 2.1]))
-    _fake_meter(monkeypatch, lambda arch_id: (2 * predicted[arch_id], chunk_refs[arch_id] * at_build))
+    _fake_meter(monkeypatch, lambda arch_id: 2 * predicted[arch_id], 2 * table.deployment_reference_ms)
     report = validate_table(table, 4, seed=0)
-
     assert [r["arch_id"] for r in report.rows] == [a.arch_id for a in archs]
-    assert report.reference_ratio == pytest.approx(2.0) and report.drift == pytest.approx(2.0)
-    for row in report.rows:
-        assert row["measured_ms"] == pytest.approx(2 * row["predicted_ms"])
-        assert row["measured_corrected_ms"] == pytest.approx(row["predicted_ms"])
-    stats = report.stats()
-    assert stats["calibrated, raw"]["median_abs_err"] == pytest.approx(0.5)  # |p - 2p| / 2p
-    assert stats["calibrated, drift-corrected"]["worst_abs_err"] == pytest.approx(0.0, abs=1e-12)
-    # per round: 2p / (1.9 or 2.1 x the build's reference) x the build's reference = 2p / 1.9 or 2p / 2.1
-    per_round = sorted(r["measured_per_round_ms"] / r["predicted_ms"] for r in report.rows)
-    assert per_round == pytest.approx([2 / 2.1, 2 / 2.1, 2 / 1.9, 2 / 1.9])
-
-
-def test_validate_leaves_a_drift_within_the_references_noise_uncorrected(tiny_table_path, monkeypatch):
-    table = LatencyTable.load(tiny_table_path)
-    archs = sample_validation_archs(table, 3, seed=1)
-    predicted = {a.arch_id: table.predict_ms(a) for a in archs}
-    noise = max(table.data["deployment"]["reference"]["noise"], 0.03)
-    ratio = 1 + noise / 2
-    _fake_meter(monkeypatch, lambda arch_id: (1.1 * predicted[arch_id], ratio * table.deployment_reference_ms))
-    report = validate_table(table, 3, seed=1)
-    assert report.reference_ratio == pytest.approx(ratio) and report.drift == 1.0
-    assert all(r["measured_corrected_ms"] == r["measured_ms"] for r in report.rows)
+    assert report.reference_ratio == pytest.approx(2.0) and report.machine["moved"] == pytest.approx(1.5)
+    assert all(r["measured_ms"] == pytest.approx(2 * r["predicted_ms"]) for r in report.rows)
+    assert report.stats()["calibrated"]["median_abs_err"] == pytest.approx(0.5)  # |p - 2p| / 2p
+    assert report.to_dict()["machine"]["windows"] == 1
 
 
 def test_added_archs_are_reported_as_their_own_group(tiny_table_path, tiny_space, monkeypatch):
     table = LatencyTable.load(tiny_table_path)
     added = [tiny_space.largest(), tiny_space.smallest()]
     predicted = {a.arch_id: table.predict_ms(a) for a in added + sample_validation_archs(table, 3, seed=0)}
-    _fake_meter(monkeypatch, lambda arch_id: (predicted[arch_id] * (1.5 if arch_id == added[0].arch_id else 1),
-                                              table.deployment_reference_ms))
+    _fake_meter(monkeypatch, lambda arch_id: predicted[arch_id] * (1.5 if arch_id == added[0].arch_id else 1),
+                table.deployment_reference_ms)
     report = validate_table(table, 3, seed=0, extra={"corners": added})
     assert report.groups() == ["random", "corners"]
-    assert report.stats("random")["calibrated, raw"]["worst_abs_err"] == pytest.approx(0.0, abs=1e-12)
-    assert report.stats("corners")["calibrated, raw"]["worst_abs_err"] == pytest.approx(0.5 / 1.5)
+    assert report.stats("random")["calibrated"]["worst_abs_err"] == pytest.approx(0.0, abs=1e-12)
+    assert report.stats("corners")["calibrated"]["worst_abs_err"] == pytest.approx(0.5 / 1.5)
     assert set(report.to_dict()["stats_by_group"]) == {"random", "corners"}
+
+
+def test_validation_never_draws_a_network_the_table_was_built_or_adapted_on(tiny_table_path):
+    table = LatencyTable.load(tiny_table_path)
+    own = measured_by_table(table)
+    assert len(own) == 8 + 4  # the calibration's and the check's, listed by the table itself
+    drawn = {a.arch_id for a in sample_validation_archs(table, 20, seed=0)}
+    assert len(drawn) == 20 and not drawn & own
 
 
 def test_an_added_arch_outside_the_tables_space_is_refused(tiny_table_path):
@@ -122,13 +78,10 @@ def test_validate_refuses_a_sample_count_it_cannot_rank(tiny_table_path, samples
         validate_table(table, samples)
 
 
-def test_validate_refuses_a_negative_seed_or_no_rounds(tiny_table_path):
+def test_validate_refuses_a_negative_seed(tiny_table_path):
     table = LatencyTable.load(tiny_table_path)
     with pytest.raises(EffNasError, match=r"seed \(--seed\) must be an integer of at least 0, but got -3"):
         validate_table(table, 3, seed=-3)
-    with pytest.raises(EffNasError, match=r"deployment rounds \(--rounds\) must be an integer of at least 1, "
-                                          r"but got 0"):
-        validate_table(table, 3, rounds=0)
 
 
 def test_validate_refuses_a_table_measured_on_other_hardware(tiny_table_path, monkeypatch):
@@ -148,10 +101,9 @@ def test_validate_refuses_a_table_measured_on_other_hardware(tiny_table_path, mo
 
 def test_a_network_that_fails_to_run_is_reported_not_given_a_figure(tiny_table_path, monkeypatch):
     table = LatencyTable.load(tiny_table_path)
-    monkeypatch.setattr(LatencyMeter, "export_archs",
-                        lambda self, archs: {a.arch_id: (Path(a.arch_id), (1, 3, 8, 8)) for a in archs})
-    monkeypatch.setattr(LatencyMeter, "networks",
-                        lambda self, files, **kw: ({}, {next(iter(files)): "RuntimeException: out of memory"}))
+    first = sample_validation_archs(table, 3, seed=0)[0].arch_id
+    _fake_meter(monkeypatch, lambda arch_id: 1.0, table.deployment_reference_ms,
+                failures={first: "RuntimeException: out of memory"})
     with pytest.raises(EffNasError, match=r"every network must run under onnxruntime, but 1 failed \(first .*: "
                                           r"RuntimeException: out of memory\)"):
         validate_table(table, 3)

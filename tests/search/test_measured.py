@@ -3,20 +3,38 @@
 from __future__ import annotations
 
 import json
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
 from effvit_nas import Arch
 from effvit_nas.estimators import create_estimator
+from effvit_nas.latency.judge import Judgement, Verdict
+from effvit_nas.latency.measure import Timing
+from effvit_nas.latency.meter import NetworkRun
 from effvit_nas.latency.table import LatencyTable
 from effvit_nas.search import Measurement, SearchProblem, Target, run_search
 from effvit_nas.search.measured import MEASURED_FILE, measure_shortlists
 from effvit_nas.search.results import Candidate
 
 from ..cli.helpers import assert_one_line_error, effnas_here
+from ..conftest import quick_rule
 
 TINY_SPACE = Path(__file__).parents[1] / "data" / "tiny_space.yaml"
+
+
+def given_figures(figure, record=None):
+    """A judge that gives each arch ``figure(arch_id, position)`` ms (time budgets only), as the real one
+    would report it; ``record`` collects the archs it was asked to time."""
+    def judge(config, archs, budgets, **kwargs):
+        if record is not None:
+            record.extend(archs)
+        timings = {key: Timing(figure(key, n), figure(key, n), figure(key, n), 12) for n, key in enumerate(archs)}
+        verdicts = {key: {b.label: Verdict(b.label, timings[key].latency_ms, b.ms, timings[key].latency_ms <= b.ms)
+                          for b in by} for key, by in budgets.items()}
+        return Judgement(NetworkRun(timings, [Timing(1.0, 1.0, 1.0, 12)]), verdicts)
+    return judge
 
 
 def _ranked(n: int) -> list[Candidate]:
@@ -32,22 +50,24 @@ def test_archs_measuring_over_the_budget_are_dropped_and_stored_timings_are_not_
     measurement = Measurement(candidates=4)
     # the proxy's favourite measures over a 2 ms budget; the sixth was timed for another budget of the family
     ms = {0: 2.4, 1: 1.9, 2: 2.0, 3: 1.5, 5: 1.0}
-    timings = {ranked[i].arch.arch_id: {"measured_corrected_ms": v} for i, v in ms.items()}
-    stored = {"table_id": table.table_id, "rounds": measurement.rounds, "timings": timings}
+    timings = {ranked[i].arch.arch_id: {"measured_ms": v, "verdicts": {"2ms": {"within": v <= 2.0}}}
+               for i, v in ms.items()}
+    stored = {"table_id": table.table_id, "rule": asdict(measurement.rule), "timings": timings}
     (tmp_path / MEASURED_FILE).write_text(json.dumps(stored))
 
     def must_not_time(*args, **kwargs):
         raise AssertionError("an arch with a stored timing was timed again")
 
-    monkeypatch.setattr("effvit_nas.search.measured._time", must_not_time)
-    result = measure_shortlists({2.0: ranked}, table, tmp_path, measurement)
+    monkeypatch.setattr("effvit_nas.search.measured.judge", must_not_time)
+    target = Target(table, (2.0,))
+    result = measure_shortlists({2.0: ranked}, target, tmp_path, measurement)
     assert result.timed[2.0] == [c.arch.arch_id for c in ranked[:4]]  # the fifth and sixth were not finalists
     assert [c.trial for c in result.kept[2.0]] == [1, 2, 3, 5]  # within 2 ms (2.0 included), proxy order kept
     assert result.report()["per_budget"]["2ms"]["lowest_measured_ms"] == 1.5  # of those timed for this budget
 
     # timings taken under another rule are not reused
     with pytest.raises(AssertionError, match="timed again"):
-        measure_shortlists({2.0: ranked}, table, tmp_path, Measurement(candidates=4, rounds=1))
+        measure_shortlists({2.0: ranked}, target, tmp_path, Measurement(candidates=4, rule=quick_rule()))
 
 
 @pytest.mark.slow  # times networks in fresh processes
@@ -56,16 +76,18 @@ def test_a_search_times_its_finalists_here_and_picks_among_those_within_the_budg
     budget = 1e3  # every finalist fits: the pick must be the best score among those timed
     problem = SearchProblem(tiny_space, [Target(LatencyTable.load(tiny_table_path), (budget,))],
                             create_estimator("size-prior"))
-    metadata = run_search(problem, tmp_path / "run", trials=8, seed=0, measurement=Measurement(candidates=2, rounds=1))
+    metadata = run_search(problem, tmp_path / "run", trials=8, seed=0,
+                          measurement=Measurement(candidates=2, rule=quick_rule()))
     timed = metadata["measurement"]["per_budget"]["1000ms"]
     assert len(timed["timed"]) == 2 and timed["kept"] == timed["timed"]
     best = next(iter(metadata["best"].values()))
     pick = Arch.from_yaml(tmp_path / "run" / "best.yaml").arch_id
     assert pick == timed["kept"][0]
     measured = metadata["measurement"]["timings"][pick]
-    assert best["measured_latency_ms"][problem.primary.name] == measured["measured_corrected_ms"] > 0
-    assert len(measured["rounds_ms"]) == 1 and measured["predicted_ms"] == pytest.approx(
-        best["predicted_latency_ms"][problem.primary.name])
+    assert best["measured_latency_ms"][problem.primary.name] == measured["measured_ms"] > 0
+    assert measured["verdicts"]["1000ms"]["within"] and best["measured_verdict"]["budget_ms"] == budget
+    assert measured["predicted_ms"] == pytest.approx(best["predicted_latency_ms"][problem.primary.name])
+    assert measured["machine"]["moved"] >= 1
     assert json.loads((tmp_path / "run" / MEASURED_FILE).read_text())["timings"].keys() == set(timed["timed"])
 
 
@@ -92,15 +114,9 @@ def test_a_finalist_measured_over_its_budget_is_not_picked_and_a_budget_none_fit
                                                                                            monkeypatch):
     """The real search, study, table and CLI; only the timings are given (the real timing is exercised above),
     so that the proxy's favourite measures over both budgets and the rest over the smaller one."""
-    given = {}
-
-    def timings(table, archs, measurement, store, progress):
-        ids = list(archs)  # the first budget's finalists first, the proxy's favourite first of all
-        given.update({i: 2000.0 if n == 0 else 700.0 for n, i in enumerate(ids)})
-        store({i: {"predicted_ms": 1.0, "measured_ms": ms, "measured_corrected_ms": ms, "drift": 1.0,
-                   "reference_ms": 1.0, "rounds_ms": [ms]} for i, ms in given.items()})
-
-    monkeypatch.setattr("effvit_nas.search.measured._time", timings)
+    asked = []  # the first budget's finalists first, the proxy's favourite first of all
+    monkeypatch.setattr("effvit_nas.search.measured.judge",
+                        given_figures(lambda arch_id, n: 2000.0 if n == 0 else 700.0, asked))
     out = tmp_path / "run"
     result = effnas_here("search", "--target", str(tiny_table_path), "--budget", "500ms,1000ms", "--space",
                          str(TINY_SPACE), "--estimator", "params", "--margin", "0", "--trials", "8", "--measure", "3",
@@ -109,9 +125,9 @@ def test_a_finalist_measured_over_its_budget_is_not_picked_and_a_budget_none_fit
     assert "no finalist measured within 500ms: 3 timed, the fastest 700.000 ms" in result.stderr
     metadata = json.loads((out / "metadata.json").read_text())
     assert list(metadata["best"]) == ["1000ms"] and metadata["measurement"]["per_budget"]["500ms"]["kept"] == []
-    favourite = next(iter(given))
+    favourite = asked[0]
     pick = Arch.from_yaml(out / "best-1000ms.yaml" if (out / "best-1000ms.yaml").exists() else out / "best.yaml")
-    assert pick.arch_id != favourite and given[pick.arch_id] == 700.0
+    assert pick.arch_id != favourite and pick.arch_id in asked
     assert metadata["best"]["1000ms"]["measured_latency_ms"]["tiny"] == 700.0
 
 
@@ -123,13 +139,7 @@ def test_with_data_a_search_on_the_tables_own_hardware_times_twice_k_finalists_b
     the search keeps 0.95 and says so before it starts. The real refinement and CLI; only the timings are
     given (the real timing is exercised above)."""
     timed = []
-
-    def timings(table, archs, measurement, store, progress):
-        timed.extend(archs)
-        store({i: {"predicted_ms": 1.0, "measured_ms": 1.0, "measured_corrected_ms": 1.0, "drift": 1.0,
-                   "reference_ms": 1.0, "rounds_ms": [1.0]} for i in archs})
-
-    monkeypatch.setattr("effvit_nas.search.measured._time", timings)
+    monkeypatch.setattr("effvit_nas.search.measured.judge", given_figures(lambda arch_id, n: 1.0, timed))
     data = json.loads(tiny_table_path.read_text())
     data["deployment"]["residual_ratios"] *= 2  # 24: enough for the 0.95 kept where nothing is timed
     here_table = LatencyTable.from_dict(data).save(tmp_path / "here.json")

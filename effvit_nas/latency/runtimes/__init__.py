@@ -11,10 +11,19 @@ import importlib
 import pkgutil
 
 from ...errors import EffNasError, UnknownNameError
-from ._base import Forward, Runtime, RuntimeConfig, RuntimeDefaults, cpu_info
+from ._base import (
+    Forward,
+    Runtime,
+    RuntimeConfig,
+    RuntimeDefaults,
+    cpu_info,
+    host_timed,
+    network_input,
+    steady_state_allocator,
+)
 
 __all__ = ["Forward", "Runtime", "RuntimeConfig", "RuntimeDefaults", "RUNTIMES", "register_runtime", "runtime_class",
-           "create_runtime", "cpu_info"]
+           "create_runtime", "cpu_info", "host_timed", "steady_state_allocator", "network_input"]
 
 RUNTIMES: dict[str, type[Runtime]] = {}
 _loaded = False
@@ -48,8 +57,6 @@ def runtime_class(name: str, device: str | None = None) -> type[Runtime]:
 
 def create_runtime(config: RuntimeConfig) -> Runtime:
     """The runtime ``config`` names, checked to be usable here (library, device, dtype)."""
-    from ..measure import steady_state_allocator
-
     runtime = runtime_class(config.runtime, config.device)(config)
     runtime.check_usable()
     steady_state_allocator()

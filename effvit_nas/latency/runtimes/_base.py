@@ -19,6 +19,7 @@ from __future__ import annotations
 import abc
 import os
 import platform
+import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,9 +30,47 @@ from ..._checks import check_at_least
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["Forward", "RuntimeConfig", "RuntimeDefaults", "Runtime", "cpu_info"]
+__all__ = ["Forward", "RuntimeConfig", "RuntimeDefaults", "Runtime", "cpu_info", "host_timed", "steady_state_allocator",
+           "network_input"]
 
 Forward = Callable[[], Any]  # one forward pass, finished when it returns (or when ``timed_calls`` waits for it)
+
+
+def host_timed(forward: Forward, calls: int) -> list[float]:
+    clock = time.perf_counter
+    times = []
+    for _ in range(calls):
+        start = clock()
+        forward()
+        times.append((clock() - start) * 1e3)
+    return times
+
+
+def steady_state_allocator() -> None:
+    """Keep freed memory in the heap instead of returning it to the OS (glibc only).
+
+    By default glibc maps large buffers fresh and unmaps them on free, so each call of a model with
+    big activations pays page faults, and how many depends on the process's history: a fresh
+    process times the same network slower than one after some heap churn. A long-running server
+    sits in the steady state; this puts every measuring process there from the start (the figures
+    that showed it are in docs/LATENCY.md)."""
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if not name or platform.system() != "Linux":
+        return
+    try:
+        libc = ctypes.CDLL(name)
+        libc.mallopt(-3, 1 << 30)  # M_MMAP_THRESHOLD: serve big blocks from the heap
+        libc.mallopt(-1, 2**31 - 1)  # M_TRIM_THRESHOLD: never give the heap top back
+    except (OSError, AttributeError):  # not glibc
+        pass
+
+
+def network_input(resolution: int, batch: int) -> tuple[int, int, int, int]:
+    """The input a network of this side is timed with at the table's batch: (B, 3, side, side)."""
+    return (batch, 3, resolution, resolution)
 
 
 @dataclass(frozen=True)
@@ -152,6 +191,4 @@ class Runtime(abc.ABC):
 
     def timed_calls(self, forward: Forward, calls: int) -> list[float]:
         """Milliseconds of each of ``calls`` back-to-back calls (a GPU runtime times on the device)."""
-        from ..measure import host_timed
-
         return host_timed(forward, calls)

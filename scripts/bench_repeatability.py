@@ -1,0 +1,105 @@
+"""Does the latency figure repeat? The same 12 networks measured by the deployment rule in several
+runs spread over half an hour, each run one window of the rule (``LatencyMeter.archs``), nothing
+else running.
+
+    python scripts/bench_repeatability.py [--runs 5] [--every 420] [--seconds 60] [--name NAME]
+
+Networks: M0-M3 (224 px), the default search's picks at 2 ms and 8 ms (committed in
+docs/results/search_compliance_amd-epyc-2core-ort-b1.json: synflow, seed 0, on the earlier onnxruntime
+table), and one random arch of the default space at each of 128, 160, 192, 224, 256 and 288 px
+(seed 0). onnxruntime, 2 threads, batch 1: the default table's deployment, whose table also gives the
+reference figure each window goes on to meet (``--table``; as every measurement judged against a
+table does). Each run starts ``--every``
+seconds after the previous one started. Per network: its figure in each run and how far each run
+lies from the network's own median; the machine's movement in each run (the reference's p90 / its
+figure) beside them. Every burst median is kept, so other quantiles can be judged offline.
+Writes docs/results/repeatability_<name>.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+
+import numpy as np
+from _results import RESULTS_DIR, save_result
+
+from effvit_nas import Arch, SearchSpace
+from effvit_nas.latency.deploy import DeploymentRule
+from effvit_nas.latency.meter import LatencyMeter
+from effvit_nas.latency.table import LatencyTable
+
+RESOLUTIONS = (128, 160, 192, 224, 256, 288)
+
+
+def networks() -> dict[str, Arch]:
+    space = SearchSpace.default()
+    chosen = {f"m{i}": Arch.preset(f"m{i}") for i in range(4)}
+    found = json.loads((RESULTS_DIR / "search_compliance_amd-epyc-2core-ort-b1.json").read_text())["rows"]
+    chosen |= {f"pick-{r['budget_ms']:g}ms": Arch.from_dict(r["arch"]) for r in found if r["budget_ms"] in (2.0, 8.0)}
+    rng = np.random.default_rng([0, 11])
+    for side in RESOLUTIONS:
+        while True:
+            arch = space.sample(rng)
+            if arch.resolution == side:
+                chosen[f"random-{side}px"] = arch
+                break
+    return chosen
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--every", type=float, default=420.0, help="seconds from one run's start to the next")
+    parser.add_argument("--seconds", type=float, default=None, help="the rule's window (default: the rule's)")
+    parser.add_argument("--name", default="ort-b1")
+    parser.add_argument("--table", default="amd-epyc-2core-ort-b1",
+                        help="the table whose reference figure each window goes on to meet")
+    args = parser.parse_args(argv)
+    table = LatencyTable.load(args.table)
+    config = table.runtime
+    archs = networks()
+    rule = DeploymentRule() if args.seconds is None else DeploymentRule(min_seconds=args.seconds)
+    runs = []
+    for r in range(args.runs):
+        started = time.time()
+        with LatencyMeter(config, rule=rule, reference_ms=table.deployment_reference_ms) as meter:
+            run = meter.archs(archs, seed=r)
+        runs.append({"started": started, "machine": run.machine(), "reference": run.references[0].to_dict(),
+                     "reference_ratio": table.reference_ratio(run.reference_ms),
+                     "timings": {k: t.to_dict() for k, t in run.timings.items()},
+                     "bursts": {k: [round(b, 4) for b in v] for k, v in run.bursts.items()},
+                     "failures": {str(k): v for k, v in run.failures.items()}})
+        print(f"run {r + 1}/{args.runs}: {run.seconds:.0f} s, machine moved {run.moved:.2f}x, reference "
+              f"{run.reference_ms:.3f} ms", flush=True)
+        if r + 1 < args.runs:
+            time.sleep(max(0.0, started + args.every - time.time()))
+    rows = {}
+    for name, arch in archs.items():
+        figures = [run["timings"][name]["latency_ms"] for run in runs]
+        mid = statistics.median(figures)
+        rows[name] = {"arch": arch.to_dict(), "arch_id": arch.arch_id, "figures_ms": figures, "median_ms": mid,
+                      "deviations": [f / mid - 1 for f in figures]}
+    deviations = [abs(d) for row in rows.values() for d in row["deviations"]]
+    summary = {"median_abs_deviation": statistics.median(deviations), "worst_abs_deviation": max(deviations),
+               "span_minutes": (runs[-1]["started"] - runs[0]["started"]) / 60,
+               "moved_per_run": [run["machine"]["moved"] for run in runs]}
+    print(f"{len(rows)} networks x {len(runs)} runs over {summary['span_minutes']:.0f} min: median |deviation| "
+          f"{summary['median_abs_deviation']:.1%}, worst {summary['worst_abs_deviation']:.1%}; machine moved "
+          + ", ".join(f"{m:.2f}x" for m in summary["moved_per_run"]))
+    for name, row in rows.items():
+        print(f"  {name:<14} {row['median_ms']:8.3f} ms  " + " ".join(f"{d:+.1%}" for d in row["deviations"]))
+    command = "python scripts/bench_repeatability.py " + " ".join(argv)
+    path = save_result(f"repeatability_{args.name}", command.strip(),
+                       {"rule": rule.to_dict(), "runtime": config.to_dict(), "table": table.table_id,
+                        "table_reference_ms": table.deployment_reference_ms, "summary": summary, "networks": rows,
+                        "runs": runs})
+    print(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
