@@ -38,3 +38,19 @@ def test_a_margin_without_its_percent_sign_is_refused_not_guessed():
     for text in ("100%", "-1%", "five"):
         with pytest.raises(EffNasError, match="--margin must"):
             parse_percent(text, "--margin")
+
+
+def test_budgets_are_times_or_models():
+    from effvit_nas.budget import parse_budget, parse_budgets
+
+    assert parse_budget("2ms").ms == 2.0 and parse_budget("2ms").label == "2ms"
+    m1 = parse_budget("m1")
+    assert (m1.model.resolution, m1.factor, m1.label, m1.describe()) == (224, 1.0, "m1", "M1 at 224 px")
+    scaled = parse_budget("0.8xm2@128")
+    assert (scaled.model.resolution, scaled.factor, scaled.label) == (128, 0.8, "0.8xm2@128")
+    assert scaled.resolve_ms(lambda arch: 5.0) == pytest.approx(4.0)  # 0.8 x the model's figure
+    assert [b.label for b in parse_budgets("m0,1.5ms")] == ["m0", "1.5ms"]
+    for text, message in (("m9", "must name one of m0"), ("2", "a time with a unit (2ms, 500us) or a model"),
+                          ("0xm1", "factor must be positive"), ("m1,M1", "must differ")):
+        with pytest.raises(EffNasError, match=message):
+            parse_budgets(text)

@@ -96,7 +96,7 @@ class BuildSettings:
     bar: CheckBar = CheckBar()
 
     def __post_init__(self) -> None:
-        # the calibration's trees learn from whole networks; fewer than 8 leave them nothing to split
+        # the calibration is a fit of 8 features to whole networks: fewer networks than that cannot fix it
         check_at_least("calibration networks (--calibration-archs)", self.calibration_archs, 8)
         check_at_least("held-out check networks (--check-archs)", self.check_archs, 3)
         check_at_least("seed (--seed)", self.seed, 0)  # numpy's seed sequences take no negative seed

@@ -10,7 +10,6 @@ import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -21,11 +20,11 @@ __all__ = ["BlockModel", "Calibration", "CALIBRATION_FEATURES", "EVALUATOR_VERSI
            "fit_block_model", "fit_calibration", "relative_errors", "error_stats"]
 
 # How a stored table is turned into a number: ``BlockModel.predict`` (features . coef) and
-# ``Calibration.apply`` (the trees walked in pure Python, ``<=`` to the left, as sklearn splits; sklearn
-# casts features to float32 first, and tests/latency/test_fit.py checks the two agree).
+# ``Calibration.apply`` (base + coefficients . features, tests/latency/test_fit.py checks it against
+# sklearn's own predict).
 # Bump it with any change to either; tables record it, and one fitted for another evaluator is
 # refused on load rather than silently predicting something else (table.py, ``predictor``).
-EVALUATOR_VERSION = 1
+EVALUATOR_VERSION = 2
 
 
 def error_stats(predicted: Sequence[float], measured: Sequence[float]) -> dict[str, float]:
@@ -81,7 +80,7 @@ def fit_block_model(feature_names: Sequence[str], features: np.ndarray, latency_
                       float(np.median(np.abs(errors))))
 
 
-# Tables record these names, and a table whose trees were fitted on other ones is refused. A change
+# Tables record these names, and a table whose calibration was fitted on other ones is refused. A change
 # to how ``calibration_features`` computes a feature under the same name is invisible to that check:
 # give it a new name or bump EVALUATOR_VERSION.
 CALIBRATION_FEATURES = ("log_block_sum_ms", "log_mparams", "log_gmacs", "blocks", "stage1_width", "resolution",
@@ -107,63 +106,50 @@ def calibration_features(arch: Arch, block_sum_ms: float, blocks: int) -> tuple[
 class Calibration:
     """network_ms = block_sum_ms * exp(correction(features)).
 
-    The correction is a small gradient-boosted tree ensemble on ``CALIBRATION_FEATURES``, fitted on
-    whole networks measured during the build. Trees rather than a linear correction: the ratio of
-    measured to summed latency moves in steps, as the weights outgrow a cache level and with the
-    stage-1 activations, and steps are what trees follow and lines do not (docs/LATENCY.md,
-    "Calibration", gives the ratios the shipped tables show). Stored as plain arrays and
+    The correction is linear in ``CALIBRATION_FEATURES`` (logs of the sizes that decide how a network
+    strays from its blocks), a ridge fit to whole networks measured during the build. Linear rather
+    than a tree ensemble: with the ~50 networks a build can afford, trees fitted the calibration
+    networks to under 1% and missed unseen ones by more than the line does (docs/LATENCY.md,
+    "Calibration", gives the comparison on the builds' own networks). Stored as numbers and
     evaluated in pure Python: no sklearn needed to predict.
     """
 
     base: float = 0.0
-    learning_rate: float = 0.0
-    trees: tuple[dict, ...] = ()
+    coefficients: tuple[float, ...] = ()  # one per CALIBRATION_FEATURES, on the raw feature values
     archs: int = 0
     median_abs_rel_err: float = 0.0  # on the archs it was fitted on
 
     def correction(self, features: Sequence[float]) -> float:
-        total = self.base
-        for tree in self.trees:
-            node = 0
-            left, right = tree["left"], tree["right"]
-            while left[node] != -1:
-                node = left[node] if features[tree["feature"][node]] <= tree["threshold"][node] else right[node]
-            total += self.learning_rate * tree["value"][node]
-        return total
+        return self.base + sum(c * f for c, f in zip(self.coefficients, features))
 
     def apply(self, block_sum_ms: float, features: Sequence[float]) -> float:
         return block_sum_ms * math.exp(self.correction(features))
 
     def to_dict(self) -> dict:
-        return {"model": "gradient-boosted log(measured / block sum)", "features": list(CALIBRATION_FEATURES),
-                "base": self.base, "learning_rate": self.learning_rate, "trees": list(self.trees),
+        return {"model": "ridge log(measured / block sum)", "features": list(CALIBRATION_FEATURES),
+                "base": self.base, "coefficients": list(self.coefficients),
                 "archs": self.archs, "median_abs_rel_err": self.median_abs_rel_err}
 
     @classmethod
     def from_dict(cls, data: dict) -> Calibration:
-        return cls(data["base"], data["learning_rate"], tuple(data["trees"]), data["archs"], data["median_abs_rel_err"])
-
-    @classmethod
-    def from_sklearn(cls, model: Any, archs: int) -> Calibration:
-        """The trees of a fitted ``GradientBoostingRegressor`` (squared error, one output) as plain
-        arrays; ``correction`` then equals the model's ``predict``."""
-        trees = []
-        for (estimator,) in model.estimators_:
-            t = estimator.tree_
-            trees.append({"feature": t.feature.tolist(), "threshold": t.threshold.tolist(),
-                          "left": t.children_left.tolist(), "right": t.children_right.tolist(),
-                          "value": t.value[:, 0, 0].tolist()})
-        return cls(float(model.init_.constant_.ravel()[0]), float(model.learning_rate), tuple(trees), archs)
+        return cls(data["base"], tuple(data["coefficients"]), data["archs"], data["median_abs_rel_err"])
 
 
 def fit_calibration(features: Sequence[Sequence[float]], block_sums_ms: Sequence[float],
                     measured_ms: Sequence[float], *, seed: int = 0) -> Calibration:
-    from sklearn.ensemble import GradientBoostingRegressor
+    """A ridge fit of log(measured / block sum) on standardised features, its penalty chosen by
+    leave-one-out (``RidgeCV``), folded back to coefficients on the raw features. ``seed`` is kept
+    for callers that vary it; the fit itself is deterministic."""
+    from sklearn.linear_model import RidgeCV
 
+    del seed
     x = np.asarray(features, float)
     sums, measured = np.asarray(block_sums_ms, float), np.asarray(measured_ms, float)
-    model = GradientBoostingRegressor(n_estimators=150, max_depth=2, learning_rate=0.05, subsample=0.8,
-                                      random_state=seed).fit(x, np.log(measured / sums))
-    calibration = Calibration.from_sklearn(model, len(measured))
+    mean, scale = x.mean(axis=0), x.std(axis=0)
+    scale[scale == 0] = 1.0  # a feature constant over the networks carries nothing; keep it at 0 weight
+    model = RidgeCV(alphas=np.logspace(-3, 3, 13)).fit((x - mean) / scale, np.log(measured / sums))
+    coefficients = model.coef_ / scale
+    calibration = Calibration(float(model.intercept_ - coefficients @ mean), tuple(float(c) for c in coefficients),
+                              len(measured))
     errors = relative_errors([calibration.apply(s, f) for s, f in zip(sums, x)], measured)
     return dataclasses.replace(calibration, median_abs_rel_err=float(np.median(np.abs(errors))))

@@ -55,6 +55,25 @@ def test_a_family_in_one_run(tmp_path):
     assert (out / f"best-{family[0]}ms.yaml").exists() and (out / f"best-{family[-1]}ms.yaml").exists()
 
 
+def test_a_family_of_model_budgets_names_each_by_its_model(tmp_path):
+    """``--budget m0,0.8xm2``: no slower than M0, and than 0.8x M2, on the target: each held at the table's
+    prediction of the model, each result named by it."""
+    out = tmp_path / "models"
+    result = effnas("search", "--target", TABLE, "--budget", "m0,0.8xm2", "--trials", "30", "--estimator",
+                    "size-prior", *MARGIN, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    metadata = json.loads((out / "metadata.json").read_text())
+    table = LatencyTable.load(TABLE)
+    assert sorted(metadata["best"]) == ["0.8xm2", "m0"]
+    assert metadata["best"]["m0"]["budget_ms"] == pytest.approx(table.predict_ms(Arch.preset("m0")))
+    assert metadata["best"]["0.8xm2"]["budget_ms"] == pytest.approx(0.8 * table.predict_ms(Arch.preset("m2")))
+    assert (out / "best-m0.yaml").exists() and Arch.from_yaml(out / "best-m0.yaml").name == f"effvit-{TABLE}-m0"
+    outside = effnas_here("search", "--target", TABLE, "--budget", "m1@64", "--out", str(tmp_path / "x"))
+    assert_one_line_error(outside, "a model budget's model must lie in table", "m1@64", "e.g. m1@288")
+    unknown = effnas_here("search", "--target", TABLE, "--budget", "m7", "--out", str(tmp_path / "y"))
+    assert_one_line_error(unknown, "a model budget must name one of m0, m1, m2, m3, m4, m5, but got 'm7'")
+
+
 def _tiny_search(table, out):
     return ["search", "--target", str(table), "--budget", "1s", "--space", TINY_SPACE, "--estimator", "size-prior",
             "--trials", "2", "--out", str(out)]
