@@ -141,7 +141,7 @@ def _measure(model: Any, onnx_path: Path, settings: VerifySettings) -> dict[str,
             "bursts": timing.bursts, "verdict": verdict.to_dict(), "machine": machine,
             "reference_at_build_ms": table.deployment_reference_ms,
             "reference_ratio": table.reference_ratio(machine["reference_ms"]),
-            "statistic": "the fast state: the 5th percentile of burst medians (deployment rule)",
+            "statistic": f"the fast state: the {settings.rule.quantile:.0%} quantile of burst medians",
             "rule": settings.rule.to_dict()}
 
 

@@ -50,7 +50,8 @@ def main(argv: list[str]) -> int:
             if path.exists():
                 picks[budget.label] = (budget, Arch.from_yaml(path), yaml.safe_load(path.read_text())["metadata"])
     judgement = judge(table.runtime, {label: arch for label, (_, arch, _) in picks.items()},
-                      {label: [budget] for label, (budget, _, _) in picks.items()})
+                      {label: [budget] for label, (budget, _, _) in picks.items()},
+                      reference_ms=table.deployment_reference_ms)
     rows = []
     for label, (_, arch, info) in picks.items():
         verdict = judgement.verdicts[label][label]

@@ -6,7 +6,7 @@ Parts (run one at a time, nothing else running):
       two builds of one target: how far their predictions differ on random archs and corners
       (no measuring: both tables are read).
   python scripts/bench_latency.py truth --target T [--samples 40] [--seconds 60] [--name NAME]
-      an independent measurement of the quantity a table predicts (the fast state: the 5th percentile
+      an independent measurement of the quantity a table predicts (the fast state: the 2nd percentile
       of burst medians, docs/LATENCY.md), written out below from that definition and nothing else of
       effvit-nas's measuring code: each network exported to ONNX, loaded in a brand-new Python
       interpreter by a plain ``onnxruntime.InferenceSession``, warmed up; then, in shuffled sweeps, one
@@ -62,7 +62,7 @@ for line in sys.stdin:
     times = [call() for _ in range(max(3, min(20, int(BURST_MS / per_call))))]
     print(statistics.median(times), flush=True)
 """
-GAP_S, MIN_BURSTS = 0.030, 24
+GAP_S, MIN_BURSTS, FAST_QUANTILE = 0.030, 24, 0.02
 
 
 def corners(space: SearchSpace) -> dict[str, Arch]:
@@ -133,9 +133,10 @@ def _independent_fast_state(files: dict[str, tuple[Path, list[int]]], threads: i
     return bursts
 
 
-def _fifth_percentile(values: list[float]) -> float:
+def _fast_state(values: list[float]) -> float:
+    """The 2nd percentile, interpolated between order statistics (the definition in docs/LATENCY.md)."""
     ordered = sorted(values)
-    position = 0.05 * (len(ordered) - 1)
+    position = FAST_QUANTILE * (len(ordered) - 1)
     low = int(position)
     return ordered[low] + (ordered[min(low + 1, len(ordered) - 1)] - ordered[low]) * (position - low)
 
@@ -165,7 +166,7 @@ def truth(args: argparse.Namespace) -> None:
         started = time.perf_counter()
         bursts = _independent_fast_state(files, runtime.threads, args.seconds, args.seed)
         seconds = time.perf_counter() - started
-    measured = {k: _fifth_percentile(v) for k, v in bursts.items()}
+    measured = {k: _fast_state(v) for k, v in bursts.items()}
     ratio = measured[reference] / table.deployment_reference_ms
     moved = sorted(bursts[reference])[int(0.9 * (len(bursts[reference]) - 1))] / measured[reference]
     rows = [{"key": k, "arch": a.to_dict(), "predicted_ms": table.predict_ms(a), "measured_ms": measured[k],

@@ -2,7 +2,8 @@
 runs spread over half an hour, each run one window of the rule (``LatencyMeter.archs``), nothing
 else running.
 
-    python scripts/bench_repeatability.py [--runs 5] [--every 420] [--seconds 60] [--name NAME]
+    python scripts/bench_repeatability.py [--runs 5] [--every 450] [--seconds 60] [--name NAME]
+                                          [--between CMD ...]
 
 Networks: M0-M3 (224 px), the default search's picks at 2 ms and 8 ms (committed in
 docs/results/search_compliance_amd-epyc-2core-ort-b1.json: synflow, seed 0, on the earlier onnxruntime
@@ -10,7 +11,10 @@ table), and one random arch of the default space at each of 128, 160, 192, 224, 
 (seed 0). onnxruntime, 2 threads, batch 1: the default table's deployment, whose table also gives the
 reference figure each window goes on to meet (``--table``; as every measurement judged against a
 table does). Each run starts ``--every``
-seconds after the previous one started. Per network: its figure in each run and how far each run
+seconds after the previous one started (later if the gap's work overran: the start times are
+recorded). ``--between CMD`` (repeatable) runs one shell command in each gap, after a run has ended
+and before the next starts, so that other measurements use the half hour without ever running beside
+a run of this one. Per network: its figure in each run and how far each run
 lies from the network's own median; the machine's movement in each run (the reference's p90 / its
 figure) beside them. Every burst median is kept, so other quantiles can be judged offline.
 Writes docs/results/repeatability_<name>.json.
@@ -20,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
+import subprocess
 import sys
 import time
 
@@ -53,7 +59,9 @@ def networks() -> dict[str, Arch]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--every", type=float, default=420.0, help="seconds from one run's start to the next")
+    parser.add_argument("--every", type=float, default=450.0, help="seconds from one run's start to the next")
+    parser.add_argument("--between", action="append", default=[],
+                        help="a shell command for the next gap between runs (repeatable, one per gap, in order)")
     parser.add_argument("--seconds", type=float, default=None, help="the rule's window (default: the rule's)")
     parser.add_argument("--name", default="ort-b1")
     parser.add_argument("--table", default="amd-epyc-2core-ort-b1",
@@ -63,7 +71,7 @@ def main(argv: list[str]) -> int:
     config = table.runtime
     archs = networks()
     rule = DeploymentRule() if args.seconds is None else DeploymentRule(min_seconds=args.seconds)
-    runs = []
+    runs, gaps = [], []
     for r in range(args.runs):
         started = time.time()
         with LatencyMeter(config, rule=rule, reference_ms=table.deployment_reference_ms) as meter:
@@ -76,6 +84,12 @@ def main(argv: list[str]) -> int:
         print(f"run {r + 1}/{args.runs}: {run.seconds:.0f} s, machine moved {run.moved:.2f}x, reference "
               f"{run.reference_ms:.3f} ms", flush=True)
         if r + 1 < args.runs:
+            if r < len(args.between):
+                print(f"between runs {r + 1} and {r + 2}: {args.between[r]}", flush=True)
+                began = time.time()
+                done = subprocess.run(args.between[r], shell=True)
+                gaps.append({"after_run": r + 1, "command": args.between[r], "exit": done.returncode,
+                             "seconds": time.time() - began})
             time.sleep(max(0.0, started + args.every - time.time()))
     rows = {}
     for name, arch in archs.items():
@@ -92,11 +106,11 @@ def main(argv: list[str]) -> int:
           + ", ".join(f"{m:.2f}x" for m in summary["moved_per_run"]))
     for name, row in rows.items():
         print(f"  {name:<14} {row['median_ms']:8.3f} ms  " + " ".join(f"{d:+.1%}" for d in row["deviations"]))
-    command = "python scripts/bench_repeatability.py " + " ".join(argv)
+    command = shlex.join(["python", "scripts/bench_repeatability.py", *argv])
     path = save_result(f"repeatability_{args.name}", command.strip(),
                        {"rule": rule.to_dict(), "runtime": config.to_dict(), "table": table.table_id,
                         "table_reference_ms": table.deployment_reference_ms, "summary": summary, "networks": rows,
-                        "runs": runs})
+                        "runs": runs, "between_runs": gaps})
     print(f"wrote {path}")
     return 0
 

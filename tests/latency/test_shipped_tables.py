@@ -2,7 +2,7 @@
 
 Each report stores what its table predicted for the archs it measured. Reloading the table and
 predicting again must give the same numbers: a change to the key walker, a feature, the block
-models or the tree evaluator that would silently move every prediction (and every search result
+models or the calibration's evaluator that would silently move every prediction (and every search result
 made with the table) fails here, as a number.
 """
 
