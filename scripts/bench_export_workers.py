@@ -25,7 +25,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
-    source = LatencyTable.load("amd-epyc-2core-torch-b16")
+    source = LatencyTable.load("amd-epyc-2core-openvino-b1")
     archs = plan_adapt_archs(source, 12)
     config = adapted_config(source, runtime="onnxruntime", device="cpu", threads=2, batch_size=1)
     seconds: dict[str, list[float]] = {"side by side (export_archs, chunks of 8)": [], "one at a time": []}
