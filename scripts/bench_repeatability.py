@@ -29,14 +29,17 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 from _results import RESULTS_DIR, save_result
 
 from effvit_nas import Arch, SearchSpace
+from effvit_nas._io import atomic_write_text
 from effvit_nas.latency.deploy import DeploymentRule
 from effvit_nas.latency.meter import LatencyMeter
 from effvit_nas.latency.table import LatencyTable
+from effvit_nas.provenance import git_revision
 
 RESOLUTIONS = (128, 160, 192, 224, 256, 288)
 
@@ -56,6 +59,37 @@ def networks() -> dict[str, Arch]:
     return chosen
 
 
+# A model budget (``--budget m1``) is judged against the model measured in the same window: how well the
+# ratio to M0 or M1 repeats is what such a budget's verdict rests on.
+RELATIVE_TO = ("m0", "m1")
+
+
+def deviation_summary(runs: list[dict], names: list[str], base: str | None = None) -> dict[str, float]:
+    """Median and worst |deviation| of each network's figure (``base``: its ratio to ``base`` in the same
+    run) from its own median over the runs."""
+    deviations = []
+    for name in names:
+        if name == base:
+            continue
+        values = [run["timings"][name]["latency_ms"] / (run["timings"][base]["latency_ms"] if base else 1.0)
+                  for run in runs]
+        mid = statistics.median(values)
+        deviations += [abs(v / mid - 1) for v in values]
+    return {"median_abs_deviation": statistics.median(deviations), "worst_abs_deviation": max(deviations)}
+
+
+def summarise(path: Path) -> int:
+    """Add the summaries this script now computes to a result written by an earlier version of it."""
+    record = json.loads(path.read_text())
+    names = list(record["networks"])
+    record["summary"] |= deviation_summary(record["runs"], names)
+    record["summary"]["relative_to"] = {base: deviation_summary(record["runs"], names, base) for base in RELATIVE_TO}
+    record["summary"]["summarised_at"] = git_revision()
+    atomic_write_text(path, json.dumps(record, indent=1) + "\n")
+    print(json.dumps(record["summary"], indent=1))
+    return 0
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
@@ -66,7 +100,11 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--name", default="ort-b1")
     parser.add_argument("--table", default="amd-epyc-2core-ort-b1",
                         help="the table whose reference figure each window goes on to meet")
+    parser.add_argument("--summarise", type=Path, default=None, metavar="JSON",
+                        help="only recompute the summaries of a result already written")
     args = parser.parse_args(argv)
+    if args.summarise:
+        return summarise(args.summarise)
     table = LatencyTable.load(args.table)
     config = table.runtime
     archs = networks()
@@ -97,13 +135,16 @@ def main(argv: list[str]) -> int:
         mid = statistics.median(figures)
         rows[name] = {"arch": arch.to_dict(), "arch_id": arch.arch_id, "figures_ms": figures, "median_ms": mid,
                       "deviations": [f / mid - 1 for f in figures]}
-    deviations = [abs(d) for row in rows.values() for d in row["deviations"]]
-    summary = {"median_abs_deviation": statistics.median(deviations), "worst_abs_deviation": max(deviations),
+    summary = {**deviation_summary(runs, list(archs)),
                "span_minutes": (runs[-1]["started"] - runs[0]["started"]) / 60,
-               "moved_per_run": [run["machine"]["moved"] for run in runs]}
+               "moved_per_run": [run["machine"]["moved"] for run in runs],
+               "relative_to": {base: deviation_summary(runs, list(archs), base) for base in RELATIVE_TO}}
     print(f"{len(rows)} networks x {len(runs)} runs over {summary['span_minutes']:.0f} min: median |deviation| "
           f"{summary['median_abs_deviation']:.1%}, worst {summary['worst_abs_deviation']:.1%}; machine moved "
           + ", ".join(f"{m:.2f}x" for m in summary["moved_per_run"]))
+    for base, rel in summary["relative_to"].items():
+        print(f"  as ratios to {base} in the same run: median |deviation| {rel['median_abs_deviation']:.1%}, "
+              f"worst {rel['worst_abs_deviation']:.1%}")
     for name, row in rows.items():
         print(f"  {name:<14} {row['median_ms']:8.3f} ms  " + " ".join(f"{d:+.1%}" for d in row["deviations"]))
     command = shlex.join(["python", "scripts/bench_repeatability.py", *argv])
