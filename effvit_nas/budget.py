@@ -54,9 +54,8 @@ def parse_budget(text: str) -> Budget:
     if match is None:
         try:
             return Budget(text, ms=parse_budget_ms(text))
-        except EffNasError:
-            raise EffNasError(f"budget must be a time with a unit (2ms, 500us) or a model (m1, 0.8xm2, m1@96: no "
-                              f"slower than it), but got {text!r}") from None
+        except EffNasError as exc:  # said as a time's error, with the model forms beside the fix
+            raise EffNasError(f"{exc}; or name a model budget (m1, 0.8xm2, m1@96: no slower than it)") from None
     factor, name, side = match.groups()
     name = name.lower()
     if name not in PRESETS:

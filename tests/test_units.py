@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from effvit_nas import EffNasError
@@ -50,7 +52,7 @@ def test_budgets_are_times_or_models():
     assert (scaled.model.resolution, scaled.factor, scaled.label) == (128, 0.8, "0.8xm2@128")
     assert scaled.resolve_ms(lambda arch: 5.0) == pytest.approx(4.0)  # 0.8 x the model's figure
     assert [b.label for b in parse_budgets("m0,1.5ms")] == ["m0", "1.5ms"]
-    for text, message in (("m9", "must name one of m0"), ("2", "a time with a unit (2ms, 500us) or a model"),
+    for text, message in (("m9", "must name one of m0"), ("2", "with a unit"), ("2", "or name a model budget"),
                           ("0xm1", "factor must be positive"), ("m1,M1", "must differ")):
-        with pytest.raises(EffNasError, match=message):
+        with pytest.raises(EffNasError, match=re.escape(message)):
             parse_budgets(text)

@@ -37,8 +37,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "predicted latency kept under budget / q, q their conformal quantile (default 0.95; "
                              "0.5 when finalists are timed, --measure: the measurement keeps the budget)")
     parser.add_argument("--margin", default=None,
-                        help="a fixed headroom below each budget instead, e.g. 5%% (for a table without residuals; "
-                             "0 uses the budget as is)")
+                        help="a fixed headroom below each budget instead, e.g. 5%% (for a table with too few "
+                             "residuals; 0 uses the budget as is)")
     parser.add_argument("--space", default=None, help="search space YAML (default: the built-in one)")
     parser.add_argument("--trials", type=int, default=300,
                         help="finished trials in total (M0-M5 and trials the estimator failed on included)")
@@ -216,7 +216,7 @@ def checked_data(spec: str, estimator: str | None, refine: int) -> str:
 
 
 def _chance(best: dict, target: str) -> str:
-    """", within budget with probability 0.97", or nothing for a table without residuals to say."""
+    """", within budget with probability 0.97", or nothing when there are no residuals to say it."""
     chance = best["probability_within_budget"][target]
     return "" if chance is None else f", within budget with probability {chance:.2f}"
 

@@ -8,7 +8,7 @@ from effvit_nas.cli.main import main
 from effvit_nas.latency.table import LatencyTable
 from tests.cli.helpers import assert_one_line_error, effnas, effnas_here
 from tests.conftest import DATA
-from tests.search.helpers import table_with_residuals, table_without_residuals
+from tests.search.helpers import table_with_few_residuals, table_with_residuals
 
 pytestmark = pytest.mark.slow  # trains, measures or spawns processes: `pytest -m "not slow"` skips it
 
@@ -106,22 +106,23 @@ def _one_line_refusal(capsys, argv, *fragments):
         assert fragment in lines[0], lines[0]
 
 
-def test_confidence_with_margin_or_on_a_table_without_residuals_is_one_line(tmp_path, tiny_table_path, capsys):
+def test_confidence_with_margin_or_on_a_table_with_too_few_residuals_is_one_line(tmp_path, tiny_table_path, capsys):
     table = table_with_residuals(tiny_table_path).save(tmp_path / "tiny-residuals.json")
     _one_line_refusal(capsys, [*_tiny_search(table, tmp_path / "a"), "--confidence", "0.9", "--margin", "5%"],
                       "--confidence or --margin, not both")
     _one_line_refusal(capsys, [*_tiny_search(table, tmp_path / "b"), "--confidence", "1"],
                       "--confidence must lie strictly between 0 and 1, but got 1.0")
-    old = table_without_residuals(tiny_table_path).save(tmp_path / "old.json")
+    old = table_with_few_residuals(tiny_table_path).save(tmp_path / "old.json")
     _one_line_refusal(capsys, _tiny_search(old, tmp_path / "c"),
-                      f"rebuild the table (effnas table build --target {old} --overwrite) or pass --margin 5%")
+                      "needs at least 19 residuals in table 'tiny', but it has 3; lower --confidence")
     assert not any((tmp_path / name).exists() for name in "abc")
     # the way out it names: a fixed margin, and no chance to report
     assert main([*_tiny_search(old, tmp_path / "d"), "--margin", "5%"]) == 0
     assert "with the 5% margin" in capsys.readouterr().out
     best = json.loads((tmp_path / "d" / "metadata.json").read_text())["best"]["1000ms"]
     assert best["limit_ms"] == {"tiny": pytest.approx(950)} and best["margin"] == {"tiny": 0.05}
-    assert best["probability_within_budget"] == {"tiny": None} and best["confidence"] == {"tiny": None}
+    # the chance still counts the table's 3 residuals, out of n + 1
+    assert best["probability_within_budget"] == {"tiny": 0.75} and best["confidence"] == {"tiny": None}
 
 
 def test_export_prints_timm_kwargs_for_the_paper_family():

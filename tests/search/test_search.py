@@ -12,7 +12,7 @@ from effvit_nas.estimators import create_estimator
 from effvit_nas.latency.table import LatencyTable
 from effvit_nas.search import SearchProblem, Target, best_per_budget, feasible_candidates, run_search
 from effvit_nas.search.optuna_backend import STUDY_NAME, open_storage, run_optuna
-from tests.search.helpers import RATIOS, table_with_residuals, table_without_residuals
+from tests.search.helpers import RATIOS, table_with_few_residuals, table_with_residuals
 
 pytestmark = pytest.mark.slow  # trains, measures or spawns processes: `pytest -m "not slow"` skips it
 
@@ -205,17 +205,18 @@ def test_confidence_and_margin_together_or_out_of_range_are_refused(tiny_table_p
             Target(table, (2.0,), confidence=bad)
 
 
-def test_a_table_without_residuals_needs_a_margin(tiny_table_path):
-    old = table_without_residuals(tiny_table_path)
+def test_a_table_with_too_few_residuals_for_the_confidence_needs_a_lower_one_or_a_margin(tiny_table_path):
+    old = table_with_few_residuals(tiny_table_path)
     with pytest.raises(EffNasError) as refused:
         Target(old, (2.0,), confidence=0.95)
     message = str(refused.value)
     assert "\n" not in message
-    assert message.endswith("rebuild the table (effnas table build --target tiny --overwrite) or pass --margin 5%")
+    assert message == ("confidence 0.95 needs at least 19 residuals in table 'tiny', but it has 3; lower "
+                       "--confidence or rebuild with more calibration networks (--calibration-archs)")
     fixed = Target(old, (2.0,), margin=0.05)
     assert fixed.budget_report(2.0, 1.5) == {"limit_ms": pytest.approx(1.9), "confidence": None,
                                              "ratio_quantile": None, "margin": 0.05,
-                                             "probability_within_budget": None}
+                                             "probability_within_budget": 0.75}  # 3 of n + 1 = 4
 
 
 def test_the_chance_of_meeting_a_budget_counts_residuals_out_of_n_plus_one(tiny_table_path):
