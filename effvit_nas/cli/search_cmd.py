@@ -133,7 +133,17 @@ def run(args: argparse.Namespace) -> int:
         metadata = run_search(problem, out, trials=args.trials, seed=args.seed, sampler=args.sampler,
                               resume=args.resume, progress=progress, backend=backend, refinement=refinement,
                               measurement=measurement)
-    print(f"{metadata['trials_complete']} trials, {metadata['feasible']} feasible; results in {out}/")
+    unscored = metadata.get("trials_unscored", 0)
+    print(f"{metadata['trials_complete']} trials scored, {metadata['feasible']} feasible"
+          + (f" ({unscored} more proposals over every limit, told infeasible unscored)" if unscored else "")
+          + f"; results in {out}/")
+    if metadata.get("journal_repaired"):
+        print(f"effnas: note: {metadata['journal_repaired']}", file=sys.stderr)
+    if metadata.get("stopped_short"):
+        short = metadata["stopped_short"]
+        print(f"effnas: only {short['scored']} of --trials {short['trials']} candidates could fit after "
+              f"{short['proposals']} proposals: the budget sits near the fastest the space gets; raise it, or "
+              "search a space with smaller choices (--space)", file=sys.stderr)
     if metadata["trials_failed"]:
         print(f"  {metadata['trials_failed']} trials failed (estimator); first: {metadata['first_failure']}")
     for target in targets:

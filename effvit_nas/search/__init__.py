@@ -21,20 +21,20 @@ from ._backend import (
     register_backend,
     register_lazy_backend,
 )
-from ._study import SAMPLERS, STUDY_FILE, check_resumed_study, check_sampler
-from .measured import MEASURED_CONFIDENCE, Measurement, check_measurable, default_measurement, measure_shortlists
-from .optuna_backend import OptunaBackend
-from .problem import DEFAULT_CONFIDENCE, Evaluation, SearchProblem, Target
-from .refine import Refinement, refine
-from .results import (
+from ._study import SAMPLERS, STOPPED_SHORT_ATTR, STUDY_FILE, check_resumed_study, check_sampler, drop_torn_record
+from .candidates import (
     best_per_budget,
     feasible_candidates,
     outcomes,
     pareto_front,
     ranked_per_budget,
     trial_summary,
-    write_results,
 )
+from .measured import MEASURED_CONFIDENCE, Measurement, check_measurable, default_measurement, measure_shortlists
+from .optuna_backend import OptunaBackend
+from .problem import DEFAULT_CONFIDENCE, Evaluation, SearchProblem, Target
+from .refine import Refinement, refine
+from .results import write_results
 
 register_lazy_backend("ray", f"{__name__}.ray_backend")
 
@@ -92,6 +92,7 @@ def run_search(
     if measurement is not None:
         check_measurable(problem.primary.table)
     prepare_out_dir(out_dir, resume)
+    repaired = drop_torn_record(out_dir) if resume else None
     if resume:
         check_resumed_study(out_dir, problem)
     started = time.perf_counter()
@@ -104,6 +105,10 @@ def run_search(
                 "search_seconds": round(time.perf_counter() - started, 2)}
     if backend.describe():
         run_info[backend.name] = backend.describe()  # e.g. "ray": its cluster and per-trial resources
+    if repaired:
+        run_info["journal_repaired"] = repaired
+    if study.user_attrs.get(STOPPED_SHORT_ATTR):  # fewer candidates than --trials: said, not hidden
+        run_info["stopped_short"] = study.user_attrs[STOPPED_SHORT_ATTR]
     refined, measured, ranked = {}, None, None
     if measurement is not None:
         stage_started = time.perf_counter()
@@ -117,4 +122,16 @@ def run_search(
         refined = refine(study, problem, out_dir, refinement, progress, ranked=ranked)
         run_info["refinement"] = refinement.to_dict()
         run_info["refine_seconds"] = round(time.perf_counter() - stage_started, 2)
-    return write_results(study, problem, out_dir, run_info, refined, measured)
+    picks = _picks(study, problem, refined, measured)
+    return write_results(study, problem, out_dir, run_info, picks, refined, measured)
+
+
+def _picks(study: Any, problem: SearchProblem, refined: dict[float, Any], measured: Any) -> dict[float, Any]:
+    """Each budget's pick: the best score within its predicted limit; with ``measured``, the best score among
+    the finalists that measured within the budget (a budget none of them met has none); with ``refined``,
+    the candidate short training ranked first."""
+    if measured is None:
+        best = best_per_budget(feasible_candidates(study, problem), problem)
+    else:
+        best = {b: kept[0] for b, kept in measured.kept.items() if kept}
+    return best | {b: r.candidate for b, r in refined.items()}

@@ -18,13 +18,15 @@ if TYPE_CHECKING:
     from .problem import SearchProblem
 
 __all__ = ["STUDY_NAME", "SAMPLERS", "FAIL_REASON", "STUDY_FILE", "open_storage", "quiet_optuna", "check_sampler",
-           "make_sampler", "create_study", "check_resumed_study", "started_with", "is_finished", "finished_count",
-           "fail_unfinished"]
+           "make_sampler", "create_study", "drop_torn_record", "check_resumed_study", "started_with", "is_finished",
+           "finished_count", "fail_unfinished"]
 
 # One fixed name: the folder names the run, and --resume (or optuna-dashboard) finds the study
 # without knowing the arguments it was started with. What the run is goes in the study's user attrs.
 STUDY_NAME = "effnas"
 FAIL_REASON = "fail_reason"  # user attr of a trial the estimator could not score
+UNSCORED_ATTR = "unscored"  # user attr of a proposal told infeasible without a score (over every limit)
+STOPPED_SHORT_ATTR = "stopped_short"  # study attr: the proposals ran out before --trials candidates were scored
 SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
     "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True),
     "nsga2": lambda seed: optuna.samplers.NSGAIISampler(seed=seed, population_size=40),
@@ -42,6 +44,36 @@ def open_storage(out_dir: Path, file_name: str = STUDY_FILE) -> optuna.storages.
     from optuna.storages.journal import JournalFileBackend
 
     return optuna.storages.JournalStorage(JournalFileBackend(str((out_dir / file_name).resolve())))
+
+
+def drop_torn_record(out_dir: Path, file_name: str = STUDY_FILE) -> str | None:
+    """Cut off a journal's torn last record; returns what was dropped (None when the journal is whole).
+
+    Each record is one JSON line, appended whole: a power cut or a full disk mid-append leaves a last line
+    that is not JSON (or not ended), which Optuna's replay cannot read (it fails with an AttributeError).
+    Every line before it is a whole record, so the study up to it is intact; the record cut short was
+    the last trial's last step, and that trial (left running) is failed and run again on resume."""
+    path = out_dir / file_name
+    data = path.read_bytes()
+    body = data[:-1] if data.endswith(b"\n") else data
+    last = body[body.rfind(b"\n") + 1:]
+    if not data or _is_json(last):
+        if data and not data.endswith(b"\n"):  # the record whole, only its line end lost
+            with path.open("ab") as journal:
+                journal.write(b"\n")
+        return None
+    with path.open("r+b") as journal:
+        journal.truncate(len(body) - len(last))
+    return (f"the study journal {str(path)!r} ended in a torn record ({len(last)} bytes, cut short while being "
+            "written); it was dropped and every complete trial kept")
+
+
+def _is_json(line: bytes) -> bool:
+    try:
+        json.loads(line)
+    except ValueError:
+        return False
+    return True
 
 
 def quiet_optuna() -> None:

@@ -29,9 +29,8 @@ from ..errors import EffNasError
 from ..latency.deploy import DeploymentRule
 from ..latency.judge import judge
 from ..latency.table import LatencyTable
+from .candidates import Candidate, shortlist
 from .problem import Target
-from .refine import shortlist
-from .results import Candidate
 
 log = logging.getLogger(__name__)
 

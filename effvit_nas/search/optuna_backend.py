@@ -8,6 +8,11 @@ the estimator scores in this process, one trial at a time.
 Objectives: the estimator's score (maximise) and the primary target's predicted latency (minimise),
 so the feasible Pareto front comes out, not just one point. Every budget is a constraint through
 ``trial.set_constraint`` (feasible when latency - budget <= 0); a family aims at its budgets in turn.
+An arch over every budget's limit is told to the study as infeasible (PRUNED, its constraints set)
+without being scored: its latency is known from the tables before any score, and TPE learns from the
+constraint alone. ``trials`` counts the scored candidates that can fit; the sampler keeps proposing until
+there are that many, up to ``PROPOSALS_PER_TRIAL`` proposals per trial (the study then says it stopped
+short).
 Unless the problem says otherwise, M0–M5 and the space's fastest arch are enqueued as the first trials:
 the search starts from the hand-designed family and can only do better on the estimator. The study
 survives a kill: each finished trial is committed, and ``resume`` continues it.
@@ -28,8 +33,10 @@ from ._scoring_pool import ScoringPool, check_workers
 from ._study import (
     FAIL_REASON,
     SAMPLERS,
+    STOPPED_SHORT_ATTR,
     STUDY_FILE,
     STUDY_NAME,
+    UNSCORED_ATTR,
     create_study,
     fail_unfinished,
     is_finished,
@@ -65,6 +72,9 @@ class OptunaBackend(SearchBackend):
 
 
 AIM_ATTR = "aim_ms"  # the budget a trial's phase aimed at (what a resume counts per phase)
+# Proposals the sampler may make per scored candidate. Near the space's floor most proposals cannot
+# fit (2 ms on the shipped table: ~19 in 20 before this rule); each costs a table lookup, not a score.
+PROPOSALS_PER_TRIAL = 50
 
 
 def run_optuna(problem: SearchProblem, out_dir: Path | None, *, trials: int, seed: int, sampler: str = "tpe",
@@ -87,12 +97,13 @@ def run_optuna(problem: SearchProblem, out_dir: Path | None, *, trials: int, see
     else:
         record = _open_record(problem, out_dir, sampler=sampler, seed=seed, resume=resume)
     history = [t for t in record.get_trials(deepcopy=False) if is_finished(t)]
-    done = len(history)
+    done = sum(counts_as_trial(t, problem) for t in history)
+    proposals_left = PROPOSALS_PER_TRIAL * trials - len(history)
     if progress:
         progress(done, trials, "trials")
     pool = ScoringPool(problem.estimator, workers) if workers > 1 and done < trials else None
     aims = problem.aims(trials)
-    owed = _owed_per_phase(aims, trials, history)
+    owed = _owed_per_phase(aims, trials, [t for t in history if counts_as_trial(t, problem)])
     try:
         for phase, (_, aim) in enumerate(aims):
             if owed[phase] <= 0 or done >= trials:  # nothing owed, or --trials reached: no sampling copy
@@ -100,14 +111,21 @@ def run_optuna(problem: SearchProblem, out_dir: Path | None, *, trials: int, see
             working = _sampling_copy(problem, history, aim, sampler=sampler, seed=seed + phase)
             # ``done < trials`` too: a resume with other --trials can leave one phase over its new share
             # while another is under, and --trials is the total
-            while owed[phase] > 0 and done < trials:
-                for finished in _run_round(working, problem, min(workers, owed[phase], trials - done), pool, aim):
+            while owed[phase] > 0 and done < trials and proposals_left > 0:
+                size = min(workers, owed[phase], trials - done, proposals_left)
+                for finished in _run_round(working, problem, size, pool, aim):
                     history.append(finished)
                     record.add_trial(_aimed_at(finished, problem, None))
-                    owed[phase] -= 1
-                    done += 1
+                    proposals_left -= 1
+                    if counts_as_trial(finished, problem):
+                        owed[phase] -= 1
+                        done += 1
                     if progress:
                         progress(done, trials, "trials")
+        if done < trials:
+            record.set_user_attr(STOPPED_SHORT_ATTR, {"trials": trials, "scored": done, "proposals": len(history)})
+        elif record.user_attrs.get(STOPPED_SHORT_ATTR):  # a resume that finished what an earlier run could not
+            record.set_user_attr(STOPPED_SHORT_ATTR, None)
     except BaseException:
         if pool is not None:
             pool.close(abandon=True)
@@ -115,6 +133,14 @@ def run_optuna(problem: SearchProblem, out_dir: Path | None, *, trials: int, see
     if pool is not None:
         pool.close()
     return record
+
+
+def counts_as_trial(trial: optuna.trial.FrozenTrial, problem: SearchProblem) -> bool:
+    """Whether a finished trial counts toward ``trials``: sent to the estimator (scored, or failed to
+    score) with an arch that can fit some budget. Unscored proposals and the M-series scored as
+    yardsticks over every limit do not."""
+    latency = trial.user_attrs.get("latency_ms")
+    return trial.state != optuna.trial.TrialState.PRUNED and latency is not None and problem.can_fit(latency)
 
 
 def _owed_per_phase(aims: list[tuple[int, float]], trials: int,
@@ -194,14 +220,19 @@ def _run_round(study: optuna.Study, problem: SearchProblem, size: int, pool: Sco
         for _ in range(size):
             asked.append(trial := study.ask())
             archs.append(_ask_arch(trial, problem, aim_ms))
-        scores = _scores(problem, archs, pool)
+        scored = [a for a in archs if a in problem.yardsticks or problem.can_fit(problem.latency(a)[0])]
+        scores = dict(zip(scored, _scores(problem, scored, pool)))
     except BaseException:
         for trial in asked:
             study.tell(trial, state=optuna.trial.TrialState.FAIL)
         raise
     finished = []
-    for trial, arch, score in zip(asked, archs, scores):
-        if isinstance(score, EstimatorError):
+    for trial, arch in zip(asked, archs):
+        score = scores.get(arch)
+        if arch not in scores:  # over every budget's limit: infeasible whatever it would score
+            trial.set_user_attr(UNSCORED_ATTR, "predicted over every budget's limit")
+            finished.append(study.tell(trial, state=optuna.trial.TrialState.PRUNED))
+        elif isinstance(score, EstimatorError):
             trial.set_user_attr(FAIL_REASON, str(score))
             log.info("trial %d failed: %s", trial.number, score)  # counted and reported at the end, not per trial
             finished.append(study.tell(trial, state=optuna.trial.TrialState.FAIL))

@@ -210,6 +210,12 @@ class SearchProblem:
         budgets = sorted(set(self.primary.budgets_ms))
         return [(-(-k * trials // len(budgets)), budget) for k, budget in enumerate(budgets)]  # ceil(k*trials/n)
 
+    def can_fit(self, latency_ms: dict[str, float]) -> bool:
+        """Whether an arch predicted at ``latency_ms`` meets some budget's limit on every target: one that
+        does not can never be picked, so a backend tells the study it is infeasible without scoring it
+        (its constraint is known from the tables before any score)."""
+        return all(v <= 0 for v in violations(self.targets, latency_ms).values())
+
     def latency(self, arch: Arch) -> tuple[dict[str, float], dict[str, float]]:
         """Predicted latency per target and its excess over the constraint (feasible when all <= 0).
         Table lookups only: cheap, so a search backend can set constraints before scoring."""
@@ -231,6 +237,12 @@ class SearchProblem:
         """An evaluation whose score was computed elsewhere (a Ray worker), cached like ``evaluate``'s."""
         self._cache[arch] = Evaluation(score, *self.latency(arch))
         return self._cache[arch]
+
+    @cached_property
+    def yardsticks(self) -> frozenset[Arch]:
+        """M0–M5 (where the space holds them) and the space's fastest arch: scored even when they cannot
+        fit, since results and the plot compare the picks with them (a handful of scores per search)."""
+        return frozenset([*self.reference_archs().values(), self.fastest(self.primary)])
 
     def reference_archs(self) -> dict[str, Arch]:
         """M0–M5 where the space contains them: seeded into the search (``seed_with_references``, with

@@ -33,8 +33,8 @@ from ..errors import EffNasError
 from ..estimators import ShortTraining, prune_with
 from ..estimators._proxies import OWN_RESOLUTION, PROXY_DATA
 from ._study import fail_unfinished, open_storage, quiet_optuna
+from .candidates import Candidate, feasible_candidates, ranked_per_budget, shortlist
 from .problem import SearchProblem
-from .results import Candidate, feasible_candidates, ranked_per_budget
 
 log = logging.getLogger(__name__)
 
@@ -101,22 +101,6 @@ def refine(study: optuna.Study, problem: SearchProblem, out_dir: Path | None, re
     if progress:
         progress(total, total, "refined")
     return picks
-
-
-def shortlist(ranked: list[Candidate], size: int) -> list[Candidate]:
-    """``size`` candidates from ``ranked`` (the proxy's order, best first), spread over input resolutions:
-    the best arch at each resolution first, then the next best overall.
-
-    The proxy's top few are near-copies at one resolution: a score from an untrained network barely
-    sees the input side (synflow's ranking moves little with it, docs/BENCHMARKS.md), while what a
-    resolution costs in detail only shows once the network learns. So training, not the proxy,
-    decides the resolution; the proxy decides the shape at each."""
-    best_per_side: dict[int, Candidate] = {}
-    for candidate in ranked:
-        best_per_side.setdefault(candidate.arch.resolution, candidate)
-    chosen = list(best_per_side.values())[:size]
-    rest = [c for c in ranked if c not in chosen]
-    return sorted(chosen + rest[:size - len(chosen)], key=ranked.index)
 
 
 def _digest(refinement: Refinement, candidates: list[Candidate]) -> str:

@@ -7,115 +7,21 @@ ran it, so the rules for what a trial means (its state, its failure) live in one
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import optuna
 
 from .._io import atomic_write_text
-from ..arch import Arch
 from ..counting import count
 from ..provenance import git_revision, library_versions, utc_now
-from ._study import FAIL_REASON
+from .candidates import Candidate, TrialOutcome, feasible_candidates, outcomes, pareto_front, trial_summary
 from .problem import SearchProblem
 
 if TYPE_CHECKING:
     from .measured import MeasuredShortlists
 
-__all__ = ["Candidate", "TrialOutcome", "outcomes", "trial_summary", "feasible_candidates", "pareto_front",
-           "best_per_budget", "ranked_per_budget", "budget_reports", "write_results"]
-
-
-@dataclass(frozen=True)
-class TrialOutcome:
-    number: int
-    state: str  # complete, pruned, failed (the estimator could not score it), interrupted, or running/waiting
-    arch: Arch | None  # None when the trial stopped before its arch was recorded
-    latency_ms: dict[str, float]  # per target, from the tables (known before scoring)
-    score: float | None = None  # complete trials only
-    fail_reason: str | None = None
-
-
-def outcomes(study: optuna.Study) -> list[TrialOutcome]:
-    out = []
-    for trial in study.get_trials(deepcopy=False):
-        attrs = trial.user_attrs
-        state = trial.state.name.lower()
-        if trial.state == optuna.trial.TrialState.FAIL:
-            state = "failed" if FAIL_REASON in attrs else "interrupted"
-        out.append(TrialOutcome(
-            number=trial.number, state=state, arch=Arch.from_dict(attrs["arch"]) if "arch" in attrs else None,
-            latency_ms=dict(attrs.get("latency_ms", {})),
-            score=trial.values[0] if trial.state == optuna.trial.TrialState.COMPLETE else None,
-            fail_reason=attrs.get(FAIL_REASON)))
-    return out
-
-
-def trial_summary(trials: list[TrialOutcome]) -> dict[str, Any]:
-    """Counts per state, the first failure's reason, and the lowest predicted latency reached per target."""
-    failed = [t for t in trials if t.state == "failed"]
-    complete = [t for t in trials if t.state == "complete"]
-    targets = {name for t in complete for name in t.latency_ms}
-    return {
-        "trials_complete": len(complete),
-        "trials_pruned": sum(t.state == "pruned" for t in trials),
-        "trials_failed": len(failed),
-        "first_failure": failed[0].fail_reason if failed else None,
-        "lowest_latency_ms": {name: min(t.latency_ms[name] for t in complete if name in t.latency_ms)
-                              for name in sorted(targets)},
-    }
-
-
-@dataclass(frozen=True)
-class Candidate:
-    trial: int
-    arch: Arch
-    score: float
-    latency_ms: dict[str, float]
-
-    def to_dict(self) -> dict[str, Any]:
-        cost = count(self.arch)
-        return {"trial": self.trial, "arch_id": self.arch.arch_id, "score": self.score,
-                "latency_ms": self.latency_ms, "params": cost.params, "macs": cost.macs, "arch": self.arch.to_dict()}
-
-
-def feasible_candidates(study: optuna.Study | list[TrialOutcome], problem: SearchProblem) -> list[Candidate]:
-    """Every completed trial that meets every budget's constraint, one per distinct arch. Scores come
-    from the study (a backend may have computed them in another process); latency from the tables."""
-    trials = outcomes(study) if isinstance(study, optuna.Study) else study
-    out: dict[Arch, Candidate] = {}
-    for trial in trials:
-        if trial.state != "complete" or trial.arch is None or trial.arch in out:
-            continue
-        evaluation = problem.record(trial.arch, trial.score)
-        if evaluation.feasible:
-            out[trial.arch] = Candidate(trial.number, trial.arch, evaluation.score, evaluation.latency_ms)
-    return list(out.values())
-
-
-def pareto_front(candidates: list[Candidate], target: str) -> list[Candidate]:
-    """Candidates no other beats on both score (higher) and latency on ``target`` (lower), by latency."""
-    ordered = sorted(candidates, key=lambda c: (c.latency_ms[target], -c.score))
-    front, best_score = [], float("-inf")
-    for candidate in ordered:
-        if candidate.score > best_score:
-            front.append(candidate)
-            best_score = candidate.score
-    return front
-
-
-def ranked_per_budget(candidates: list[Candidate], problem: SearchProblem) -> dict[float, list[Candidate]]:
-    """For each budget of the primary target: the candidates within its limit, best score first (ties: the faster)."""
-    primary = problem.primary.name
-    ordered = sorted(candidates, key=lambda c: (-c.score, c.latency_ms[primary]))
-    return {budget: [c for c in ordered if c.latency_ms[primary] <= problem.primary.limit_ms(budget)]
-            for budget in problem.primary.budgets_ms}
-
-
-def best_per_budget(candidates: list[Candidate], problem: SearchProblem) -> dict[float, Candidate]:
-    """For each budget of the primary target: the highest score within it (ties: the faster)."""
-    return {budget: ranked[0] for budget, ranked in ranked_per_budget(candidates, problem).items() if ranked}
+__all__ = ["budget_reports", "write_results"]
 
 
 def budget_reports(problem: SearchProblem, budget_ms: float, candidate: Candidate) -> dict[str, dict[str, Any]]:
@@ -133,21 +39,16 @@ def variant_name(problem: SearchProblem, budget_ms: float) -> str:
 
 
 def write_results(study: optuna.Study, problem: SearchProblem, out_dir: Path, run_info: dict[str, Any],
-                  refined: dict[float, Any] | None = None, measured: MeasuredShortlists | None = None) -> dict:
-    """Write best.yaml (and best-<budget>.yaml for a family), pareto.json, pareto.png, metadata.json.
-    ``refined``: a budget's pick by short training (``search/refine.py``), in place of the best score.
-    ``measured``: the finalists timed as deployed (``search/measured.py``); a budget's pick is then the best
-    score among those that measured within it, and a budget none of them met has no pick."""
+                  best: dict[float, Candidate], refined: dict[float, Any] | None = None,
+                  measured: MeasuredShortlists | None = None) -> dict:
+    """Write best.yaml (and best-<budget>.yaml for a family) for the picks ``best`` (per budget, as
+    ``run_search`` decided them), pareto.json, pareto.png, metadata.json. ``refined`` and ``measured``: what
+    the finalists' stages recorded about the picks (their training, their deployed timing)."""
     trials = outcomes(study)
     candidates = feasible_candidates(trials, problem)
     primary = problem.primary.name
     front = pareto_front(candidates, primary)
     refined = refined or {}
-    if measured is None:
-        best = best_per_budget(candidates, problem)
-    else:
-        best = {b: kept[0] for b, kept in measured.kept.items() if kept}
-    best.update({b: r.candidate for b, r in refined.items()})
     # M0-M5 as the study scored them (a reference pruned or not reached is left out, not re-scored here)
     references = {name: problem.known(arch) for name, arch in problem.reference_archs().items()
                   if problem.known(arch) is not None}
@@ -210,17 +111,31 @@ def plot_pareto(trials: list[TrialOutcome], problem: SearchProblem, front: list[
 
     primary = problem.primary.name
     complete = [t for t in trials if t.state == "complete"]
+    fits = [t for t in complete if problem.can_fit(t.latency_ms)]
+    over = [t for t in complete if not problem.can_fit(t.latency_ms)]  # the M-series scored as yardsticks
+    unscored = [t for t in trials if t.unscored and primary in t.latency_ms]
     fig, ax = plt.subplots(figsize=(7, 5))
-    ax.scatter([t.latency_ms[primary] for t in complete], [t.score for t in complete], s=8, color="0.75",
-               label=f"trials ({len(complete)})")
+    ax.scatter([t.latency_ms[primary] for t in fits], [t.score for t in fits], s=8, color="0.75",
+               label=f"candidates scored ({len(fits)})")
+    if over:
+        ax.scatter([t.latency_ms[primary] for t in over], [t.score for t in over], s=14, marker="x", color="0.55",
+                   label=f"scored for comparison, over every limit ({len(over)})")
+    if unscored:  # no score to plot: a tick on the latency axis says where the sampler went
+        ax.scatter([t.latency_ms[primary] for t in unscored], [0.01] * len(unscored), marker="|", s=40,
+                   color="0.6", transform=ax.get_xaxis_transform(),
+                   label=f"proposed over every limit, not scored ({len(unscored)})")
     ax.plot([c.latency_ms[primary] for c in front], [c.score for c in front], "-o", ms=3, color="tab:blue",
             label="feasible Pareto front")
     for name, evaluation in references.items():
         ax.scatter(evaluation.latency_ms[primary], evaluation.score, marker="s", color="tab:red", s=30, zorder=3)
         ax.annotate(name, (evaluation.latency_ms[primary], evaluation.score), textcoords="offset points",
                     xytext=(4, -10), fontsize=8, color="tab:red")
-    for budget in problem.primary.budgets_ms:
-        ax.axvline(budget, color="tab:green", ls="--", lw=1)
+    for k, budget in enumerate(problem.primary.budgets_ms):
+        limit = problem.primary.limit_ms(budget)
+        ax.axvline(budget, color="tab:green", ls="--", lw=1, label="budget" if k == 0 else None)
+        if limit != budget:  # what the search held the prediction to: budget / q (or less a margin)
+            ax.axvline(limit, color="tab:orange", ls=":", lw=1.2,
+                       label=f"limit held ({problem.primary.rule})" if k == 0 else None)
         if budget in best:
             c = best[budget]
             ax.scatter(c.latency_ms[primary], c.score, marker="*", s=160, color="tab:green", zorder=4)

@@ -15,19 +15,23 @@ alone have a held-out ``test`` split that no search sees.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .._io import atomic_write_text
 from ..errors import EffNasError
+from ..locations import effnas_home
 
 if TYPE_CHECKING:
     from torch.utils.data import Dataset
 
     from .recipe import Recipe
 
-__all__ = ["ImageData", "open_data", "class_count", "BUILTIN_DATASETS", "DataError"]
+__all__ = ["ImageData", "open_data", "class_count", "check_images_decode", "BUILTIN_DATASETS", "DataError"]
 
 SHAPES_VARIANTS = ("shapes", "shapes-mini")  # train/shapes.py VARIANTS (not imported here: it pulls in numpy)
 BUILTIN_DATASETS = ("digits", "noisy-digits", *SHAPES_VARIANTS)
@@ -159,6 +163,7 @@ def open_data(spec: str) -> ImageData:
             raise DataError(f"--data test/ must hold the class folders of train/ ({len(train_classes)}), but "
                             f"{str(root / 'test')!r} holds others; fix test/ or remove it")
         test = ImageFolder(root / "test")
+    check_images_decode(root, ("train", "val", "test") if test is not None else ("train", "val"))
     return ImageData(str(root.resolve()), train_classes, ImageFolder(root / "train"), ImageFolder(root / "val"), test)
 
 
@@ -190,6 +195,46 @@ def _check_split(root: Path, split: str) -> tuple[str, ...]:
             raise DataError(f"--data class folders must each hold at least one image ({', '.join(IMG_EXTENSIONS)}), "
                             f"but {str(folder / name)!r} has none; add images or remove the folder")
     return classes
+
+
+def check_images_decode(root: Path, splits: tuple[str, ...]) -> None:
+    """Every image of ``splits`` opens and decodes in full, or ``DataError`` naming the first that does not
+    and how many. A file that cannot be read would otherwise stop a search or a training mid-way, in a
+    loader worker, with its output half written. Each file is decoded once: the ones that passed are
+    remembered (size and modification time) under ``$EFFNAS_HOME/checked-images/``, so a later run
+    over the same folder only looks at each file's size and time."""
+    from PIL import Image
+    from torchvision.datasets.folder import IMG_EXTENSIONS
+
+    files = sorted(Path(folder) / name for split in splits for folder, _, names in os.walk(root / split)
+                   for name in names if _is_image(name, IMG_EXTENSIONS))
+    record = effnas_home() / "checked-images" / f"{hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:16]}.json"
+    try:
+        passed = json.loads(record.read_text())
+    except (OSError, ValueError):
+        passed = {}
+    bad = []
+    for path in files:
+        stat = path.stat()
+        stamp = [stat.st_size, stat.st_mtime_ns]
+        if passed.get(str(path)) == stamp:
+            continue
+        try:
+            with Image.open(path) as image:
+                image.load()
+        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+            bad.append((path, exc))
+            continue
+        passed[str(path)] = stamp
+    try:
+        record.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(record, json.dumps(passed))
+    except OSError:  # a read-only home only costs the next run the same check
+        pass
+    if bad:
+        path, exc = bad[0]
+        raise DataError(f"--data images must all decode, but {len(bad)} of {len(files)} cannot, the first "
+                        f"{str(path)!r} ({exc}); remove or replace them and run again")
 
 
 def _is_image(filename: str, extensions: tuple[str, ...]) -> bool:

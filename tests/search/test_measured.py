@@ -15,8 +15,8 @@ from effvit_nas.latency.measure import Timing
 from effvit_nas.latency.meter import NetworkRun
 from effvit_nas.latency.table import LatencyTable
 from effvit_nas.search import Measurement, SearchProblem, Target, run_search
+from effvit_nas.search.candidates import Candidate
 from effvit_nas.search.measured import MEASURED_FILE, measure_shortlists
-from effvit_nas.search.results import Candidate
 
 from ..cli.helpers import assert_one_line_error, effnas_here
 from ..conftest import quick_rule

@@ -62,8 +62,7 @@ def test_refinement_settings_are_checked():
 
 
 def test_the_shortlist_takes_the_best_at_each_resolution_first_in_the_proxy_s_order():
-    from effvit_nas.search.refine import shortlist
-    from effvit_nas.search.results import Candidate
+    from effvit_nas.search.candidates import Candidate, shortlist
 
     m0 = Arch.preset("m0")
     sides = [64, 64, 64, 96, 64, 128]  # the proxy's order: its top three are all 64 px

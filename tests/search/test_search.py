@@ -10,8 +10,8 @@ import yaml
 from effvit_nas import Arch, EffNasError, SearchSpace
 from effvit_nas.estimators import create_estimator
 from effvit_nas.latency.table import LatencyTable
-from effvit_nas.search import SearchProblem, Target, best_per_budget, feasible_candidates, run_search
-from effvit_nas.search.optuna_backend import STUDY_NAME, open_storage, run_optuna
+from effvit_nas.search import SearchProblem, Target, best_per_budget, feasible_candidates, optuna_backend, run_search
+from effvit_nas.search.optuna_backend import STUDY_NAME, counts_as_trial, open_storage, run_optuna
 from tests.search.helpers import RATIOS, table_with_few_residuals, table_with_residuals
 
 pytestmark = pytest.mark.slow  # trains, measures or spawns processes: `pytest -m "not slow"` skips it
@@ -51,7 +51,7 @@ def test_search_writes_a_feasible_best_arch_and_its_records(tmp_path):
     assert recorded["tables"][TABLE] == table.table_id
     assert (out / "pareto.png").stat().st_size > 10_000
     study = optuna.load_study(study_name=STUDY_NAME, storage=open_storage(out))
-    assert len(study.trials) == 60
+    assert sum(counts_as_trial(t, problem(budget)) for t in study.trials) == 60
     assert Arch.from_dict(study.trials[0].user_attrs["arch"]) == Arch.preset("m0")  # M-series go first
     # what optuna-dashboard shows: named objectives and what the run searched
     assert study.metric_names == ["score", f"latency_ms:{TABLE}"]
@@ -60,7 +60,45 @@ def test_search_writes_a_feasible_best_arch_and_its_records(tmp_path):
     assert TABLE in study.user_attrs["run"]
     assert recorded["estimator"]["score_label"] == "size-prior score"
     assert pareto["objectives"][0] == "score: size-prior score (max)"
-    assert recorded["trials_complete"] == 60 and recorded["trials_failed"] == 0
+    assert recorded["trials_failed"] == 0 and recorded["proposals"] == len(study.trials)
+    yardsticks_over = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE
+                       and not problem(budget).can_fit(t.user_attrs["latency_ms"])]
+    assert recorded["trials_complete"] == 60 + len(yardsticks_over)
+
+
+def test_only_archs_that_can_fit_are_scored_and_trials_counts_them(tmp_path):
+    # 2 ms on this table sits near the space's floor: most of what TPE proposes cannot fit, and scoring
+    # it was 94% of the main job's time for 17 usable candidates out of 300
+    p = problem(2.0)
+    metadata = run_search(p, tmp_path / "run", trials=40, seed=0)
+    study = optuna.load_study(study_name=STUDY_NAME, storage=open_storage(tmp_path / "run"))
+    unscored = [t for t in study.trials if t.user_attrs.get("unscored")]
+    scored = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(unscored) > 40  # the budget is tight: most proposals miss it
+    assert all(t.state == optuna.trial.TrialState.PRUNED and t.values is None for t in unscored)
+    assert not any(p.can_fit(t.user_attrs["latency_ms"]) for t in unscored)
+    # the study learned their constraint all the same (TPE ranks infeasible trials by it)
+    assert all(t.constraints[0] > 0 for t in unscored)
+    assert all(p.known(Arch.from_dict(t.user_attrs["arch"])) is None for t in unscored)  # never scored
+    fits = [t for t in scored if p.can_fit(t.user_attrs["latency_ms"])]
+    assert len(fits) == 40  # --trials counts the candidates that can fit
+    over = {Arch.from_dict(t.user_attrs["arch"]) for t in scored if t not in fits}
+    assert over and over <= p.yardsticks  # scored over every limit: only M0-M5, for the comparison
+    assert metadata["trials_unscored"] == len(unscored) and metadata["proposals"] == len(study.trials)
+    assert "stopped_short" not in metadata
+
+
+def test_a_search_that_runs_out_of_proposals_says_so_and_a_resume_finishes_it(tmp_path, monkeypatch):
+    floor = problem(5.0).smallest_latency_ms(problem(5.0).primary)
+    monkeypatch.setattr(optuna_backend, "PROPOSALS_PER_TRIAL", 1)  # 20 proposals for 20 trials near the floor
+    metadata = run_search(problem(1.05 * floor), tmp_path / "run", trials=20, seed=0)
+    short = metadata["stopped_short"]
+    assert short["trials"] == 20 and short["proposals"] == 20 and 1 <= short["scored"] < 20
+    monkeypatch.setattr(optuna_backend, "PROPOSALS_PER_TRIAL", 50)
+    metadata = run_search(problem(1.05 * floor), tmp_path / "run", trials=20, seed=0, resume=True)
+    assert "stopped_short" not in metadata
+    study = optuna.load_study(study_name=STUDY_NAME, storage=open_storage(tmp_path / "run"))
+    assert sum(counts_as_trial(t, problem(1.05 * floor)) for t in study.trials) == 20
 
 
 def test_seeded_searches_reproduce(tmp_path):
@@ -105,7 +143,7 @@ def test_a_family_resumed_with_more_trials_gives_every_budget_its_share(tmp_path
     run_search(problem(*budgets), tmp_path / "fam", trials=12, seed=0)
     run_search(problem(*budgets), tmp_path / "fam", trials=30, seed=0, resume=True)
     study = optuna.load_study(study_name=STUDY_NAME, storage=open_storage(tmp_path / "fam"))
-    aims = [t.user_attrs["aim_ms"] for t in study.trials]
+    aims = [t.user_attrs["aim_ms"] for t in study.trials if counts_as_trial(t, problem(*budgets))]
     # 4 a budget in the first run, then 6 more each (by trial number the 18 new ones went to the larger two)
     assert [aims.count(b) for b in budgets] == [10, 10, 10]
     assert aims[12:] == [budgets[0]] * 6 + [budgets[1]] * 6 + [budgets[2]] * 6
@@ -115,7 +153,7 @@ def test_a_family_resumed_with_more_trials_gives_every_budget_its_share(tmp_path
     run_search(problem(*budgets), tmp_path / "fam", trials=20, seed=0, resume=True)
     for folder, total in (("odd", 8), ("fam", 30)):
         study = optuna.load_study(study_name=STUDY_NAME, storage=open_storage(tmp_path / folder))
-        assert len(study.trials) == total
+        assert sum(counts_as_trial(t, problem(*budgets)) for t in study.trials) == total
 
 
 def test_two_targets_hold_both_budgets(tmp_path):
@@ -145,9 +183,31 @@ def test_a_search_resumes_after_an_interruption(tmp_path):
     run_search(problem(2.0), out, trials=30, seed=0, resume=True)
     study = optuna.load_study(study_name=STUDY_NAME, storage=open_storage(out))
     assert study.metric_names == ["score", f"latency_ms:{TABLE}"]  # the labels survive a resume
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    assert len(complete) == 30
+    assert sum(counts_as_trial(t, problem(2.0)) for t in study.trials) == 30
     assert all(t.state != optuna.trial.TrialState.RUNNING for t in study.trials)
+
+
+def test_a_resume_keeps_every_trial_of_a_journal_whose_last_record_was_torn(tmp_path):
+    out = tmp_path / "run"
+    run_search(problem(2.0), out, trials=10, seed=0)
+    journal = out / "study.journal"
+    whole = journal.read_bytes()
+    kept = {t.number: t.params for t in optuna.load_study(study_name=STUDY_NAME, storage=open_storage(out)).trials}
+    torn = whole + whole.splitlines(keepends=True)[-1][:25]  # a power cut half-way through an append
+    journal.write_bytes(torn)
+    (tmp_path / "copy").mkdir()
+    (tmp_path / "copy" / "study.journal").write_bytes(torn)
+    with pytest.raises(AttributeError):  # what Optuna's replay makes of it, unaided
+        optuna.load_study(study_name=STUDY_NAME, storage=open_storage(tmp_path / "copy")).get_trials()
+    metadata = run_search(problem(2.0), out, trials=15, seed=0, resume=True)
+    assert "torn record (25 bytes" in metadata["journal_repaired"]
+    study = optuna.load_study(study_name=STUDY_NAME, storage=open_storage(out))
+    assert {t.number: t.params for t in study.trials if t.number in kept} == kept
+    assert sum(counts_as_trial(t, problem(2.0)) for t in study.trials) == 15
+    # a journal whose last line only lost its line end keeps that record
+    journal.write_bytes(journal.read_bytes().rstrip(b"\n"))
+    metadata = run_search(problem(2.0), out, trials=15, seed=0, resume=True)
+    assert "journal_repaired" not in metadata and journal.read_bytes().endswith(b"\n")
 
 
 def test_infeasible_budgets_fail_fast_with_the_floor():

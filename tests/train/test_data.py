@@ -81,3 +81,40 @@ def test_broken_layouts_are_refused_in_one_line(tmp_path, layout, message):
     with pytest.raises(DataError) as info:
         open_data(str(root))
     assert message in str(info.value) and "\n" not in str(info.value)
+
+
+def _damage(folder, count):
+    """``count`` JPEGs cut short, as a copy interrupted mid-file leaves them (the header reads, the pixels
+    do not)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i in range(count):
+        whole = folder / f"whole{i}.jpg"
+        Image.effect_noise((64, 64), 60).convert("RGB").save(whole, quality=95)
+        data = whole.read_bytes()
+        (folder / f"torn{i}.jpg").write_bytes(data[: len(data) // 2])
+        whole.unlink()
+
+
+def test_images_that_cannot_be_decoded_are_found_before_anything_starts(tmp_path):
+    root = make_folder(tmp_path / "data", {"train": {"cat": 3, "dog": 3}, "val": {"cat": 1, "dog": 1}})
+    open_data(str(root))  # whole: opens, and the passed files are remembered
+    _damage(root / "train" / "dog", 2)
+    with pytest.raises(DataError, match=r"images must all decode, but 2 of 10 cannot, the first '.*torn0\.jpg' "):
+        open_data(str(root))
+    for torn in (root / "train" / "dog").glob("torn*.jpg"):
+        torn.unlink()
+    assert len(open_data(str(root)).train) == 6
+
+
+@pytest.mark.slow  # two CLI processes
+def test_a_damaged_image_is_one_line_for_search_and_train_and_nothing_is_written(tmp_path):
+    from tests.cli.helpers import assert_one_line_error, effnas
+
+    root = make_folder(tmp_path / "data", {"train": {"cat": 2, "dog": 2}, "val": {"cat": 1, "dog": 1}})
+    _damage(root / "val" / "cat", 1)
+    for command in (["search", "--target", "amd-epyc-2core-ort-b1", "--budget", "5ms", "--trials", "3"],
+                    ["train", "m0", "--epochs", "1"]):
+        out = tmp_path / command[0]
+        result = effnas(*command, "--data", str(root), "--out", str(out))
+        assert_one_line_error(result, "images must all decode, but 1 of 7 cannot")
+        assert not out.exists()
