@@ -134,8 +134,9 @@ def run(args: argparse.Namespace) -> int:
                               resume=args.resume, progress=progress, backend=backend, refinement=refinement,
                               measurement=measurement)
     unscored = metadata.get("trials_unscored", 0)
-    print(f"{metadata['trials_complete']} trials scored, {metadata['feasible']} feasible"
-          + (f" ({unscored} more proposals over every limit, told infeasible unscored)" if unscored else "")
+    print(f"{metadata['trials_complete']} trials scored ({metadata['trials_can_fit']} could fit), "
+          f"{metadata['feasible']} feasible"
+          + (f" ({unscored} more proposals over the limit aimed at, told infeasible unscored)" if unscored else "")
           + f"; results in {out}/")
     if metadata.get("journal_repaired"):
         print(f"effnas: note: {metadata['journal_repaired']}", file=sys.stderr)

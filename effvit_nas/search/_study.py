@@ -25,7 +25,8 @@ __all__ = ["STUDY_NAME", "SAMPLERS", "FAIL_REASON", "STUDY_FILE", "open_storage"
 # without knowing the arguments it was started with. What the run is goes in the study's user attrs.
 STUDY_NAME = "effnas"
 FAIL_REASON = "fail_reason"  # user attr of a trial the estimator could not score
-UNSCORED_ATTR = "unscored"  # user attr of a proposal told infeasible without a score (over every limit)
+UNSCORED_ATTR = "unscored"  # user attr of a proposal told infeasible without a score (over its phase's limit)
+AIM_ATTR = "aim_ms"  # user attr: the budget a trial's phase aimed at (what it was held to, what a resume counts)
 STOPPED_SHORT_ATTR = "stopped_short"  # study attr: the proposals ran out before --trials candidates were scored
 SAMPLERS: dict[str, Callable[[int], optuna.samplers.BaseSampler]] = {
     "tpe": lambda seed: optuna.samplers.TPESampler(seed=seed, multivariate=True),

@@ -11,7 +11,7 @@ import optuna
 
 from ..arch import Arch
 from ..counting import count
-from ._study import FAIL_REASON, UNSCORED_ATTR
+from ._study import AIM_ATTR, FAIL_REASON, UNSCORED_ATTR
 from .problem import SearchProblem
 
 __all__ = ["Candidate", "TrialOutcome", "outcomes", "trial_summary", "feasible_candidates", "pareto_front",
@@ -26,7 +26,8 @@ class TrialOutcome:
     latency_ms: dict[str, float]  # per target, from the tables (known before scoring)
     score: float | None = None  # complete trials only
     fail_reason: str | None = None
-    unscored: bool = False  # proposed over every budget's limit, told infeasible without a score
+    unscored: bool = False  # proposed over the limit its phase aimed at, told infeasible without a score
+    aim_ms: float | None = None  # the budget its search phase aimed at (Optuna backend), None: the largest
 
 
 def outcomes(study: optuna.Study) -> list[TrialOutcome]:
@@ -40,7 +41,7 @@ def outcomes(study: optuna.Study) -> list[TrialOutcome]:
             number=trial.number, state=state, arch=Arch.from_dict(attrs["arch"]) if "arch" in attrs else None,
             latency_ms=dict(attrs.get("latency_ms", {})),
             score=trial.values[0] if trial.state == optuna.trial.TrialState.COMPLETE else None,
-            fail_reason=attrs.get(FAIL_REASON), unscored=UNSCORED_ATTR in attrs))
+            fail_reason=attrs.get(FAIL_REASON), unscored=UNSCORED_ATTR in attrs, aim_ms=attrs.get(AIM_ATTR)))
     return out
 
 

@@ -8,11 +8,11 @@ the estimator scores in this process, one trial at a time.
 Objectives: the estimator's score (maximise) and the primary target's predicted latency (minimise),
 so the feasible Pareto front comes out, not just one point. Every budget is a constraint through
 ``trial.set_constraint`` (feasible when latency - budget <= 0); a family aims at its budgets in turn.
-An arch over every budget's limit is told to the study as infeasible (PRUNED, its constraints set)
-without being scored: its latency is known from the tables before any score, and TPE learns from the
-constraint alone. ``trials`` counts the scored candidates that can fit; the sampler keeps proposing until
-there are that many, up to ``PROPOSALS_PER_TRIAL`` proposals per trial (the study then says it stopped
-short).
+An arch over the limit its phase aims at is told to the study as infeasible (PRUNED, its constraints
+set) without being scored: its latency is known from the tables before any score, and TPE learns from
+the constraint alone. ``trials`` counts the scored candidates that fit the budget their phase aimed at,
+so each budget of a family gets its share; the sampler keeps proposing until there are that many, up
+to ``PROPOSALS_PER_TRIAL`` proposals per trial (the study then says it stopped short).
 Unless the problem says otherwise, M0–M5 and the space's fastest arch are enqueued as the first trials:
 the search starts from the hand-designed family and can only do better on the estimator. The study
 survives a kill: each finished trial is committed, and ``resume`` continues it.
@@ -31,6 +31,7 @@ from ..errors import EffNasError, EstimatorError
 from ._backend import Progress, SearchBackend, register_backend
 from ._scoring_pool import ScoringPool, check_workers
 from ._study import (
+    AIM_ATTR,
     FAIL_REASON,
     SAMPLERS,
     STOPPED_SHORT_ATTR,
@@ -71,7 +72,6 @@ class OptunaBackend(SearchBackend):
         return {"workers": self.workers}
 
 
-AIM_ATTR = "aim_ms"  # the budget a trial's phase aimed at (what a resume counts per phase)
 # Proposals the sampler may make per scored candidate. Near the space's floor most proposals cannot
 # fit (2 ms on the shipped table: ~19 in 20 before this rule); each costs a table lookup, not a score.
 PROPOSALS_PER_TRIAL = 50
@@ -137,10 +137,11 @@ def run_optuna(problem: SearchProblem, out_dir: Path | None, *, trials: int, see
 
 def counts_as_trial(trial: optuna.trial.FrozenTrial, problem: SearchProblem) -> bool:
     """Whether a finished trial counts toward ``trials``: sent to the estimator (scored, or failed to
-    score) with an arch that can fit some budget. Unscored proposals and the M-series scored as
-    yardsticks over every limit do not."""
+    score) with an arch that fits the budget its phase aimed at. Unscored proposals and the M-series
+    scored as yardsticks over that limit do not."""
     latency = trial.user_attrs.get("latency_ms")
-    return trial.state != optuna.trial.TrialState.PRUNED and latency is not None and problem.can_fit(latency)
+    return (trial.state != optuna.trial.TrialState.PRUNED and latency is not None
+            and problem.can_fit(latency, trial.user_attrs.get(AIM_ATTR)))
 
 
 def _owed_per_phase(aims: list[tuple[int, float]], trials: int,
@@ -168,7 +169,10 @@ def _sampling_copy(problem: SearchProblem, history: list[optuna.trial.FrozenTria
     that fit are needles (1.5 ms on the shipped table: limit 1.139 ms, floor 1.122 ms); TPE then
     searches around it."""
     working = optuna.create_study(sampler=make_sampler(sampler, seed), directions=["maximize", "minimize"])
-    working.add_trials(_aimed_at(t, problem, aim_ms) for t in history)
+    # a proposal left unscored by a smaller budget's phase that fits this one is unknown here, not bad:
+    # told as PRUNED without a score it would count against its region
+    working.add_trials(_aimed_at(t, problem, aim_ms) for t in history
+                       if not (UNSCORED_ATTR in t.user_attrs and problem.can_fit(t.user_attrs["latency_ms"], aim_ms)))
     if problem.seed_with_references:
         for arch in [*problem.reference_archs().values(), problem.fastest(problem.primary)]:
             working.enqueue_trial(problem.space.to_params(arch), skip_if_exists=True)
@@ -220,7 +224,7 @@ def _run_round(study: optuna.Study, problem: SearchProblem, size: int, pool: Sco
         for _ in range(size):
             asked.append(trial := study.ask())
             archs.append(_ask_arch(trial, problem, aim_ms))
-        scored = [a for a in archs if a in problem.yardsticks or problem.can_fit(problem.latency(a)[0])]
+        scored = [a for a in archs if a in problem.yardsticks or problem.can_fit(problem.latency(a)[0], aim_ms)]
         scores = dict(zip(scored, _scores(problem, scored, pool)))
     except BaseException:
         for trial in asked:
@@ -229,8 +233,8 @@ def _run_round(study: optuna.Study, problem: SearchProblem, size: int, pool: Sco
     finished = []
     for trial, arch in zip(asked, archs):
         score = scores.get(arch)
-        if arch not in scores:  # over every budget's limit: infeasible whatever it would score
-            trial.set_user_attr(UNSCORED_ATTR, "predicted over every budget's limit")
+        if arch not in scores:  # over the limit this phase aims at: infeasible here whatever it would score
+            trial.set_user_attr(UNSCORED_ATTR, "predicted over the limit its phase aimed at")
             finished.append(study.tell(trial, state=optuna.trial.TrialState.PRUNED))
         elif isinstance(score, EstimatorError):
             trial.set_user_attr(FAIL_REASON, str(score))

@@ -210,11 +210,11 @@ class SearchProblem:
         budgets = sorted(set(self.primary.budgets_ms))
         return [(-(-k * trials // len(budgets)), budget) for k, budget in enumerate(budgets)]  # ceil(k*trials/n)
 
-    def can_fit(self, latency_ms: dict[str, float]) -> bool:
-        """Whether an arch predicted at ``latency_ms`` meets some budget's limit on every target: one that
-        does not can never be picked, so a backend tells the study it is infeasible without scoring it
-        (its constraint is known from the tables before any score)."""
-        return all(v <= 0 for v in violations(self.targets, latency_ms).values())
+    def can_fit(self, latency_ms: dict[str, float], aim_ms: float | None = None) -> bool:
+        """Whether an arch predicted at ``latency_ms`` meets some budget's limit on every target (``aim_ms``:
+        that budget's, a family's search phase): one that does not can never be picked (there), so a backend
+        tells the study it is infeasible without scoring it (its constraint is known before any score)."""
+        return all(v <= 0 for v in violations(self.targets, latency_ms, aim_ms).values())
 
     def latency(self, arch: Arch) -> tuple[dict[str, float], dict[str, float]]:
         """Predicted latency per target and its excess over the constraint (feasible when all <= 0).
