@@ -41,6 +41,7 @@ def search(tree: Path, target: str, budget: str, seed: int, out: Path) -> dict:
     metadata = json.loads((out / "metadata.json").read_text())
     return {"wall_s": wall, "git_revision": metadata["git_revision"], "search_s": metadata["search_seconds"],
             "scored": metadata["trials_complete"], "feasible": metadata["feasible"],
+            "can_fit": metadata.get("trials_can_fit"),  # what --trials counts now (absent before)
             "proposals": metadata.get("proposals", metadata["trials_complete"] + metadata.get("trials_pruned", 0)),
             "picks": {label: {"variant": b["name"], "score": b["score"],
                               "predicted_ms": next(iter(b["predicted_latency_ms"].values()))}
