@@ -5,6 +5,7 @@ Run:  python scripts/bench_vs_mseries.py [--seeds 3] [--epochs 12] [--models m0,
       python scripts/bench_vs_mseries.py --variant zico --search-args="--estimator zico"
       python scripts/bench_vs_mseries.py --variant zico --search-args="--estimator zico" --search-only
       python scripts/bench_vs_mseries.py --tiny          (the pipeline in minutes: CI's version)
+      python scripts/bench_vs_mseries.py --arms --work runs/bench-arms [--seeds 3]   (the four arms, below)
 
 ``--variant`` names a search configuration compared on the same budgets, recipe and M-series runs
 (the M models train once per work dir); the default variant, ``found``, is what a user gets with
@@ -24,6 +25,12 @@ built on this machine with ``effnas table build``):
 5. report: docs/results/vs_mseries.json, docs/img/vs-mseries.png, Markdown for docs/BENCHMARKS.md,
    and the pass conditions, stated plainly whether they hold or not.
 
+``--arms`` adds the baselines a reviewer asks for at each budget (scripts/_arms.py): (b) the M-series
+member at the resolution that fills the budget, timed beside the budget's M model, and (c) random search
+at the same training budget (``--estimator random`` through the same refinement), beside (a) the M
+model at 96 px and (d) the default search; writes docs/results/vs_mseries_arms.json with each arm's
+cost.
+
 Every step is resumable: its results live under ``--work`` and a rerun skips what is done (a killed
 training resumes from its last epoch). Progress goes to stderr.
 """
@@ -40,9 +47,20 @@ import sys
 from pathlib import Path
 
 import yaml
+from _arms import (
+    ARMS,
+    RANDOM_ARGS,
+    RANDOM_VARIANT,
+    arms_markdown,
+    gain_over,
+    mean_sd,
+    pick_scaled,
+    scaled_candidates,
+    time_scaled,
+)
 from _results import RESULTS_DIR, save_result
 
-from effvit_nas import Arch
+from effvit_nas import Arch, SearchSpace
 from effvit_nas._io import atomic_write_text
 from effvit_nas.latency.deploy import DeploymentRule
 from effvit_nas.latency.meter import LatencyMeter
@@ -201,16 +219,12 @@ def verify(name: str, arch: Path, budget: float, work: Path, seconds: float, for
 
 
 # --------------------------------------------------------------------------- report
-def mean_sd(values: list[float]) -> tuple[float, float]:
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else float("nan"))
-
-
 def compare(m_top1: list[float], found_top1: list[float]) -> dict:
     """Mean gain of the found network and the standard error of that difference (Welch)."""
     (m_mean, m_sd), (f_mean, f_sd) = mean_sd(m_top1), mean_sd(found_top1)
-    se = math.sqrt(m_sd ** 2 / len(m_top1) + f_sd ** 2 / len(found_top1)) if len(m_top1) > 1 else float("nan")
-    return {"m_mean": m_mean, "m_sd": m_sd, "found_mean": f_mean, "found_sd": f_sd, "gain": f_mean - m_mean,
-            "se_of_gain": se, "gain_beyond_se": f_mean - m_mean > se}
+    gain = gain_over(m_top1, found_top1)
+    return {"m_mean": m_mean, "m_sd": m_sd, "found_mean": f_mean, "found_sd": f_sd, "gain": gain["gain"],
+            "se_of_gain": gain["se"], "gain_beyond_se": gain["beyond_se"]}
 
 
 def plot(rows: list[dict], path: Path, variant: str) -> None:
@@ -418,6 +432,101 @@ def save_partial(work: Path, args: argparse.Namespace) -> None:
         log(f"{name}: test top-1 {[round(r['test_top1'], 2) for r in runs]}")
 
 
+def search_cost_min(work: Path, variant: str) -> float | None:
+    """Wall minutes of a variant's family search (all budgets): search, timing and refinement."""
+    folder = work / ("search" if variant == DEFAULT_VARIANT else f"search-{variant}")
+    metadata = read_json(folder / "metadata.json")
+    if metadata is None:
+        return None
+    return sum(metadata.get(k, 0.0) for k in ("search_seconds", "measure_seconds", "refine_seconds")) / 60
+
+
+def run_arms(args: argparse.Namespace, table: LatencyTable, work: Path, models: list[str], m_archs: dict[str, Path],
+             budgets: dict[str, float]) -> None:
+    """The four arms per budget (scripts/_arms.py), trained seed-major, then the report."""
+    found = search(budgets, work, args.trials, args.data, DEFAULT_VARIANT, [], tiny=args.tiny)
+    # the tiny run times finalists once (the default variant's search): a second 60 s window checks nothing new
+    randomly = search(budgets, work, args.trials, args.data, RANDOM_VARIANT,
+                      RANDOM_ARGS + (["--measure", "0"] if args.tiny else []), tiny=args.tiny)
+
+    def first_seed(name: str, path: Path) -> dict:
+        metrics = train(name, path, 0, work, args.data, args.recipe, args.epochs)
+        return {"val_top1": metrics["epochs"][-1]["val_top1"],
+                "seconds": sum(e["train_seconds"] for e in metrics["epochs"])}
+
+    space = SearchSpace.load(SPACE)
+    scaled: dict[str, dict] = {}
+    for m in models:
+        path = work / "scaled" / f"{m}.json"
+        if (timed := read_json(path)) is None:
+            # the tiny run checks the pipeline: two members keep it to minutes
+            candidates = scaled_candidates(table, space, budgets[m], *([("m0", "m1")] if args.tiny else []))
+            log(f"timing {len(candidates)} M-series networks at other sides beside {m.upper()} ({args.seconds:g} s)")
+            # the budget over the model's own figure: 1 but for rounding, 2 in the tiny run (budgets doubled)
+            budget_in_models = budgets[m] / read_json(work / "budgets.json")["measured_ms"][m]
+            timed = time_scaled(table, m, Arch.from_yaml(m_archs[m]), candidates, args.seconds, NOISE, budget_in_models)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(path, json.dumps(timed, indent=1) + "\n")
+        qualifying = {}
+        for name, row in timed["rows"].items():
+            if row["qualifies"]:
+                qualifying[name] = work / "archs" / f"{name}.yaml"
+                if not qualifying[name].exists():
+                    Arch.from_dict(row["arch"]).to_yaml(qualifying[name])
+        if not qualifying:
+            raise SystemExit(f"no M-series member measured within {m.upper()}'s budget at any resolution: see {path}")
+        chosen = pick_scaled(qualifying, lambda name, p: first_seed(name, p))
+        selection_s = sum(first_seed(n, p)["seconds"] for n, p in qualifying.items() if n != chosen)
+        scaled[m] = {"chosen": chosen, "path": qualifying[chosen], "timed": timed,
+                     "cost_wall_min": selection_s / 60,
+                     "first_seed_val": {n: first_seed(n, p)["val_top1"] for n, p in qualifying.items()}}
+    networks = {}
+    for m in models:
+        networks[(m, "m")] = (m, m_archs[m])
+        networks[(m, "scaled")] = (scaled[m]["chosen"], scaled[m]["path"])
+        networks[(m, "random")] = (f"{RANDOM_VARIANT}@{m}", randomly[m])
+        networks[(m, "found")] = (f"{DEFAULT_VARIANT}@{m}", found[m])
+    for seed in range(args.seeds):  # seed-major: a stopped run leaves whole budgets to compare
+        for name, path in networks.values():
+            train(name, path, seed, work, args.data, args.recipe, args.epochs)
+    costs = {"random": search_cost_min(work, RANDOM_VARIANT), "found": search_cost_min(work, DEFAULT_VARIANT)}
+    rows = []
+    for m in models:
+        arms = {}
+        for arm in ARMS:
+            name, path = networks[(m, arm)]
+            top1 = [train(name, path, seed, work, args.data, args.recipe, args.epochs)["test_top1"]
+                    for seed in range(args.seeds)]
+            mean, sd = mean_sd(top1)
+            arch = Arch.from_yaml(path)
+            arms[arm] = {"label": arch_label(arch, arm, name), "test_top1": top1, "mean": mean, "sd": sd,
+                         "arch": arch.to_dict(), "predicted_ms": table.predict_ms(arch),
+                         "cost_wall_min": scaled[m]["cost_wall_min"] if arm == "scaled" else costs.get(arm)}
+        rows.append({"model": m, "budget_ms": budgets[m], "arms": arms,
+                     "scaled_timing": scaled[m]["timed"], "scaled_first_seed_val": scaled[m]["first_seed_val"],
+                     "vs_scaled": gain_over(arms["scaled"]["test_top1"], arms["found"]["test_top1"]),
+                     "vs_random": gain_over(arms["random"]["test_top1"], arms["found"]["test_top1"]),
+                     "vs_m": gain_over(arms["m"]["test_top1"], arms["found"]["test_top1"])})
+    beaten = sum(r["vs_scaled"]["beyond_se"] and r["vs_random"]["beyond_se"] for r in rows)
+    verdict = {"budgets_beating_both_beyond_se": beaten, "budgets": len(rows),
+               "passed": beaten >= math.ceil(0.75 * len(rows)),
+               "note": "within-budget of each pick is judged by --latency-ratios runs and verify, reported apart"}
+    print(arms_markdown(rows))
+    print(f"\n(d) beats (b) and (c) beyond the standard error at {beaten} of {len(rows)} budgets "
+          f"(pass needs {math.ceil(0.75 * len(rows))}). **Pass: {verdict['passed']}**")
+    if not args.no_save:
+        name = "vs_mseries_arms_tiny" if args.tiny else "vs_mseries_arms"
+        save_result(name, "python scripts/bench_vs_mseries.py " + " ".join(sys.argv[1:]),
+                    {"task": args.data, "space": SPACE, "table": TABLE, "seeds": args.seeds, "recipe": args.recipe,
+                     "epochs": args.epochs, "trials": args.trials, "rows": rows, "verdict": verdict})
+
+
+def arch_label(arch: Arch, arm: str, name: str) -> str:
+    if arm in ("m", "scaled"):
+        return f"{name.split('@')[0].upper()} {arch.resolution} px"
+    return f"{arch.resolution} px, depths {'/'.join(map(str, arch.depths))}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="m0,m1,m2,m3")
@@ -443,6 +552,9 @@ def main() -> None:
     parser.add_argument("--latency-ratios", action="store_true",
                         help="time every variant's picks beside their M model in the same rounds "
                              "(docs/results/vs_mseries_latency.json), then stop")
+    parser.add_argument("--arms", action="store_true",
+                        help="the four arms per budget: M at 96 px, the M-series at the resolution that fills the "
+                             "budget, random search at the same training budget, the default search (scripts/_arms.py)")
     parser.add_argument("--no-save", action="store_true", help="do not write docs/results or docs/img")
     parser.add_argument("--estimator-ranks", action="store_true",
                         help="rank every network trained so far by each estimator against its test top-1 "
@@ -485,6 +597,9 @@ def main() -> None:
                 for name, r in by_name.items()))
         if not args.no_save and not args.tiny:  # the saved runs are the full benchmark's
             save_latency_run(rows, budgets, args.seconds)
+        return
+    if args.arms:
+        run_arms(args, table, work, models, m_archs, budgets)
         return
     picks = search(budgets, work, args.trials, args.data, args.variant, search_args, tiny=args.tiny)
     if args.search_only:

@@ -1,6 +1,7 @@
 """The headline benchmark's pipeline, end to end on the tiny task (CI's version of
 scripts/bench_vs_mseries.py): budgets measured, a family search, training with a test split, verify,
-the report. It checks that every step runs and hands over to the next, not the result."""
+the report, then the four arms (M-series at other resolutions timed, random search, the report). It
+checks that every step runs and hands over to the next, not the result."""
 
 import json
 import subprocess
@@ -26,6 +27,17 @@ def test_the_tiny_benchmark_runs_every_step_and_reports(tmp_path):
         assert metrics["epochs_done"] == 1 and metrics["test_top1"] is not None
     verified = [json.loads(p.read_text()) for p in (work / "verify").glob("*/verify.json")]
     assert len(verified) == 2 and all(v["latency"]["measured_ms"] > 0 for v in verified)
+
+    # the four arms in the same work dir: the M model and the default search's pick are reused
+    done = subprocess.run([sys.executable, str(SCRIPT), "--tiny", "--arms", "--no-save", "--work", str(work)],
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "(d) beats (b) and (c) beyond the standard error at" in done.stdout
+    timed = json.loads((work / "scaled" / "m0.json").read_text())
+    assert timed["rows"] and all(r["measured_ms"] > 0 for r in timed["rows"].values())
+    random_pick = json.loads((work / "search-random" / "metadata.json").read_text())
+    assert random_pick["estimator"]["name"] == "random" and random_pick["refinement"]["candidates"] == 1
+    assert json.loads((work / "train" / "random@m0" / "seed0" / "metrics.json").read_text())["test_top1"] is not None
 
 
 @pytest.mark.slow  # runs the script in a subprocess

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from ..errors import EffNasError
 
 if TYPE_CHECKING:
-    from ..search import SearchBackend
+    from ..search import Refinement, SearchBackend
     from ..space import SearchSpace
 
 
@@ -41,7 +41,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "residuals; 0 uses the budget as is)")
     parser.add_argument("--space", default=None, help="search space YAML (default: the built-in one)")
     parser.add_argument("--trials", type=int, default=300,
-                        help="finished trials in total (M0-M5 and trials the estimator failed on included)")
+                        help="scored candidates that fit the budget they were proposed for, failed ones included "
+                             "(proposals over it are told infeasible unscored and M0-M5 over every limit are "
+                             "scored for comparison; neither counts)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--sampler", default="tpe", help="tpe (default), nsga2 or random")
     parser.add_argument("--estimator", default=None, help="accuracy estimator (default: synflow, docs/ESTIMATORS.md)")
@@ -52,15 +54,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "ImageFolder DIR with train/ and val/ (default: the estimator's own, noisy-digits)")
     parser.add_argument("--refine", type=int, default=None, metavar="K",
                         help="second stage: short-train K of the estimator's best archs per budget (the best at "
-                             "each resolution first) on --data with successive halving and pick by validation "
-                             "top-1; default with --data: one per resolution of the space, without: off; "
+                             "each resolution first) on --data, each the same --refine-epochs, and pick by "
+                             "validation top-1 among those above chance; default with --data: one per "
+                             "resolution of the space, without: off; "
                              "--refine 0 turns it off (docs/SEARCH.md)")
     parser.add_argument("--measure", type=int, default=None, metavar="N",
                         help="time the estimator's N best archs per budget (spread over resolutions) on this machine "
                              "as deployed and keep only those that measure within the budget, before --refine picks "
                              "among them; needs the table's own hardware; default with --refine on the table's "
                              "hardware: 2K, otherwise off; --measure 0 turns it off (docs/SEARCH.md)")
-    parser.add_argument("--refine-epochs", type=int, default=4, help="epochs of a full refinement training")
+    parser.add_argument("--refine-epochs", type=int, default=4, help="epochs each refined candidate trains")
+    parser.add_argument("--refine-recipe", default="screening",
+                        help="the recipe refinement trains with: screening (default: the small recipe at 3x its "
+                             "learning rate), small (gentler) or paper")
     parser.add_argument("--supernet", default=None, metavar="CKPT",
                         help="supernet.pt from effnas supernet train, for --estimator supernet")
     parser.add_argument("--out", default=None, help="output folder (default: runs/<target>-<budget>)")
@@ -117,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         from ..search import Refinement
 
         refinement = Refinement(candidates=refine, epochs=args.refine_epochs, seed=args.seed,
-                                **({"data": data} if data else {}))
+                                recipe=args.refine_recipe, **({"data": data} if data else {}))
     measurement = None
     if measure:
         from ..search import Measurement
@@ -152,8 +158,8 @@ def run(args: argparse.Namespace) -> int:
     scored = f"  scored by {estimator.name}" + (f" on {estimator.data}" if estimator.reads_images else
                                                   " (it reads no images)")
     if refinement:
-        scored += (f"; refined by {refinement.epochs}-epoch training of {refinement.candidates} per budget (the best "
-                   f"at each resolution first) on {refinement.data} (--refine 0: off)")
+        scored += (f"; refined by {refinement.epochs}-epoch training of {refinement.candidates} per budget (spread "
+                   f"over resolutions and depths) on {refinement.data} (--refine 0: off)")
     if measurement:
         scored += (f"; the best {measurement.candidates} per budget timed here as deployed, those over the budget "
                    "dropped (measured.json)")
@@ -169,6 +175,8 @@ def run(args: argparse.Namespace) -> int:
                 + (", the model measured beside it)" if verdict["model_ms"] is not None else ")"))
         print(f"  {label:>7}: {best['name']}  {best['score']:.2f} ({estimator.score_label}){refined}  {latency}  "
               f"params {best['params'] / 1e6:.2f}M  MACs {best['macs'] / 1e6:.0f}M")
+        if "picked_by" in best:
+            print(learned_nothing(label, best, refinement), file=sys.stderr)
     primary = targets[0]
     missing = [b for b in primary.budgets_ms if primary.label(b) not in metadata["best"]]
     timed = metadata["measurement"]["per_budget"] if measurement else {}
@@ -201,6 +209,17 @@ def _confidences(args: argparse.Namespace, tables: list, margin: float | None, m
     stored = (started_with(out, "confidence") or {}) if args.resume else {}
     defaults = [MEASURED_CONFIDENCE if measure and i == 0 else DEFAULT_CONFIDENCE for i in range(len(tables))]
     return [stored.get(t.target) or d for t, d in zip(tables, defaults)]
+
+
+def learned_nothing(label: str, best: dict, refinement: Refinement) -> str:
+    """One line for a budget whose refined candidates all stayed at chance: what was seen, what to do."""
+    seen, chance = best["refinement"]["best_top1"], best["refinement"]["chance"]
+    return (f"effnas: refinement learned nothing at {label}: the best of {len(best['refined_candidates'])} candidates "
+            f"reached {seen:.1f}% validation top-1 after {refinement.epochs} epoch"
+            f"{'s' if refinement.epochs > 1 else ''}, not above chance "
+            f"({chance['top1']:.1f}% + {chance['noise_se']:g} x {chance['noise']:.1f}% noise); the pick is the "
+            f"proxy's first, not a refined one. Try more --refine-epochs, --refine-recipe small, or more images "
+            "per class")
 
 
 def default_refine(space: SearchSpace, data: str | None) -> int:

@@ -17,10 +17,11 @@ from ._base import (
 )
 from ._baselines import Macs, Params
 from ._proxies import GradNorm, Naswot, Synflow, Zico
+from ._random import RandomScore
 from ._short_training import ShortTraining, prune_with
 from ._size_prior import SizePrior
 from ._supernet import SupernetEstimator
 
 __all__ = ["AccuracyEstimator", "ESTIMATORS", "DEFAULT_ESTIMATOR", "create_estimator", "register_estimator",
-           "SizePrior", "Params", "Macs", "GradNorm", "Synflow", "Naswot", "Zico", "ShortTraining", "prune_with",
-           "SupernetEstimator", "estimators_with", "option_defaults"]
+           "SizePrior", "Params", "Macs", "RandomScore", "GradNorm", "Synflow", "Naswot", "Zico", "ShortTraining",
+           "prune_with", "SupernetEstimator", "estimators_with", "option_defaults"]

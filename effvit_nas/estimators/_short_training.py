@@ -1,11 +1,12 @@
 """``short-training``: train the arch for a few epochs on the search's data; the score is top-1.
 
-The most faithful estimate and the most expensive: ``effnas train``'s loop (the screening recipe), at
-the arch's own resolution (or a fixed ``resolution``) on the search's data (built-in noisy digits by
-default), into a temporary folder; the score is top-1 on the data's validation split (a ``test``
-split is never looked at). ``score_reporting`` reports top-1 after every epoch so a single-objective
-Optuna study can prune a hopeless arch early (``prune_with(trial)``); Optuna does not prune
-multi-objective studies, so the default two-objective search runs every epoch.
+The most faithful estimate and the most expensive: ``effnas train``'s loop (the screening recipe
+unless ``recipe`` says otherwise), at the arch's own resolution (or a fixed ``resolution``) on the
+search's data (built-in noisy digits by default), into a temporary folder; the score is top-1 on the
+data's validation split (a ``test`` split is never looked at). ``score_reporting`` reports top-1
+after every epoch (``prune_with(trial)`` hands it to a single-objective Optuna study, which may stop
+a hopeless arch early); Optuna does not prune multi-objective studies, so the default two-objective
+search runs every epoch.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..arch import Arch
+from ..errors import EstimatorError
 from ._base import AccuracyEstimator, check_device_option, register_estimator, resolved_device
 from ._proxies import PROXY_DATA, PROXY_RESOLUTION, check_resolution_option, scoring_resolution
 
@@ -32,14 +34,19 @@ class ShortTraining(AccuracyEstimator):
     reads_images = True
 
     def __init__(self, *, epochs: int = 2, seed: int = 0, resolution: int = PROXY_RESOLUTION,
-                 data: str = PROXY_DATA, device: str = "auto") -> None:
+                 data: str = PROXY_DATA, device: str = "auto", recipe: str = "screening") -> None:
+        from ..train.recipe import RECIPES
+
         check_resolution_option(resolution)
         check_device_option(device)
+        if recipe not in RECIPES:
+            raise EstimatorError(f"short-training's recipe must be one of {', '.join(RECIPES)}, but got {recipe!r}")
         self.epochs, self.seed, self.resolution, self.data, self.device = epochs, seed, resolution, data, device
+        self.recipe = recipe
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "epochs": self.epochs, "seed": self.seed, "resolution": self.resolution,
-                "data": self.data, "device": resolved_device(self.device)}
+                "data": self.data, "device": resolved_device(self.device), "recipe": self.recipe}
 
     def score(self, arch: Arch) -> float:
         return self.score_reporting(arch, None)
@@ -49,9 +56,10 @@ class ShortTraining(AccuracyEstimator):
         import torch
 
         from ..train import TrainSettings, train
-        from ..train.recipe import SCREENING
+        from ..train.recipe import RECIPES
 
-        recipe = SCREENING.updated({"epochs": str(self.epochs), "warmup_epochs": str(min(1.0, self.epochs / 3))})
+        recipe = RECIPES[self.recipe].updated({"epochs": str(self.epochs),
+                                               "warmup_epochs": str(min(1.0, self.epochs / 3))})
 
         def on_epoch(row: dict[str, float]) -> None:
             if report is not None:

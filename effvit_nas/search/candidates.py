@@ -114,16 +114,21 @@ def best_per_budget(candidates: list[Candidate], problem: SearchProblem) -> dict
 
 
 def shortlist(ranked: list[Candidate], size: int) -> list[Candidate]:
-    """``size`` candidates from ``ranked`` (the proxy's order, best first), spread over input resolutions:
-    the best arch at each resolution first, then the next best overall.
+    """``size`` candidates from ``ranked`` (the proxy's order, best first), spread over input resolutions
+    and depths: the best arch at each resolution first, then the best at each (resolution, depths) not
+    yet chosen, then the next best overall.
 
     The proxy's top few are near-copies at one resolution: a score from an untrained network barely
     sees the input side (synflow's ranking moves little with it, docs/BENCHMARKS.md), while what a
     resolution costs in detail only shows once the network learns. So training, not the proxy,
-    decides the resolution; the proxy decides the shape at each."""
-    best_per_side: dict[int, Candidate] = {}
-    for candidate in ranked:
-        best_per_side.setdefault(candidate.arch.resolution, candidate)
-    chosen = list(best_per_side.values())[:size]
+    decides the resolution; the proxy decides the shape at each. Depth is spread for a like reason: the
+    proxy's favourites are one block per stage (synflow grows with width far more than with depth)."""
+    chosen: list[Candidate] = []
+    for kind in (lambda a: a.resolution, lambda a: (a.resolution, a.depths)):
+        seen = {kind(c.arch) for c in chosen}
+        for candidate in ranked:
+            if len(chosen) < size and kind(candidate.arch) not in seen:
+                chosen.append(candidate)
+                seen.add(kind(candidate.arch))
     rest = [c for c in ranked if c not in chosen]
     return sorted(chosen + rest[:size - len(chosen)], key=ranked.index)

@@ -83,9 +83,14 @@ def write_results(study: optuna.Study, problem: SearchProblem, out_dir: Path, ru
             timing = measured.timings[candidate.arch.arch_id]
             info["measured_latency_ms"] = {primary: timing["measured_ms"]}
             info["measured_verdict"] = timing["verdicts"].get(problem.primary.label(budget))
-        if budget in refined:  # picked by validation top-1 after short training; the proxy's score stays above
-            info["refined_top1"] = refined[budget].top1
-            info["refined_candidates"] = refined[budget].trained
+        if budget in refined:  # short training's verdict; the proxy's score stays above
+            pick = refined[budget]
+            info["refined_candidates"] = pick.trained
+            info["refinement"] = {"learned": pick.learned, "best_top1": pick.top1, "chance": pick.chance.to_dict()}
+            if pick.learned:  # picked by validation top-1 among the candidates that learned
+                info["refined_top1"] = pick.top1
+            else:  # nothing learned: the top-1s are noise, and the pick is the proxy's
+                info["picked_by"] = "the proxy: no refined candidate learned (validation top-1 not above chance)"
         arch = candidate.arch.replace(name=name)
         files = [out_dir / f"best-{problem.primary.label(budget)}.yaml"] if len(best) > 1 else []
         if budget == max(best):

@@ -8,7 +8,7 @@ import math
 import optuna
 import pytest
 
-from effvit_nas import Arch
+from effvit_nas import Arch, SearchSpace
 from effvit_nas.counting import count
 from effvit_nas.errors import EffNasError, UnknownNameError
 from effvit_nas.estimators import ESTIMATORS, ShortTraining, create_estimator, prune_with
@@ -33,6 +33,15 @@ def test_baselines_are_the_log_counts():
     m0 = Arch.preset("m0")
     assert create_estimator("params").score(m0) == pytest.approx(math.log(count(m0).params))
     assert create_estimator("macs").score(m0) == pytest.approx(math.log(count(m0).macs))
+
+
+def test_the_random_baseline_is_uniform_per_arch_and_seed_whatever_the_order():
+    archs = [SearchSpace.default().sample(i) for i in range(200)]
+    first, again, other = (create_estimator("random", seed=s) for s in (0, 0, "1"))
+    scores = [first.score(a) for a in archs]
+    assert [again.score(a) for a in reversed(archs)] == scores[::-1]  # the order scored in changes nothing
+    assert all(0 <= v < 1 for v in scores) and 0.4 < sum(scores) / len(scores) < 0.6
+    assert sum(a == b for a, b in zip(scores, (other.score(a) for a in archs))) == 0  # another seed, another draw
 
 
 def test_every_estimator_is_registered_and_unknown_names_list_them():

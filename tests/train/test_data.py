@@ -106,15 +106,15 @@ def test_images_that_cannot_be_decoded_are_found_before_anything_starts(tmp_path
     assert len(open_data(str(root)).train) == 6
 
 
-@pytest.mark.slow  # two CLI processes
-def test_a_damaged_image_is_one_line_for_search_and_train_and_nothing_is_written(tmp_path):
+@pytest.mark.slow  # three CLI processes (verify reads --data through the same open_data, after a checkpoint)
+def test_a_damaged_image_is_one_line_for_search_train_and_supernet_and_nothing_is_written(tmp_path):
     from tests.cli.helpers import assert_one_line_error, effnas
 
     root = make_folder(tmp_path / "data", {"train": {"cat": 2, "dog": 2}, "val": {"cat": 1, "dog": 1}})
     _damage(root / "val" / "cat", 1)
     for command in (["search", "--target", "amd-epyc-2core-ort-b1", "--budget", "5ms", "--trials", "3"],
-                    ["train", "m0", "--epochs", "1"]):
-        out = tmp_path / command[0]
+                    ["train", "m0", "--epochs", "1"], ["supernet", "train", "--epochs", "1"]):
+        out = tmp_path / "-".join(command[:2])
         result = effnas(*command, "--data", str(root), "--out", str(out))
         assert_one_line_error(result, "images must all decode, but 1 of 7 cannot")
         assert not out.exists()
