@@ -459,8 +459,8 @@ def run_arms(args: argparse.Namespace, table: LatencyTable, work: Path, models: 
     for m in models:
         path = work / "scaled" / f"{m}.json"
         if (timed := read_json(path)) is None:
-            # the tiny run checks the pipeline: two members keep it to minutes
-            candidates = scaled_candidates(table, space, budgets[m], *([("m0", "m1")] if args.tiny else []))
+            # the tiny run checks the pipeline: one member keeps it to minutes
+            candidates = scaled_candidates(table, space, budgets[m], *([("m0",)] if args.tiny else []))
             log(f"timing {len(candidates)} M-series networks at other sides beside {m.upper()} ({args.seconds:g} s)")
             # the budget over the model's own figure: 1 but for rounding, 2 in the tiny run (budgets doubled)
             budget_in_models = budgets[m] / read_json(work / "budgets.json")["measured_ms"][m]

@@ -90,7 +90,7 @@ def test_a_refinement_that_learned_nothing_says_so_and_keeps_the_proxy_s_pick(tm
     out = tmp_path / "run"
     result = effnas("search", "--target", str(tiny_table_path), "--space", str(DATA / "tiny_space.yaml"),
                     "--budget", "1000ms", "--trials", "6", "--data", str(data), "--refine", "2",
-                    "--refine-epochs", "2", "--measure", "0", "--margin", "5%", "--out", str(out))
+                    "--refine-epochs", "1", "--measure", "0", "--margin", "5%", "--out", str(out))
     assert result.returncode == 0, result.stderr
     best = next(iter(json.loads((out / "metadata.json").read_text())["best"].values()))
     trained, chance = best["refined_candidates"], best["refinement"]["chance"]
