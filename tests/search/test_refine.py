@@ -23,11 +23,11 @@ def test_refinement_picks_the_best_trained_candidate_and_resumes_without_retrain
     budget = 1e3  # everything fits: the refinement alone decides
     problem = SearchProblem(tiny_space, [Target(LatencyTable.load(tiny_table_path), (budget,))],
                             create_estimator("size-prior"))
-    refinement = Refinement(candidates=3, epochs=2, data="digits")
+    refinement = Refinement(candidates=2, epochs=2, data="digits")
     metadata = run_search(problem, tmp_path / "run", trials=8, seed=0, refinement=refinement)
     best = next(iter(metadata["best"].values()))
     trained = best["refined_candidates"]
-    assert len(trained) == 3 and len({row["arch_id"] for row in trained}) == 3
+    assert len(trained) == 2 and len({row["arch_id"] for row in trained}) == 2
     assert [row["proxy_score"] for row in trained] == sorted((row["proxy_score"] for row in trained), reverse=True)
     # every candidate trains the same epochs before any comparison (none is stopped on its first epoch)
     assert all(row["state"] == "complete" and row["epochs"] == 2 and len(row["curve"]) == 2 for row in trained)
@@ -37,21 +37,21 @@ def test_refinement_picks_the_best_trained_candidate_and_resumes_without_retrain
     winner = max(trained, key=lambda row: row["top1"])
     assert best["refined_top1"] == winner["top1"] and Arch.from_yaml(tmp_path / "run" / "best.yaml").arch_id == \
         winner["arch_id"]
-    assert metadata["refinement"]["candidates"] == 3
+    assert metadata["refinement"]["candidates"] == 2
 
     # resumed: the refine study already holds every candidate, so nothing trains again
     again = run_search(problem, tmp_path / "run", trials=8, seed=0, refinement=refinement, resume=True)
     storage = open_storage(tmp_path / "run")
     names = [n for n in optuna.get_all_study_names(storage) if n.startswith("refine-")]
     assert len(names) == 1 and names[0].startswith(f"refine-{next(iter(metadata['best']))}-")
-    assert len(optuna.load_study(study_name=names[0], storage=storage).trials) == 3
+    assert len(optuna.load_study(study_name=names[0], storage=storage).trials) == 2
     assert next(iter(again["best"].values()))["refined_top1"] == best["refined_top1"]
     stored = json.loads((tmp_path / "run" / "metadata.json").read_text())
     assert stored["best"][next(iter(stored["best"]))]["refined_candidates"] == trained
 
     # other settings are another refinement, not a mix with this one's results
     other = run_search(problem, tmp_path / "run", trials=8, seed=0, resume=True,
-                       refinement=Refinement(candidates=2, epochs=1, data="digits"))
+                       refinement=Refinement(candidates=1, epochs=1, data="digits"))
     assert len([n for n in optuna.get_all_study_names(storage) if n.startswith("refine-")]) == 2
     assert all(row["epochs"] == 1 for row in next(iter(other["best"].values()))["refined_candidates"])
 
