@@ -3,16 +3,19 @@ the docs that quote them, each with the provenance a reader needs to trust or re
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from effvit_nas._io import atomic_write_text
 from effvit_nas.provenance import git_revision, library_versions, utc_now
 
-RESULTS_DIR = Path(__file__).resolve().parents[1] / "docs" / "results"
+REPO = Path(__file__).resolve().parents[1]
+RESULTS_DIR = REPO / "docs" / "results"
 
 
 def save_result(name: str, command: str, figures: dict[str, Any]) -> Path:
@@ -23,6 +26,19 @@ def save_result(name: str, command: str, figures: dict[str, Any]) -> Path:
               "versions": library_versions()}
     atomic_write_text(path, json.dumps(record, indent=1) + "\n")
     return path
+
+
+@contextlib.contextmanager
+def checked_out(revision: str, parent: Path) -> Iterator[Path]:
+    """``revision`` checked out into a temporary git worktree under ``parent`` (an earlier revision to run
+    beside this checkout), removed afterwards."""
+    tree = parent / "before"
+    subprocess.run(["git", "worktree", "add", "--detach", str(tree), revision], cwd=REPO, check=True,
+                   capture_output=True)
+    try:
+        yield tree
+    finally:
+        subprocess.run(["git", "worktree", "remove", "--force", str(tree)], cwd=REPO, check=False)
 
 
 def run_timed(command: list[str]) -> tuple[subprocess.CompletedProcess, float]:

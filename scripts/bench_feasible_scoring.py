@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _results import save_result
+from _results import checked_out, save_result
 
 REPO = Path(__file__).resolve().parents[1]
 BUDGETS = ("2ms", "1.5ms,2ms,3ms,5ms")
@@ -71,22 +71,16 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--name", default="", help="saved as docs/results/feasible_scoring_NAME.json (one per run)")
     args = parser.parse_args(argv)
     runs: dict[str, dict[str, list[dict]]] = {b: {"before": [], "now": []} for b in BUDGETS}
-    with tempfile.TemporaryDirectory() as tmp:
-        before = Path(tmp) / "before"
-        subprocess.run(["git", "worktree", "add", "--detach", str(before), args.before], cwd=REPO, check=True,
-                       capture_output=True)
-        try:
-            trees = {"before": before, "now": REPO}
-            for seed in args.seeds:
-                for budget in BUDGETS:
-                    for name, tree in trees.items():
-                        run = search(tree, args.target, budget, seed, Path(tmp) / f"{name}-{seed}-{len(budget)}")
-                        runs[budget][name].append({"seed": seed, **run})
-                        print(f"seed {seed} --budget {budget} {name}: {run['wall_s']:.1f} s, {run['scored']} scored, "
-                              f"{run['feasible']} feasible, {run['proposals']} proposals, under each limit "
-                              f"{run['under_each_limit']}", file=sys.stderr, flush=True)
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(before)], cwd=REPO, check=False)
+    with tempfile.TemporaryDirectory() as tmp, checked_out(args.before, Path(tmp)) as before:
+        trees = {"before": before, "now": REPO}
+        for seed in args.seeds:
+            for budget in BUDGETS:
+                for name, tree in trees.items():
+                    run = search(tree, args.target, budget, seed, Path(tmp) / f"{name}-{seed}-{len(budget)}")
+                    runs[budget][name].append({"seed": seed, **run})
+                    print(f"seed {seed} --budget {budget} {name}: {run['wall_s']:.1f} s, {run['scored']} scored, "
+                          f"{run['feasible']} feasible, {run['proposals']} proposals, under each limit "
+                          f"{run['under_each_limit']}", file=sys.stderr, flush=True)
     summary = {}
     print(f"| --budget | wall {args.before} (s) | wall now (s) | now / before, pairs' median | scored within each "
           f"limit, {args.before} | now | pick's score, now - before, per seed |\n|---|---|---|---|---|---|---|")

@@ -19,7 +19,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from _results import save_result
+from _results import checked_out, save_result
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -78,22 +78,16 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--trials", type=int, nargs="+", default=[300, 1000])
     args = parser.parse_args()
-    with tempfile.TemporaryDirectory() as tmp:
-        before = Path(tmp) / "before"
-        subprocess.run(["git", "worktree", "add", "--detach", str(before), args.before], cwd=REPO, check=True,
-                       capture_output=True)
-        try:
-            trees = {"before": before, "now": REPO}
-            seconds: dict[str, dict[int, list[float]]] = {k: {n: [] for n in args.trials} for k in trees}
-            for round_ in range(args.rounds):
-                for trials in args.trials:
-                    for name, tree in trees.items():
-                        seconds[name][trials].append(run_search(tree, trials)[0])
-                        print(f"round {round_ + 1}: {name} {trials} trials {seconds[name][trials][-1]:.1f} s",
-                              file=sys.stderr, flush=True)
-            _, shares = run_search(REPO, max(args.trials), profile=True)
-        finally:
-            subprocess.run(["git", "worktree", "remove", "--force", str(before)], cwd=REPO, check=False)
+    with tempfile.TemporaryDirectory() as tmp, checked_out(args.before, Path(tmp)) as before:
+        trees = {"before": before, "now": REPO}
+        seconds: dict[str, dict[int, list[float]]] = {k: {n: [] for n in args.trials} for k in trees}
+        for round_ in range(args.rounds):
+            for trials in args.trials:
+                for name, tree in trees.items():
+                    seconds[name][trials].append(run_search(tree, trials)[0])
+                    print(f"round {round_ + 1}: {name} {trials} trials {seconds[name][trials][-1]:.1f} s",
+                          file=sys.stderr, flush=True)
+        _, shares = run_search(REPO, max(args.trials), profile=True)
     print(f"| trials | {args.before} (s) | now (s) | ratio | now, trials/s |\n|---|---|---|---|---|")
     result = {"before": args.before, "rounds": args.rounds, "seconds": seconds, "profile_cumulative_s": shares}
     for trials in args.trials:
