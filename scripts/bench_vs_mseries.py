@@ -58,6 +58,8 @@ from _arms import (
     scaled_candidates,
     time_scaled,
 )
+from _digits_task import TASKS as DIGITS_TASKS
+from _digits_task import write_task
 from _results import RESULTS_DIR, save_result
 
 from effvit_nas import Arch, SearchSpace
@@ -517,8 +519,11 @@ def run_arms(args: argparse.Namespace, table: LatencyTable, work: Path, models: 
           f"(pass needs {math.ceil(0.75 * len(rows))}). **Pass: {verdict['passed']}**")
     if not args.no_save:
         name = "vs_mseries_arms_tiny" if args.tiny else "vs_mseries_arms"
+        if args.task != "shapes" and not args.tiny:  # one file per task
+            name += "_" + Path(args.task).name.replace("-", "_")
         save_result(name, "python scripts/bench_vs_mseries.py " + " ".join(sys.argv[1:]),
-                    {"task": args.data, "space": SPACE, "table": TABLE, "seeds": args.seeds, "recipe": args.recipe,
+                    {"task": args.task, "data": args.data, "space": SPACE, "table": TABLE, "seeds": args.seeds,
+                     "recipe": args.recipe,
                      "epochs": args.epochs, "trials": args.trials, "rows": rows, "verdict": verdict})
 
 
@@ -531,7 +536,9 @@ def arch_label(arch: Arch, arm: str, name: str) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default="m0,m1,m2,m3")
-    parser.add_argument("--data", default="shapes", help="shapes; --tiny uses shapes-mini (its first images)")
+    parser.add_argument("--data", default="shapes", help="shapes (--tiny: shapes-mini, its first images), digits or "
+                        "noisy-digits (written with a test split under --work: scripts/_digits_task.py), or a DIR "
+                        "with train/, val/ and test/")
     parser.add_argument("--seeds", type=int, default=3)
     # screening: the small recipe at 3x its learning rate; on shapes it separates M0 from M3 within a few
     # epochs where the small recipe has not (docs/BENCHMARKS.md, "The search against the M-series")
@@ -572,10 +579,14 @@ def main() -> None:
         raise SystemExit(f"--variant must be a name of letters, digits and '-', and {DEFAULT_VARIANT!r} exactly when "
                          f"--search-args is empty (the defaults), but got --variant {args.variant!r} with "
                          f"--search-args {args.search_args!r}")
+    args.task = args.data  # what the run is called; the data it reads may be a folder written from it
+    if args.data in DIGITS_TASKS:  # scikit-learn's digits with a test split, as a user's ImageFolder
+        args.data = str(write_task(args.data, work / "data" / args.data))
     if open_data(args.data).test is None:
-        raise SystemExit(f"--data must have a test split (shapes, shapes-mini or a DIR with test/), but "
+        raise SystemExit(f"--data must have a test split (shapes, shapes-mini, digits, noisy-digits or a DIR "
+                         f"with test/), but "
                          f"{args.data!r} has none: the benchmark's figure is held-out test top-1")
-    check_same_settings(work, {"data": args.data, "models": models, "seeds": args.seeds, "recipe": args.recipe,
+    check_same_settings(work, {"data": args.task, "models": models, "seeds": args.seeds, "recipe": args.recipe,
                                "epochs": args.epochs, "trials": args.trials, "seconds": args.seconds})
 
     table = ensure_table(args)

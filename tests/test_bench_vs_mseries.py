@@ -70,3 +70,17 @@ def test_the_arms_report_gives_each_gain_with_its_standard_error():
     assert gain["gain"] == 4.0 and abs(gain["se"] - (4 / 3 + 1 / 3) ** 0.5) < 1e-9 and gain["beyond_se"]
     assert arms.gain_over([40.0, 44.0], [41.0, 43.0])["beyond_se"] is False
     assert str(arms.gain_over([40.0], [45.0])["se"]) == "nan"  # one seed has no spread to judge by
+
+
+def test_the_digits_task_keeps_the_built_in_val_split_and_holds_out_a_test_split_from_train(tmp_path):
+    sys.path.insert(0, str(SCRIPT.parent))
+    from _digits_task import write_task
+
+    from effvit_nas.train.data import open_data
+
+    built_in, folder = open_data("digits"), open_data(str(write_task("digits", tmp_path / "digits")))
+    assert len(folder.val) == len(built_in.val)  # the same images: validation figures mean the same
+    assert len(folder.train) + len(folder.test) == len(built_in.train)
+    per_class = [folder.test.targets.count(c) for c in range(10)]
+    assert min(per_class) >= 30 and max(per_class) - min(per_class) <= 2  # stratified
+    assert folder.classes == built_in.classes
