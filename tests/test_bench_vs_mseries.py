@@ -59,6 +59,13 @@ def test_the_scaled_arm_takes_each_member_at_its_largest_side_within_the_budget_
     assert "m0@112" in candidates and "m5@64" not in candidates  # M5 is far too slow at any side of the space
     for name, arch in candidates.items():
         assert table.predict_ms(arch) <= arms.NEAR * budget and arch.resolution == int(name.split("@")[1])
+    model = Arch.preset("m1").replace(resolution=96)
+    # M1 at 96 px among the candidates is the budget itself; the others as if timed beside it
+    measured = {name: (1.02 if name == "m0@112" else 1.2) for name in candidates if name != "m1@96"}
+    rows = arms.scaled_rows(table, model, 1.0, measured, candidates, noise=0.03, budget_in_models=1.0)
+    assert rows["m1@96"]["is_the_model"] and rows["m1@96"]["ratio_to_m"] == 1.0 and rows["m1@96"]["qualifies"]
+    assert rows["m0@112"]["qualifies"] and not rows["m0@128"]["within"]
+    assert [n for n, r in rows.items() if r["qualifies"]] == ["m0@112", "m1@96"]
     chosen = arms.pick_scaled({"m0@112": Path("a"), "m1@96": Path("b")},
                               lambda name, path: {"val_top1": {"m0@112": 40.0, "m1@96": 42.5}[name]})
     assert chosen == "m1@96"  # by validation top-1, never test
