@@ -106,14 +106,47 @@ def gain_over(baseline: list[float], found: list[float]) -> dict:
 def arms_markdown(rows: list[dict]) -> str:
     # cost: (b) the training that chose it, (c) and (d) the family search; wall minutes on 2 cores
     lines = ["| budget | (a) M at 96 px | (b) M-series at the resolution that fills it | (c) random search, same "
-             "training | (d) default search | (d) - (b) ± SE | (d) - (c) ± SE | cost (b) / (c) / (d), min |",
-             "|---|---|---|---|---|---|---|---|"]
+             "training | (d) default search | (d) - (b) ± SE | (d) - (c) ± SE | measured / budget (b) / (c) / (d) "
+             "| cost (b) / (c) / (d), min |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         arm = r["arms"]
         cell = {name: f"{a['label']}: {a['mean']:.2f} ± {a['sd']:.2f}" for name, a in arm.items()}
         cost = " / ".join(f"{arm[n]['cost_wall_min']:.0f}" if arm[n].get("cost_wall_min") is not None else "?"
                           for n in ("scaled", "random", "found"))
+        measured = " / ".join(f"{arm[n]['measured_of_budget']:.2f}" if arm[n].get("measured_of_budget") else "not timed"
+                              for n in ("scaled", "random", "found"))
         lines.append(f"| {r['model'].upper()} ({r['budget_ms']:.3f} ms) | {cell['m']} | {cell['scaled']} | "
                      f"{cell['random']} | {cell['found']} | {r['vs_scaled']['gain']:+.2f} ± {r['vs_scaled']['se']:.2f}"
-                     f" | {r['vs_random']['gain']:+.2f} ± {r['vs_random']['se']:.2f} | {cost} |")
+                     f" | {r['vs_random']['gain']:+.2f} ± {r['vs_random']['se']:.2f} | {measured} | {cost} |")
     return "\n".join(lines)
+
+
+ARM_STYLE = {"m": ("(a) M at 96 px", "tab:grey", "s"),
+             "scaled": ("(b) M-series at the side that fills it", "tab:blue", "D"),
+             "random": ("(c) random search, same training", "tab:green", "^"),
+             "found": ("(d) default search", "tab:red", "o")}
+
+
+def plot_arms(rows: list[dict], path: Path, task: str) -> None:
+    """Test top-1 (mean ± sd over seeds) of each arm per budget, arms side by side within a budget."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for offset, (arm, (label, colour, marker)) in enumerate(ARM_STYLE.items()):
+        xs = [i + (offset - 1.5) * 0.15 for i in range(len(rows))]
+        ys = [r["arms"][arm]["mean"] for r in rows]
+        sds = [0 if math.isnan(r["arms"][arm]["sd"]) else r["arms"][arm]["sd"] for r in rows]
+        ax.errorbar(xs, ys, yerr=sds, color=colour, marker=marker, linestyle="none", capsize=3, label=label)
+    ax.set_xticks(range(len(rows)), [f"{r['model'].upper()}\n{r['budget_ms']:.3f} ms" for r in rows])
+    ax.set(xlabel="latency budget (the M model at 96 px, measured here)", ylabel="test top-1 % (mean ± sd over seeds)",
+           title=f"{task}: four arms at each budget")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

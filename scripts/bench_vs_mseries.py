@@ -55,6 +55,7 @@ from _arms import (
     gain_over,
     mean_sd,
     pick_scaled,
+    plot_arms,
     scaled_candidates,
     time_scaled,
 )
@@ -504,6 +505,7 @@ def run_arms(args: argparse.Namespace, table: LatencyTable, work: Path, models: 
             arch = Arch.from_yaml(path)
             arms[arm] = {"label": arch_label(arch, arm, name), "test_top1": top1, "mean": mean, "sd": sd,
                          "arch": arch.to_dict(), "predicted_ms": table.predict_ms(arch),
+                         "measured_of_budget": measured_of_budget(work, arm, m, name, scaled[m]["timed"], budgets[m]),
                          "cost_wall_min": scaled[m]["cost_wall_min"] if arm == "scaled" else costs.get(arm)}
         rows.append({"model": m, "budget_ms": budgets[m], "arms": arms,
                      "scaled_timing": scaled[m]["timed"], "scaled_first_seed_val": scaled[m]["first_seed_val"],
@@ -525,6 +527,20 @@ def run_arms(args: argparse.Namespace, table: LatencyTable, work: Path, models: 
                     {"task": args.task, "data": args.data, "space": SPACE, "table": TABLE, "seeds": args.seeds,
                      "recipe": args.recipe,
                      "epochs": args.epochs, "trials": args.trials, "rows": rows, "verdict": verdict})
+        plot_arms(rows, RESULTS_DIR.parent / "img" / f"{name.replace('_', '-')}.png", args.task)
+
+
+def measured_of_budget(work: Path, arm: str, m: str, name: str, timed: dict, budget_ms: float) -> float | None:
+    """An arm's network measured as deployed, over its budget: (a) is the budget; (b) was timed beside the
+    budget's model in one window; (c) and (d) were timed as the search's finalists (None: not timed)."""
+    if arm == "m":
+        return 1.0
+    if arm == "scaled":
+        return timed["rows"][name]["ratio_to_m"] / timed["budget_in_models"]
+    folder = work / ("search" if arm == "found" else f"search-{RANDOM_VARIANT}")
+    best = read_json(folder / "metadata.json")["best"][format_ms(budget_ms)]
+    measured = best.get("measured_latency_ms", {}).get(TABLE)
+    return None if measured is None else measured / budget_ms
 
 
 def arch_label(arch: Arch, arm: str, name: str) -> str:

@@ -79,6 +79,23 @@ def test_the_arms_report_gives_each_gain_with_its_standard_error():
     assert str(arms.gain_over([40.0], [45.0])["se"]) == "nan"  # one seed has no spread to judge by
 
 
+def test_the_arms_table_and_plot_give_every_arm_its_accuracy_latency_and_cost(tmp_path):
+    arms = _arms()
+    top1 = {"m": [40.0, 41.0], "scaled": [42.0, 43.0], "random": [43.0, 44.0], "found": [46.0, 47.0]}
+    measured = {"m": 1.0, "scaled": 0.98, "random": None, "found": 0.91}  # random's finalists not timed
+    row = {"model": "m1", "budget_ms": 0.988,
+           "arms": {arm: {"label": arm, "mean": sum(t) / 2, "sd": 0.7, "measured_of_budget": measured[arm],
+                          "cost_wall_min": {"m": None, "scaled": 4.0, "random": 5.0, "found": 9.0}[arm]}
+                    for arm, t in top1.items()},
+           "vs_scaled": arms.gain_over(top1["scaled"], top1["found"]),
+           "vs_random": arms.gain_over(top1["random"], top1["found"])}
+    table = arms.arms_markdown([row])
+    assert "| M1 (0.988 ms) |" in table and "| 0.98 / not timed / 0.91 | 4 / 5 / 9 |" in table
+    assert "+4.00 ± 0.71" in table  # (d) - (b) with its standard error
+    arms.plot_arms([row], tmp_path / "arms.png", "noisy-digits")
+    assert (tmp_path / "arms.png").stat().st_size > 10_000
+
+
 def test_the_digits_task_keeps_the_built_in_val_split_and_holds_out_a_test_split_from_train(tmp_path):
     sys.path.insert(0, str(SCRIPT.parent))
     from _digits_task import write_task
