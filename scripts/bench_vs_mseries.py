@@ -28,8 +28,10 @@ built on this machine with ``effnas table build``):
 ``--arms`` adds the baselines a reviewer asks for at each budget (scripts/_arms.py): (b) the M-series
 member at the resolution that fills the budget, timed beside the budget's M model, and (c) random search
 at the same training budget (``--estimator random`` through the same refinement), beside (a) the M
-model at 96 px and (d) the default search; writes docs/results/vs_mseries_arms.json with each arm's
-cost.
+model at 96 px and (d) the default search; writes docs/results/vs_mseries_arms.json (``_<task>`` after it
+for a task other than shapes) with each arm's measured latency and cost, and its plot in docs/img.
+``--data digits|noisy-digits`` writes scikit-learn's digits with a test split under ``--work`` first
+(scripts/_digits_task.py): the second task of real images.
 
 Every step is resumable: its results live under ``--work`` and a rerun skips what is done (a killed
 training resumes from its last epoch). Progress goes to stderr.
