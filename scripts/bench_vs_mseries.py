@@ -507,7 +507,7 @@ def run_arms(args: argparse.Namespace, table: LatencyTable, work: Path, models: 
             arch = Arch.from_yaml(path)
             arms[arm] = {"label": arch_label(arch, arm, name), "test_top1": top1, "mean": mean, "sd": sd,
                          "arch": arch.to_dict(), "predicted_ms": table.predict_ms(arch),
-                         "measured_of_budget": measured_of_budget(work, arm, m, name, scaled[m]["timed"], budgets[m]),
+                         "measured_of_budget": measured_of_budget(work, arm, name, scaled[m]["timed"], budgets[m]),
                          "cost_wall_min": scaled[m]["cost_wall_min"] if arm == "scaled" else costs.get(arm)}
         rows.append({"model": m, "budget_ms": budgets[m], "arms": arms,
                      "scaled_timing": scaled[m]["timed"], "scaled_first_seed_val": scaled[m]["first_seed_val"],
@@ -532,7 +532,7 @@ def run_arms(args: argparse.Namespace, table: LatencyTable, work: Path, models: 
         plot_arms(rows, RESULTS_DIR.parent / "img" / f"{name.replace('_', '-')}.png", args.task)
 
 
-def measured_of_budget(work: Path, arm: str, m: str, name: str, timed: dict, budget_ms: float) -> float | None:
+def measured_of_budget(work: Path, arm: str, name: str, timed: dict, budget_ms: float) -> float | None:
     """An arm's network measured as deployed, over its budget: (a) is the budget; (b) was timed beside the
     budget's model in one window; (c) and (d) were timed as the search's finalists (None: not timed)."""
     if arm == "m":
